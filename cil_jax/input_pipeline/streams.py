@@ -1,0 +1,171 @@
+"""tf.data streams: which examples each step sees (a numpy *plan*) and how they are loaded.
+
+A plan is an int array [steps, global_batch] of training-set indices plus a bool array marking
+replay slots. Plans are pure functions of (seed, task, phase, epoch), so resuming at step k is
+`plan[k:]`. Each process loads only its slice of every global batch (multi-host).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from cil_jax.input_pipeline import augment
+from cil_jax.input_pipeline.sources import Split
+
+# Stream kinds a method may ask for.
+STREAM_KINDS = ('new', 'mixed', 'new+replay', 'memory')
+
+
+def stream_seed(seed: int, *keys: int) -> int:
+  """A 31-bit seed derived from the run seed and (task, phase, epoch, ...)."""
+  return int(np.random.SeedSequence([seed & 0xFFFFFFFF, *keys]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+@dataclasses.dataclass
+class Plan:
+  indices: np.ndarray  # int64 [steps, batch]
+  replay: np.ndarray   # bool  [steps, batch]
+  seed: int            # base seed of the per-example augmentation seeds
+
+  @property
+  def steps(self) -> int:
+    return self.indices.shape[0]
+
+
+def _shuffled_batches(indices: np.ndarray, batch: int, rng: np.random.RandomState) -> np.ndarray:
+  """Shuffled, drop-last batches (the reference loaders use shuffle=True, drop_last=True)."""
+  steps = len(indices) // batch
+  return rng.permutation(indices)[:steps * batch].reshape(steps, batch)
+
+
+def _cycled_batches(indices: np.ndarray, batch: int, steps: int, rng: np.random.RandomState) -> np.ndarray:
+  """`steps` batches drawn from reshuffled passes over `indices`: every exemplar equally often."""
+  need = steps * batch
+  passes = -(-need // len(indices))
+  return np.concatenate([rng.permutation(indices) for _ in range(passes)])[:need].reshape(steps, batch)
+
+
+def make_plan(kind: str, new: np.ndarray, memory: np.ndarray, batch: int, replay_batch: int,
+              seed: int) -> Plan:
+  """kind: 'new' (new data only), 'mixed' (new data + exemplars shuffled together),
+  'new+replay' (batch new + replay_batch exemplars per step; the epoch is set by the new data),
+  'memory' (exemplars only)."""
+  rng = np.random.RandomState(seed)
+  if kind == 'new+replay' and len(memory) == 0:
+    kind = 'new'
+  if kind == 'new':
+    idx = _shuffled_batches(new, batch, rng)
+    return Plan(idx, np.zeros_like(idx, bool), seed)
+  if kind == 'mixed':
+    pool = np.concatenate([new, memory])
+    is_mem = np.concatenate([np.zeros(len(new), bool), np.ones(len(memory), bool)])
+    pos = _shuffled_batches(np.arange(len(pool)), batch, rng)
+    return Plan(pool[pos], is_mem[pos], seed)
+  if kind == 'memory':
+    idx = _shuffled_batches(memory, batch, rng)
+    return Plan(idx, np.ones_like(idx, bool), seed)
+  if kind == 'new+replay':
+    cur = _shuffled_batches(new, batch, rng)
+    rep = _cycled_batches(memory, replay_batch, cur.shape[0], rng)
+    replay = np.concatenate([np.zeros_like(cur, bool), np.ones_like(rep, bool)], 1)
+    return Plan(np.concatenate([cur, rep], 1), replay, seed)
+  raise ValueError(f'stream kind {kind!r} is unknown; choose one of {STREAM_KINDS}')
+
+
+def eval_plan(indices: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
+  """Fixed-size batches over `indices` in order, the last one padded; returns (plan, valid mask)."""
+  steps = max(1, -(-len(indices) // batch))
+  padded = np.zeros(steps * batch, np.int64)
+  padded[:len(indices)] = indices
+  valid = np.zeros(steps * batch, bool)
+  valid[:len(indices)] = True
+  return padded.reshape(steps, batch), valid.reshape(steps, batch)
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+def _loader(split: Split):
+  """A tf function index -> image (uint8 HWC, or encoded bytes for file/record sources)."""
+  if split.images is not None:
+    table = tf.constant(split.images)
+    return lambda i: tf.gather(table, i), False
+  if split.files is not None:
+    files = tf.constant(split.files.astype(str))
+    return lambda i: tf.io.read_file(tf.gather(files, i)), True
+  records = split.records
+
+  def fetch(i):
+    return np.asarray(records[int(i)]['image'], dtype=object).astype(bytes)
+  return (lambda i: tf.reshape(tf.numpy_function(fetch, [i], tf.string, stateful=False), [])), True
+
+
+class ImageLoader:
+  """Builds the tf.data pipelines over one split; holds the split's tensors so epochs reuse them."""
+
+  def __init__(self, split: Split, labels: np.ndarray, augment_kind: str, image_size: int,
+               process_index: int = 0, process_count: int = 1):
+    self.split = split
+    self.load, self.encoded = _loader(split)
+    self.labels = tf.constant(labels.astype(np.int32))
+    self.augment_kind = augment_kind
+    self.image_size = image_size
+    self.process_index, self.process_count = process_index, process_count
+
+  def _local(self, a: np.ndarray) -> np.ndarray:
+    per = a.shape[1] // self.process_count
+    return a[:, self.process_index * per:(self.process_index + 1) * per]
+
+  def _train_image(self, i, seed):
+    image = self.load(i)
+    if self.augment_kind == 'imagenet':
+      return augment.random_resized_crop_flip(image, seed, self.image_size)
+    if self.encoded:
+      image = augment.resize_center_crop(image, self.image_size)
+    if self.augment_kind == 'crop_flip':
+      return augment.crop_flip(image, seed, pad=4 if self.image_size >= 32 else 2)
+    return image
+
+  def _eval_image(self, i):
+    image = self.load(i)
+    return augment.resize_center_crop(image, self.image_size) if self.encoded else image
+
+  def _finish(self, ds, batch: int):
+    ds = ds.batch(batch, drop_remainder=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.threading.private_threadpool_size = 0
+    return ds.with_options(options).prefetch(2)
+
+  def train(self, plan: Plan, start_step: int = 0, augment_override: str | None = None) -> tf.data.Dataset:
+    """Batches of dict(image uint8, label int32, replay bool) for plan steps [start_step, steps)."""
+    idx = self._local(plan.indices)
+    replay = self._local(plan.replay)
+    # Per-example seed = (plan seed, global position): independent of where a resumed run starts.
+    pos = np.arange(plan.indices.size, dtype=np.int64).reshape(plan.indices.shape)
+    pos = self._local(pos)
+    idx, replay, pos = (a[start_step:].reshape(-1) for a in (idx, replay, pos))
+    batch = plan.indices.shape[1] // self.process_count
+    ds = tf.data.Dataset.from_tensor_slices((idx, replay, pos))
+    seed0 = plan.seed
+
+    def load(i, r, p):
+      seed = tf.stack([tf.constant(seed0, tf.int64), p])
+      image = (self._eval_image(i) if augment_override == 'none' else self._train_image(i, seed))
+      return {'image': image, 'label': tf.gather(self.labels, i), 'replay': r}
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return self._finish(ds, batch)
+
+  def eval(self, plan: np.ndarray, valid: np.ndarray) -> tf.data.Dataset:
+    idx, valid = self._local(plan).reshape(-1), self._local(valid).reshape(-1)
+    batch = plan.shape[1] // self.process_count
+    ds = tf.data.Dataset.from_tensor_slices((idx, valid))
+    ds = ds.map(lambda i, v: {'image': self._eval_image(i), 'label': tf.gather(self.labels, i), 'valid': v},
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return self._finish(ds, batch)
+
+
+def as_numpy(ds: tf.data.Dataset) -> Iterator[dict]:
+  return ds.as_numpy_iterator()

@@ -1,0 +1,74 @@
+"""Accuracy matrices and the summary numbers of class-incremental learning (numpy, host side).
+
+After task k the model is evaluated on the test images of all seen classes:
+  top1[k][j], top5[k][j]   task-agnostic: argmax/top-5 over all seen classes, on task j's images
+  task_aware[k][j]         argmax restricted to task j's own classes (a secondary diagnostic)
+  top1_all[k], top5_all[k] on all seen test images together (the SS-IL table's per-task number)
+  average incremental accuracy = mean_k top1_all[k], task 0 included (the SS-IL table)
+  forgetting               mean over j < last of (max_{l<last} top1[l][j] - top1[last][j])
+  old / new                accuracy on old-class and new-class test images after each task
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def task_row(labels: np.ndarray, top5: np.ndarray, aware_pred: np.ndarray, task_of_class: np.ndarray,
+             task: int) -> dict:
+  """Accuracies after `task` from per-sample labels, top-5 predictions and task-aware predictions."""
+  hit1 = top5[:, 0] == labels
+  hit5 = (top5 == labels[:, None]).any(1)
+  aware = aware_pred == labels
+  sample_task = task_of_class[labels]
+  row = {'top1': [], 'top5': [], 'task_aware': []}
+  for j in range(task + 1):
+    m = sample_task == j
+    row['top1'].append(_pct(hit1[m]))
+    row['top5'].append(_pct(hit5[m]))
+    row['task_aware'].append(_pct(aware[m]))
+  row['top1_all'] = _pct(hit1)
+  row['top5_all'] = _pct(hit5)
+  row['old'] = _pct(hit1[sample_task < task]) if task > 0 else None
+  row['new'] = _pct(hit1[sample_task == task])
+  return row
+
+
+def _pct(hits: np.ndarray) -> float | None:
+  return float(100.0 * hits.mean()) if hits.size else None
+
+
+def forgetting(matrix: list[list[float]]) -> float | None:
+  """Mean drop from the best earlier accuracy of each old task to its accuracy after the last task."""
+  last = len(matrix) - 1
+  if last < 1:
+    return None
+  drops = [max(matrix[l][j] for l in range(j, last)) - matrix[last][j] for j in range(last)]
+  return float(np.mean(drops))
+
+
+def summarize(rows: list[dict]) -> dict:
+  """The results file: matrices (row k = after task k) and the summary numbers."""
+  out = {key: [r[key] for r in rows] for key in ('top1', 'top5', 'task_aware', 'top1_all', 'top5_all',
+                                                 'old', 'new')}
+  out['average_incremental_top1'] = float(np.mean(out['top1_all'])) if rows else None
+  out['average_incremental_top5'] = float(np.mean(out['top5_all'])) if rows else None
+  out['last_top1'] = out['top1_all'][-1] if rows else None
+  out['forgetting_top1'] = forgetting(out['top1'])
+  out['tasks_done'] = len(rows)
+  return out
+
+
+def format_table(summary: dict) -> str:
+  """A plain-text table: one line per task, then the averages."""
+  lines = ['task |  top-1 |  top-5 |   old  |   new  | per-task top-1',
+           '-----+--------+--------+--------+--------+---------------']
+  fmt = lambda v: '   -  ' if v is None else f'{v:6.2f}'  # noqa: E731
+  for k in range(summary['tasks_done']):
+    per = ' '.join(f'{v:5.1f}' for v in summary['top1'][k])
+    lines.append(f'{k:4d} | {fmt(summary["top1_all"][k])} | {fmt(summary["top5_all"][k])} | '
+                 f'{fmt(summary["old"][k])} | {fmt(summary["new"][k])} | {per}')
+  lines.append(f'average incremental accuracy (task 0 included): top-1 {summary["average_incremental_top1"]:.2f}'
+               f'  top-5 {summary["average_incremental_top5"]:.2f}')
+  if summary['forgetting_top1'] is not None:
+    lines.append(f'forgetting (top-1): {summary["forgetting_top1"]:.2f}')
+  return '\n'.join(lines)

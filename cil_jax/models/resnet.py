@@ -1,0 +1,144 @@
+"""Backbones (Flax Linen) with a full-size linear head.
+
+Every model maps uint8-normalised images to a dict:
+  logits   [B, num_classes]  the full head; the engine masks it to the seen classes
+  features [B, D]            pooled features (after the last ReLU unless last_relu=False)
+  stages   list of stage outputs before their final ReLU (for feature-distillation methods)
+
+Layouts follow torchvision (ImageNet ResNet-18/34) and the iCaRL/LUCIR CIFAR ResNet-32; conv
+weights use kaiming-normal fan_out, BN starts at (1, 0), the head uses PyTorch's Linear init.
+BN momentum 0.9 in Flax is PyTorch's 0.1; eps 1e-5.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+def torch_linear_init(fan_in: int):
+  """PyTorch nn.Linear default: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+  bound = 1.0 / jnp.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+  return init
+
+
+class LinearHead(nn.Module):
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x):
+    init = torch_linear_init(x.shape[-1])
+    return nn.Dense(self.num_classes, kernel_init=init, bias_init=init, dtype=jnp.float32,
+                    name='fc')(x.astype(jnp.float32))
+
+
+def _bn(train: bool, dtype, name=None):
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name)
+
+
+def _conv(features, kernel, strides=1, padding=None, dtype=jnp.float32, name=None):
+  pad = kernel // 2 if padding is None else padding
+  return nn.Conv(features, (kernel, kernel), (strides, strides), padding=[(pad, pad), (pad, pad)],
+                 use_bias=False, kernel_init=conv_init, dtype=dtype, name=name)
+
+
+class BasicBlock(nn.Module):
+  features: int
+  strides: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    """Returns the block output *before* its final ReLU; the caller applies it."""
+    residual = x
+    y = _conv(self.features, 3, self.strides, dtype=self.dtype, name='conv1')(x)
+    y = nn.relu(_bn(train, self.dtype, 'bn1')(y))
+    y = _conv(self.features, 3, dtype=self.dtype, name='conv2')(y)
+    y = _bn(train, self.dtype, 'bn2')(y)
+    if residual.shape != y.shape:
+      residual = _conv(self.features, 1, self.strides, padding=0, dtype=self.dtype, name='down_conv')(x)
+      residual = _bn(train, self.dtype, 'down_bn')(residual)
+    return y + residual
+
+
+class ResNet(nn.Module):
+  """stem='imagenet': 7x7/2 conv + 3x3/2 max-pool (torchvision); stem='cifar': 3x3/1 conv."""
+  stage_sizes: Sequence[int]
+  widths: Sequence[int]
+  num_classes: int
+  stem: str = 'imagenet'
+  last_relu: bool = True
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    x = x.astype(self.dtype)
+    if self.stem == 'imagenet':
+      x = _conv(self.widths[0], 7, 2, padding=3, dtype=self.dtype, name='conv1')(x)
+      x = nn.relu(_bn(train, self.dtype, 'bn1')(x))
+      x = nn.max_pool(x, (3, 3), (2, 2), padding=[(1, 1), (1, 1)])
+    else:
+      x = _conv(self.widths[0], 3, dtype=self.dtype, name='conv1')(x)
+      x = nn.relu(_bn(train, self.dtype, 'bn1')(x))
+    stages = []
+    for s, (n, w) in enumerate(zip(self.stage_sizes, self.widths)):
+      for b in range(n):
+        x = BasicBlock(w, 2 if (b == 0 and s > 0) else 1, self.dtype, name=f'layer{s + 1}_{b}')(x, train)
+        last = s == len(self.stage_sizes) - 1 and b == n - 1
+        if b == n - 1:
+          stages.append(x)
+        if not last or self.last_relu:
+          x = nn.relu(x)
+    features = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+    return {'logits': LinearHead(self.num_classes, name='head')(features), 'features': features,
+            'stages': stages}
+
+
+class SmallConvNet(nn.Module):
+  """A fast 3-stage conv net for small grey/colour images (the offline default)."""
+  num_classes: int
+  widths: Sequence[int] = (32, 64, 128)
+  last_relu: bool = True
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    x = x.astype(self.dtype)
+    stages = []
+    for s, w in enumerate(self.widths):
+      x = _conv(w, 3, dtype=self.dtype, name=f'conv{s + 1}')(x)
+      x = _bn(train, self.dtype, f'bn{s + 1}')(x)
+      stages.append(x)
+      if s < len(self.widths) - 1 or self.last_relu:
+        x = nn.relu(x)
+      if s < len(self.widths) - 1:
+        x = nn.max_pool(x, (2, 2), (2, 2))
+    features = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+    return {'logits': LinearHead(self.num_classes, name='head')(features), 'features': features,
+            'stages': stages}
+
+
+MODELS = {
+    'resnet18': functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), widths=(64, 128, 256, 512)),
+    'resnet34': functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), widths=(64, 128, 256, 512)),
+    'resnet32_cifar': functools.partial(ResNet, stage_sizes=(5, 5, 5), widths=(16, 32, 64), stem='cifar'),
+    'resnet18_cifar': functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), widths=(64, 128, 256, 512),
+                                        stem='cifar'),
+    'small_convnet': SmallConvNet,
+}
+
+
+def create(name: str, num_classes: int, last_relu: bool = True, dtype: str = 'float32') -> nn.Module:
+  if name not in MODELS:
+    raise ValueError(f'model.name={name!r} is unknown; choose one of {sorted(MODELS)}')
+  if dtype not in ('float32', 'bfloat16'):
+    raise ValueError(f"model.dtype={dtype!r} is unknown; choose 'float32' or 'bfloat16'")
+  return MODELS[name](num_classes=num_classes, last_relu=last_relu, dtype=jnp.dtype(dtype))

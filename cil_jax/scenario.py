@@ -1,0 +1,207 @@
+"""Class order, task splits and exemplar-memory bookkeeping (pure numpy, host side).
+
+Labels inside the project are *incremental labels*: task k holds the contiguous range
+[base + (k - 1) * step, base + k * step). `label_map[original_label] = incremental_label`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import numpy as np
+
+
+class ScenarioError(ValueError):
+  """A scenario or memory setting that cannot work; the message says how to fix it."""
+
+
+# --- class order -------------------------------------------------------------------------------
+
+def label_map(num_classes: int, class_order, seed: int) -> np.ndarray:
+  """Returns `m` with m[original] = incremental label.
+
+  class_order:
+    'ssil'     SS-IL code base: perm = RandomState(seed).permutation(C); original c becomes perm[c].
+    'facil'    FACIL/MGRB: order = RandomState(seed).permutation(C); incremental j is original order[j].
+    'identity' incremental label = original label.
+    a list     explicit learning order (FACIL convention): incremental j is original order[j].
+  For the same seed 'ssil' and 'facil' are inverse permutations of each other.
+  """
+  if isinstance(class_order, str):
+    if class_order == 'identity':
+      return np.arange(num_classes, dtype=np.int64)
+    perm = np.random.RandomState(seed).permutation(num_classes)
+    if class_order == 'ssil':
+      return perm.astype(np.int64)
+    if class_order == 'facil':
+      return _order_to_map(perm)
+    raise ScenarioError(
+        f"scenario.class_order={class_order!r} is unknown; use 'ssil', 'facil', 'identity' or a list")
+  order = np.asarray(list(class_order), dtype=np.int64)
+  if sorted(order.tolist()) != list(range(num_classes)):
+    raise ScenarioError(
+        f'scenario.class_order must be a permutation of 0..{num_classes - 1}; got {len(order)} entries')
+  return _order_to_map(order)
+
+
+def _order_to_map(order: np.ndarray) -> np.ndarray:
+  m = np.empty_like(order)
+  m[order] = np.arange(len(order))
+  return m
+
+
+# --- tasks -------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Tasks:
+  """Task boundaries: task k covers incremental labels [starts[k], ends[k])."""
+  num_classes: int
+  base: int
+  step: int
+
+  def __post_init__(self):
+    if self.base <= 0 or self.step <= 0:
+      raise ScenarioError(f'scenario.base={self.base} and scenario.step={self.step} must be positive')
+    if self.base > self.num_classes:
+      raise ScenarioError(
+          f'scenario.base={self.base} exceeds the {self.num_classes} classes of the dataset')
+
+  @property
+  def num_tasks(self) -> int:
+    return 1 + math.ceil((self.num_classes - self.base) / self.step)
+
+  def start(self, t: int) -> int:
+    return 0 if t == 0 else self.base + (t - 1) * self.step
+
+  def end(self, t: int) -> int:
+    return min(self.base + t * self.step, self.num_classes)
+
+  def task_of_class(self) -> np.ndarray:
+    out = np.empty(self.num_classes, dtype=np.int32)
+    for t in range(self.num_tasks):
+      out[self.start(t):self.end(t)] = t
+    return out
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+def per_class_sizes(memory_size: int, seen: int, total_classes: int, policy: str,
+                    previous: np.ndarray | None = None, available: np.ndarray | None = None) -> np.ndarray:
+  """Exemplars kept per class after a task in which `seen` classes are known.
+
+  fixed   : total exactly M. bpc = ceil(M / seen); new classes get bpc, old ones are cut to bpc
+            (nested sets), then one exemplar is trimmed from each of the largest classes (highest
+            label first among equals) until the total is M.
+  growing : bpc = ceil(M / total_classes), fixed for the whole run.
+  A class with fewer images than its budget keeps all of them (`available`).
+  `previous` (sizes of the already-stored classes) keeps the sets nested: a class never grows back.
+  """
+  if policy == 'fixed':
+    bpc = math.ceil(memory_size / seen)
+  elif policy == 'growing':
+    bpc = math.ceil(memory_size / total_classes)
+  else:
+    raise ScenarioError(f"memory.policy={policy!r} is unknown; use 'fixed' or 'growing'")
+  sizes = np.full(seen, bpc, dtype=np.int64)
+  if previous is not None and len(previous):
+    sizes[:len(previous)] = np.minimum(sizes[:len(previous)], previous)
+  if available is not None:
+    sizes = np.minimum(sizes, available[:seen])
+  if policy == 'fixed':
+    overflow = int(sizes.sum()) - memory_size
+    if overflow > 0:
+      # Largest classes first, then the highest label: deterministic and nested.
+      order = np.lexsort((-np.arange(seen), -sizes))
+      while overflow > 0:
+        top = sizes[order[0]]
+        largest = order[sizes[order] == top]
+        take = largest[:overflow]
+        sizes[take] -= 1
+        overflow -= len(take)
+        order = np.lexsort((-np.arange(seen), -sizes))
+  return sizes
+
+
+def check_memory_budget(memory_size: int, tasks: Tasks, policy: str) -> None:
+  """Fails before any compute when the memory cannot hold one exemplar of each class it must keep."""
+  if memory_size == 0:
+    return
+  if memory_size < 0:
+    raise ScenarioError(f'memory.size={memory_size} must be >= 0 (0 = no exemplar memory)')
+  if policy == 'fixed':
+    for t in range(tasks.num_tasks - 1):  # the memory after the last task is never replayed
+      seen = tasks.end(t)
+      if memory_size < seen:
+        raise ScenarioError(
+            f'memory.size={memory_size} is smaller than the {seen} classes seen after task {t}; '
+            f'use memory.size >= {tasks.end(tasks.num_tasks - 2)} or memory.size=0 for no memory')
+  elif policy == 'growing' and memory_size < tasks.num_classes:
+    raise ScenarioError(
+        f'memory.size={memory_size} is smaller than the {tasks.num_classes} classes of the dataset '
+        f'(growing memory keeps ceil(M / classes) per class); use memory.size >= {tasks.num_classes}')
+
+
+@dataclasses.dataclass
+class Memory:
+  """Exemplar memory: for each class an ordered list of training-set indices (priority order).
+
+  Stored flat (indices + per-class counts) so it is a plain array pytree for checkpoints.
+  """
+  indices: np.ndarray  # int64 [total]
+  counts: np.ndarray   # int64 [classes stored], in incremental-label order
+
+  @classmethod
+  def empty(cls) -> 'Memory':
+    return cls(np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+  def per_class(self) -> list[np.ndarray]:
+    return np.split(self.indices, np.cumsum(self.counts)[:-1]) if len(self.counts) else []
+
+  @property
+  def size(self) -> int:
+    return int(self.counts.sum())
+
+  def labels(self) -> np.ndarray:
+    return np.repeat(np.arange(len(self.counts)), self.counts)
+
+  def update(self, new_class_candidates: Sequence[np.ndarray], memory_size: int, total_classes: int,
+             policy: str) -> 'Memory':
+    """Adds the new classes (each an index list already in priority order) and re-cuts all sets."""
+    old = self.per_class()
+    seen = len(old) + len(new_class_candidates)
+    available = np.array([len(c) for c in old] + [len(c) for c in new_class_candidates], np.int64)
+    sizes = per_class_sizes(memory_size, seen, total_classes, policy, previous=self.counts,
+                            available=available)
+    sets = [c[:k] for c, k in zip(list(old) + list(new_class_candidates), sizes)]
+    return Memory(np.concatenate(sets).astype(np.int64) if sets else np.zeros(0, np.int64),
+                  sizes.astype(np.int64))
+
+
+# --- exemplar selection --------------------------------------------------------------------------
+
+def random_priority(class_indices: np.ndarray, seed: int, label: int) -> np.ndarray:
+  """Seeded random priority order of one class's training indices (stable across runs)."""
+  rng = np.random.RandomState([seed & 0x7FFFFFFF, label])
+  return class_indices[rng.permutation(len(class_indices))]
+
+
+def herding_priority(class_indices: np.ndarray, features: np.ndarray, k: int) -> np.ndarray:
+  """iCaRL herding: greedily picks the sample that brings the running mean closest to the class mean.
+
+  features: [n, d] features of `class_indices` (L2-normalised here). Returns the first k indices in
+  selection order; the order is a priority, so truncation keeps the best subset (nested sets).
+  """
+  f = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+  mu = f.mean(0)
+  k = min(k, len(f))
+  chosen = np.zeros(k, np.int64)
+  taken = np.zeros(len(f), bool)
+  running = np.zeros_like(mu)
+  for i in range(k):  # k iterations, each vectorised over all candidates
+    dist = np.linalg.norm(mu[None] - (running[None] + f) / (i + 1), axis=1)
+    dist[taken] = np.inf
+    j = int(np.argmin(dist))
+    chosen[i], taken[j] = j, True
+    running += f[j]
+  return class_indices[chosen]

@@ -1,0 +1,394 @@
+"""The incremental loop: for each task, its phases of jitted steps -> memory update -> evaluation ->
+checkpoint. Resumable at any step from the workdir; the engine knows no method.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tensorflow as tf
+from jax.experimental import multihost_utils
+
+from cil_jax import checkpoint as ckpt_lib
+from cil_jax import metrics as metrics_lib
+from cil_jax import methods as methods_lib
+from cil_jax import models, parallel, report, scenario
+from cil_jax.input_pipeline import sources, streams
+from cil_jax.methods.base import Classes
+from cil_jax.progress import Progress
+from cil_jax.step import (TrainState, make_eval_step, make_feature_step, make_optimizer, make_train_step,
+                          masked_logits, normalizer)
+
+
+@dataclasses.dataclass
+class Cursor:
+  """The next thing to run. phase == number of phases means "training of this task is done"."""
+  task: int = 0
+  phase: int = 0
+  epoch: int = 0
+  step: int = 0
+
+  def at_task_start(self) -> bool:
+    return self.phase == 0 and self.epoch == 0 and self.step == 0
+
+
+class Preempted(Exception):
+  pass
+
+
+class Experiment:
+  """Everything built from the config once: data, scenario, model, method, compiled steps."""
+
+  def __init__(self, config, workdir: str):
+    self.config = config
+    self.workdir = workdir
+    tf.config.set_visible_devices([], 'GPU')  # tf.data only; the accelerators belong to JAX
+    self.method = methods_lib.get(config.method.name).make(config)
+    self.mesh = parallel.make_mesh()
+    self.replicated, self.sharded = parallel.shardings(self.mesh)
+
+    source = sources.load(config.dataset, cache_dir=os.path.join(workdir, 'cache'))
+    self.source = source
+    c = source.num_classes
+    self.tasks = scenario.Tasks(c, int(config.scenario.base), int(config.scenario.step))
+    scenario.check_memory_budget(int(config.memory.size), self.tasks, config.memory.policy)
+    self.label_map = scenario.label_map(c, config.scenario.class_order, int(config.scenario.seed))
+    self.train_labels = self.label_map[source.train.labels]
+    self.test_labels = self.label_map[source.test.labels]
+    self.train_by_class = _indices_by_class(self.train_labels, c)
+    self.test_by_class = _indices_by_class(self.test_labels, c)
+    for k in range(c):
+      if len(self.train_by_class[k]) == 0:
+        raise sources.DataError(f'class {k} (original {np.flatnonzero(self.label_map == k)[0]}) has no '
+                                'training images; check the dataset')
+    pi, pc = jax.process_index(), jax.process_count()
+    self.train_loader = streams.ImageLoader(source.train, self.train_labels, source.augment, source.image_size, pi, pc)
+    self.test_loader = streams.ImageLoader(source.test, self.test_labels, 'none', source.image_size, pi, pc)
+
+    self.model = models.create(config.model.name, c, last_relu=config.model.last_relu, dtype=config.model.dtype)
+    self.normalize = normalizer(source.mean, source.std)
+    self.tx = make_optimizer(config.train.momentum, config.train.weight_decay)
+    self._train_steps: dict[Any, Any] = {}
+    self.eval_step = make_eval_step(self.model, masked_logits, self.normalize, self.replicated, self.sharded)
+    self.feature_step = make_feature_step(self.model, self.normalize, self.replicated, self.sharded)
+    for t in range(self.tasks.num_tasks):
+      for ph in self.method.phases(t):
+        parallel.check_batch(ph.batch_size + ph.replay_batch_size, f'{ph.name} batch size')
+    parallel.check_batch(int(config.eval.batch_size), 'eval.batch_size')
+
+  def train_step(self, phase):
+    key = (phase.loss, phase.uses_teacher)
+    if key not in self._train_steps:
+      self._train_steps[key] = make_train_step(self.model, phase.loss, self.tx, self.normalize,
+                                               phase.uses_teacher, self.replicated, self.sharded)
+    return self._train_steps[key]
+
+  def init_state(self) -> TrainState:
+    size = self.source.image_size
+    channels = self.source.train.images.shape[-1] if self.source.train.in_memory else 3
+    dummy = jnp.zeros((1, size, size, channels), jnp.float32)
+    variables = jax.jit(lambda k: self.model.init(k, dummy, train=False))(
+        jax.random.PRNGKey(int(self.config.seed)))
+    state = TrainState(variables['params'], variables['batch_stats'], self.tx.init(variables['params']))
+    return jax.device_put(state, self.replicated)
+
+
+def _indices_by_class(labels: np.ndarray, num_classes: int) -> list[np.ndarray]:
+  order = np.argsort(labels, kind='stable')
+  bounds = np.searchsorted(labels[order], np.arange(num_classes + 1))
+  return [order[bounds[k]:bounds[k + 1]] for k in range(num_classes)]
+
+
+def copy_tree(tree):
+  """A teacher must own its buffers: the student's are donated (deleted) by the next step."""
+  return jax.tree.map(jnp.copy, tree)
+
+
+class Run:
+  """The mutable state of one run and the loop over it."""
+
+  def __init__(self, exp: Experiment):
+    self.exp = exp
+    cfg = exp.config
+    self.cfg = cfg
+    self.ckpt = ckpt_lib.Checkpointer(os.path.join(exp.workdir, 'checkpoints'), keep=int(cfg.checkpoint.keep))
+    self.state = exp.init_state()
+    self.teacher = None
+    self.memory = scenario.Memory.empty()
+    self.rows: list[dict] = []
+    self.cursor = Cursor()
+    self._saved_cursor = None
+    self.global_step = 0
+    self.images_seen = 0
+    self.progress = Progress()
+    self.preempted = False
+    self.writer = tf.summary.create_file_writer(os.path.join(exp.workdir, 'tensorboard')) \
+        if jax.process_index() == 0 else None
+    self._restore()
+
+  # --- checkpoints ------------------------------------------------------------------------------
+
+  def _arrays(self):
+    return {'state': self.state, 'teacher': self.teacher if self.teacher is not None else {}}
+
+  def save(self):
+    meta = {'cursor': dataclasses.asdict(self.cursor), 'rows': self.rows, 'global_step': self.global_step,
+            'images_seen': self.images_seen, 'has_teacher': self.teacher is not None,
+            'memory_indices': self.memory.indices.tolist(), 'memory_counts': self.memory.counts.tolist(),
+            'seed': int(self.cfg.seed)}
+    self.ckpt.save(self._arrays(), meta)
+    self._saved_cursor = dataclasses.replace(self.cursor)
+
+  def _restore(self):
+    step = self.ckpt.latest()
+    if step is None:
+      return
+    meta = self.ckpt.restore_meta(step)
+    if meta['seed'] != int(self.cfg.seed):
+      raise ValueError(f'the workdir holds a run with seed {meta["seed"]} but config.seed={self.cfg.seed}; '
+                       'use a new --workdir or the same seed')
+    target = {'state': self.state, 'teacher': self.state.variables if meta['has_teacher'] else {}}
+    arrays = self.ckpt.restore_arrays(step, target)
+    self.state = jax.device_put(arrays['state'], self.exp.replicated)
+    self.teacher = jax.device_put(arrays['teacher'], self.exp.replicated) if meta['has_teacher'] else None
+    self.memory = scenario.Memory(np.asarray(meta['memory_indices'], np.int64),
+                                  np.asarray(meta['memory_counts'], np.int64))
+    self.cursor = Cursor(**meta['cursor'])
+    self._saved_cursor = dataclasses.replace(self.cursor)
+    self.rows = meta['rows']
+    self.global_step = meta['global_step']
+    self.images_seen = meta['images_seen']
+    self.progress.message(f'resumed from checkpoint {step}: task {self.cursor.task}, phase {self.cursor.phase}, '
+                          f'epoch {self.cursor.epoch}, step {self.cursor.step}')
+
+  # --- the loop ---------------------------------------------------------------------------------
+
+  def run(self) -> dict:
+    old_handler = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
+    try:
+      while self.cursor.task < self.exp.tasks.num_tasks:
+        self._run_task(self.cursor.task)
+    except Preempted:
+      self.progress.message('SIGTERM: checkpoint saved, exiting; run the same command to resume')
+      self.ckpt.wait()
+      raise
+    finally:
+      self.ckpt.wait()
+      if old_handler is not None:
+        signal.signal(signal.SIGTERM, old_handler)
+    return metrics_lib.summarize(self.rows)
+
+  def _on_sigterm(self, signum, frame):
+    del signum, frame
+    self.preempted = True
+
+  def _run_task(self, t: int):
+    exp, cfg = self.exp, self.cfg
+    phases = exp.method.phases(t)
+    classes = Classes.for_task(exp.tasks, t)
+    if self.cursor.at_task_start():
+      if t > 0 and exp.method.uses_teacher:
+        self.teacher = copy_tree(self.state.variables)
+      if t > 0 and cfg.train.reset_optimizer_each_task:
+        self.state = self.state.replace(opt_state=jax.device_put(exp.tx.init(self.state.params), exp.replicated))
+    new_idx = np.concatenate([exp.train_by_class[k] for k in range(exp.tasks.start(t), exp.tasks.end(t))])
+    mem_idx = self.memory.indices
+    for p in range(self.cursor.phase, len(phases)):
+      self._run_phase(t, p, phases[p], classes, new_idx, mem_idx)
+    # Training of task t is done. Saved (unless the last epoch's save holds it) so that a kill during
+    # the memory update or the evaluation does not redo the training.
+    if self.cursor != self._saved_cursor:
+      self.save()
+    self._update_memory(t)
+    row = self._evaluate(t, classes)
+    self.rows.append(row)
+    self._write_results()
+    self.progress.message(f'task {t}: top-1 {row["top1_all"]:.2f} on {exp.tasks.end(t)} seen classes '
+                          f'(per task: {", ".join(f"{v:.1f}" for v in row["top1"])})')
+    self.teacher = None
+    self.cursor = Cursor(t + 1)
+    self.save()
+
+  def _run_phase(self, t, p, phase, classes, new_idx, mem_idx):
+    exp, cfg = self.exp, self.cfg
+    step_fn = exp.train_step(phase)
+    teacher = self.teacher if phase.uses_teacher else None
+    log_every = int(cfg.log_every_steps)
+    ckpt_every = int(cfg.checkpoint.every_steps)
+    for epoch in range(self.cursor.epoch if self.cursor.phase == p else 0, phase.epochs):
+      seed = streams.stream_seed(int(cfg.seed), t, p, epoch)
+      plan = streams.make_plan(phase.stream, new_idx, mem_idx, phase.batch_size, phase.replay_batch_size, seed)
+      start = self.cursor.step if (self.cursor.phase, self.cursor.epoch) == (p, epoch) else 0
+      self.cursor = Cursor(t, p, epoch, start)
+      lr = jax.device_put(jnp.asarray(phase.lr_at(epoch), jnp.float32), exp.replicated)
+      header = (f'task {t + 1}/{exp.tasks.num_tasks} {phase.name} epoch {epoch + 1}/{phase.epochs} '
+                f'lr {phase.lr_at(epoch):.3g}')
+      batches = parallel.prefetch_to_device(exp.train_loader.train(plan, start).as_numpy_iterator(), exp.sharded)
+      pending = pending_step = None
+      self.progress.reset_rate(self.images_seen)
+      k = start
+      try:
+        for k, batch in enumerate(batches, start=start):
+          self.state, metrics = step_fn(self.state, teacher, batch, classes, lr)
+          self.global_step += 1
+          self.images_seen += plan.indices.shape[1]
+          self.cursor.step = k + 1
+          if log_every and (k + 1) % log_every == 0:
+            if pending is not None:  # the previous interval's metrics are ready: no stall
+              self._log(header, pending_step, plan.steps, pending)
+            pending, pending_step = metrics, k + 1
+          self._maybe_profile()
+          if ckpt_every and self.global_step % ckpt_every == 0:
+            self.save()
+          self._debug_kill()
+          if self.preempted:
+            self.save()
+            raise Preempted()
+      except tf.errors.OpError as e:
+        self._raise_data_error(e, plan, k)
+      if pending is not None:
+        self._log(header, pending_step, plan.steps, pending)
+      last_epoch = epoch == phase.epochs - 1
+      self.cursor = Cursor(t, p + 1, 0, 0) if last_epoch else Cursor(t, p, epoch + 1, 0)
+      if cfg.checkpoint.every_epochs and ((epoch + 1) % int(cfg.checkpoint.every_epochs) == 0 or last_epoch):
+        self.save()
+    if self.cursor.phase == p:  # a phase with zero epochs
+      self.cursor = Cursor(t, p + 1, 0, 0)
+
+  def _log(self, header, step, steps, metrics):
+    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if not np.isfinite(values['loss']):
+      raise FloatingPointError(f'loss is {values["loss"]} at global step {self.global_step}; lower train.lr or '
+                               'check the data')
+    self.progress.update(header, step, steps, self.images_seen, values)
+    if self.writer is not None:
+      with self.writer.as_default(step=self.global_step):
+        for key, v in values.items():
+          tf.summary.scalar(f'train/{key}', v)
+
+  def _raise_data_error(self, error, plan, k):
+    """tf.data failed inside a batch: find the unreadable image, name it, keep what was computed."""
+    self.save()
+    split = self.exp.source.train
+    for i in plan.indices[k:k + 3].reshape(-1):
+      problem = sources.check_image(split, int(i))
+      if problem:
+        raise sources.DataError(f'{problem}; remove or replace the file, then rerun the same command '
+                                f'(the run resumes from the checkpoint just saved)') from error
+    raise sources.DataError(f'reading training batch {k} failed: {error.message}; the run state is saved, '
+                            'rerun the same command to resume') from error
+
+  def _maybe_profile(self):
+    prof = self.cfg.profile
+    if prof.start_step < 0:
+      return
+    if self.global_step == int(prof.start_step):
+      jax.profiler.start_trace(os.path.join(self.exp.workdir, 'tensorboard'))
+    elif self.global_step == int(prof.start_step) + int(prof.num_steps):
+      jax.block_until_ready(self.state.params)
+      jax.profiler.stop_trace()
+      self.progress.message(f'profiler trace of steps {prof.start_step}..{self.global_step} written to '
+                            f'{self.exp.workdir}/tensorboard (open the Profile tab of TensorBoard)')
+
+  def _debug_kill(self):
+    if self.global_step == int(self.cfg.debug.kill_at_step):
+      os.kill(os.getpid(), signal.SIGKILL)  # simulates a crash, for the resume tests
+
+  # --- memory and evaluation --------------------------------------------------------------------
+
+  def _update_memory(self, t: int):
+    exp, cfg = self.exp, self.cfg
+    if int(cfg.memory.size) == 0 or t == exp.tasks.num_tasks - 1:
+      return
+    new_classes = range(exp.tasks.start(t), exp.tasks.end(t))
+    if cfg.memory.selection == 'random':
+      candidates = [scenario.random_priority(exp.train_by_class[c], int(cfg.seed), c) for c in new_classes]
+    elif cfg.memory.selection == 'herding':
+      budget = int(scenario.per_class_sizes(int(cfg.memory.size), exp.tasks.end(t), exp.tasks.num_classes,
+                                            cfg.memory.policy).max())
+      candidates = [scenario.herding_priority(exp.train_by_class[c], self._features(exp.train_by_class[c]), budget)
+                    for c in new_classes]
+    else:
+      raise ValueError(f"memory.selection={cfg.memory.selection!r} is unknown; use 'random' or 'herding'")
+    self.memory = self.memory.update(candidates, int(cfg.memory.size), exp.tasks.num_classes, cfg.memory.policy)
+
+  def _features(self, indices: np.ndarray) -> np.ndarray:
+    """Inference-mode features of training images (test transform)."""
+    exp = self.exp
+    plan, valid = streams.eval_plan(indices, int(self.cfg.eval.batch_size))
+    loader = streams.ImageLoader(exp.source.train, exp.train_labels, 'none', exp.source.image_size,
+                                 jax.process_index(), jax.process_count())
+    feats = []
+    for batch in loader.eval(plan, valid).as_numpy_iterator():
+      images = parallel.to_global({'image': batch['image']}, exp.sharded)['image']
+      feats.append(exp.feature_step(self.state.variables, images))
+    feats = np.concatenate([np.asarray(multihost_utils.process_allgather(f, tiled=True))
+                            for f in feats])
+    return feats[valid.reshape(-1)]
+
+  def _evaluate(self, t: int, classes) -> dict:
+    exp = self.exp
+    indices = np.concatenate([exp.test_by_class[k] for k in range(exp.tasks.end(t))])
+    plan, valid = streams.eval_plan(indices, int(self.cfg.eval.batch_size))
+    tops, awares = [], []
+    for batch in exp.test_loader.eval(plan, valid).as_numpy_iterator():
+      b = parallel.to_global({'image': batch['image'], 'label': batch['label']}, exp.sharded)
+      top5, aware = exp.eval_step(self.state.variables, b['image'], b['label'], classes)
+      tops.append(top5)
+      awares.append(aware)
+    gather = lambda xs: np.concatenate([  # noqa: E731
+        np.asarray(multihost_utils.process_allgather(x, tiled=True)) for x in xs])
+    ok = valid.reshape(-1)
+    labels = exp.test_labels[plan.reshape(-1)][ok]
+    row = metrics_lib.task_row(labels, gather(tops)[ok], gather(awares)[ok], exp.tasks.task_of_class(), t)
+    if self.writer is not None:
+      with self.writer.as_default(step=t):
+        tf.summary.scalar('eval/top1_all_seen', row['top1_all'])
+        tf.summary.scalar('eval/top5_all_seen', row['top5_all'])
+        for key in ('old', 'new'):
+          if row[key] is not None:
+            tf.summary.scalar(f'eval/top1_{key}', row[key])
+      self.writer.flush()
+    return row
+
+  def _write_results(self):
+    if jax.process_index() != 0:
+      return
+    summary = metrics_lib.summarize(self.rows)
+    _atomic_write(os.path.join(self.exp.workdir, 'results.json'), json.dumps(summary, indent=1))
+    report.plot_accuracy({self.cfg.method.name: summary}, os.path.join(self.exp.workdir, 'accuracy.png'))
+
+
+def _atomic_write(path: str, text: str):
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def _main_thread() -> bool:
+  import threading
+  return threading.current_thread() is threading.main_thread()
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Runs (or resumes) the experiment in `workdir`; returns the results summary."""
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    _atomic_write(os.path.join(workdir, 'config.json'), config.to_json_best_effort(indent=1))
+  t0 = time.perf_counter()
+  exp = Experiment(config, workdir)
+  run = Run(exp)
+  summary = run.run()
+  summary['wall_time_s'] = time.perf_counter() - t0
+  if jax.process_index() == 0:
+    print('\n' + metrics_lib.format_table(summary), file=sys.stdout, flush=True)
+  return summary

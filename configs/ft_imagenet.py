@@ -1,0 +1,21 @@
+"""FT (fine-tuning with exemplars) on ImageNet-1K, the README command:
+
+  python3 main.py --trainer ft --dataset Imagenet --base-classes 100 --step-size 100 --nepochs 100
+      --schedule 40 80 --gammas 0.1 0.1 --factor 4 --memory-budget 20000
+
+Task 0: 100 epochs, decay at 40/80; tasks >= 1: 25 epochs, decay at 10/20 (factor 4); lr 0.1/(t+1).
+"""
+from cil_jax.config_base import set_method
+from configs.imagenet_common import imagenet_config
+
+
+def get_config(arg=None):
+  c, smoke = imagenet_config(arg)
+  set_method(c, 'ft')
+  c.train.lr = 0.1
+  c.train.epochs, c.train.milestones, c.train.gamma, c.train.factor = 100, (40, 80), 0.1, 4
+  c.train.batch_size, c.train.replay_batch_size = 128, 0
+  if smoke:
+    c.train.epochs, c.train.milestones, c.train.factor = 1, (), 1
+    c.train.batch_size = 8
+  return c

@@ -1,0 +1,31 @@
+"""The SS-IL README protocol on ImageNet-1K, shared by the <method>_imagenet.py configs.
+
+ResNet-18 from scratch, T = 10 (base = step = 100), M = 20000, SGD momentum 0.9, coupled weight
+decay 1e-4. `:t5` / `:t20` give base = step = 200 / 50, `:m5000` etc. the memory sizes of Table 1.
+"""
+from cil_jax.config_base import base_config, parse_arg
+
+
+def imagenet_config(arg):
+  opts = parse_arg(arg)
+  c = base_config()
+  c.dataset.name = 'imagenet'
+  c.dataset.num_classes = 1000
+  c.model.name = 'resnet18'
+  tasks = opts['tasks'] or 10
+  if 1000 % tasks:
+    raise ValueError(f'ImageNet-1K has 1000 classes; t{tasks} does not divide them')
+  c.scenario.base = c.scenario.step = 1000 // tasks
+  c.memory.size = opts['memory'] or 20000
+  c.eval.batch_size = 400
+  c.log_every_steps = 50
+  c.checkpoint.every_steps = 2000
+  if opts['smoke']:  # the same file, tiny: for tests on an ImageNet-format fixture folder
+    c.dataset.num_classes = 4
+    c.dataset.image_size = 32
+    c.scenario.base = c.scenario.step = 2
+    c.memory.size = opts['memory'] or 8
+    c.eval.batch_size = 8
+    c.log_every_steps = 1
+    c.checkpoint.every_steps = 0
+  return c, opts['smoke']
