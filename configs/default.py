@@ -15,8 +15,8 @@ def get_config(arg=None):
   c.model.name = 'small_convnet'
   set_method(c, 'ssil')
   c.train.lr = 0.1
-  c.train.epochs = 4
-  c.train.milestones = (3,)
+  c.train.epochs = 3
+  c.train.milestones = (2,)
   c.train.batch_size, c.train.replay_batch_size = 128, 32
   if opts['tasks']:
     c.scenario.base = c.scenario.step = 10 // opts['tasks']

@@ -25,6 +25,20 @@ def crop_flip(image, seed, pad: int):
   return tf.image.stateless_random_flip_left_right(image, seed=s_flip)
 
 
+def crop_flip_batch(images, seed, pad: int):
+  """crop_flip over a whole batch [B, H, W, C] at once (in-memory datasets: no per-image ops)."""
+  s_off, s_flip = _seeds(seed, 2)
+  b, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+  padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+  off = tf.random.stateless_uniform([b, 2], s_off, minval=0, maxval=2 * pad + 1, dtype=tf.int32)
+  rows = off[:, :1] + tf.range(h)[None]                         # [B, H]
+  cols = off[:, 1:] + tf.range(w)[None]                         # [B, W]
+  out = tf.gather(padded, rows, axis=1, batch_dims=1)           # [B, H, W + 2p, C]
+  out = tf.gather(out, cols, axis=2, batch_dims=1)              # [B, H, W, C]
+  flip = tf.random.stateless_uniform([b], s_flip) < 0.5
+  return tf.where(flip[:, None, None, None], tf.reverse(out, axis=[2]), out)
+
+
 def _to_uint8(image):
   return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 

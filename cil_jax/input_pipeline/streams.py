@@ -119,52 +119,70 @@ class ImageLoader:
     return a[:, self.process_index * per:(self.process_index + 1) * per]
 
   def _train_image(self, i, seed):
+    """One decoded, augmented training image (file and record sources)."""
     image = self.load(i)
     if self.augment_kind == 'imagenet':
       return augment.random_resized_crop_flip(image, seed, self.image_size)
-    if self.encoded:
-      image = augment.resize_center_crop(image, self.image_size)
+    image = augment.resize_center_crop(image, self.image_size)
     if self.augment_kind == 'crop_flip':
-      return augment.crop_flip(image, seed, pad=4 if self.image_size >= 32 else 2)
+      return augment.crop_flip(image, seed, pad=self._pad())
     return image
 
   def _eval_image(self, i):
     image = self.load(i)
     return augment.resize_center_crop(image, self.image_size) if self.encoded else image
 
-  def _finish(self, ds, batch: int):
-    ds = ds.batch(batch, drop_remainder=True)
+  def _finish(self, ds):
     options = tf.data.Options()
     options.deterministic = True
-    options.threading.private_threadpool_size = 0
     return ds.with_options(options).prefetch(2)
 
-  def train(self, plan: Plan, start_step: int = 0, augment_override: str | None = None) -> tf.data.Dataset:
-    """Batches of dict(image uint8, label int32, replay bool) for plan steps [start_step, steps)."""
-    idx = self._local(plan.indices)
-    replay = self._local(plan.replay)
-    # Per-example seed = (plan seed, global position): independent of where a resumed run starts.
-    pos = np.arange(plan.indices.size, dtype=np.int64).reshape(plan.indices.shape)
-    pos = self._local(pos)
-    idx, replay, pos = (a[start_step:].reshape(-1) for a in (idx, replay, pos))
-    batch = plan.indices.shape[1] // self.process_count
-    ds = tf.data.Dataset.from_tensor_slices((idx, replay, pos))
-    seed0 = plan.seed
+  def train(self, plan: Plan, start_step: int = 0) -> tf.data.Dataset:
+    """Batches of dict(image uint8, label int32, replay bool) for plan steps [start_step, steps).
+
+    Random choices are seeded by (plan seed, step) for in-memory data (augmented a batch at a
+    time) and by (plan seed, position in the plan) for decoded files: either way independent of
+    where a resumed run starts.
+    """
+    idx, replay = self._local(plan.indices)[start_step:], self._local(plan.replay)[start_step:]
+    pos = self._local(np.arange(plan.indices.size, dtype=np.int64).reshape(plan.indices.shape))[start_step:]
+    seed0 = tf.constant(plan.seed, tf.int64)
+    if not self.encoded:
+      steps = np.arange(start_step, plan.steps, dtype=np.int64)
+      ds = tf.data.Dataset.from_tensor_slices((idx, replay, steps))
+
+      def load_batch(i, r, k):
+        images = self.load(i)
+        if self.augment_kind == 'crop_flip':
+          images = augment.crop_flip_batch(images, tf.stack([seed0, k]), pad=self._pad())
+        elif self.augment_kind != 'none':
+          raise ValueError(f'augment={self.augment_kind!r} needs encoded images; use crop_flip or none')
+        return {'image': images, 'label': tf.gather(self.labels, i), 'replay': r}
+      ds = ds.map(load_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      return self._finish(ds)
+
+    ds = tf.data.Dataset.from_tensor_slices((idx.reshape(-1), replay.reshape(-1), pos.reshape(-1)))
 
     def load(i, r, p):
-      seed = tf.stack([tf.constant(seed0, tf.int64), p])
-      image = (self._eval_image(i) if augment_override == 'none' else self._train_image(i, seed))
-      return {'image': image, 'label': tf.gather(self.labels, i), 'replay': r}
+      seed = tf.stack([seed0, p])
+      return {'image': self._train_image(i, seed), 'label': tf.gather(self.labels, i), 'replay': r}
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return self._finish(ds, batch)
+    return self._finish(ds.batch(idx.shape[1], drop_remainder=True))
+
+  def _pad(self) -> int:
+    return 4 if self.image_size >= 32 else 2
 
   def eval(self, plan: np.ndarray, valid: np.ndarray) -> tf.data.Dataset:
-    idx, valid = self._local(plan).reshape(-1), self._local(valid).reshape(-1)
-    batch = plan.shape[1] // self.process_count
-    ds = tf.data.Dataset.from_tensor_slices((idx, valid))
+    idx, valid = self._local(plan), self._local(valid)
+    if not self.encoded:  # in memory: gather whole batches
+      ds = tf.data.Dataset.from_tensor_slices((idx, valid))
+      ds = ds.map(lambda i, v: {'image': self.load(i), 'label': tf.gather(self.labels, i), 'valid': v})
+      return self._finish(ds)
+    batch = idx.shape[1]
+    ds = tf.data.Dataset.from_tensor_slices((idx.reshape(-1), valid.reshape(-1)))
     ds = ds.map(lambda i, v: {'image': self._eval_image(i), 'label': tf.gather(self.labels, i), 'valid': v},
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return self._finish(ds, batch)
+    return self._finish(ds.batch(batch, drop_remainder=True))
 
 
 def as_numpy(ds: tf.data.Dataset) -> Iterator[dict]:

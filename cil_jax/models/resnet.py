@@ -105,7 +105,7 @@ class ResNet(nn.Module):
 class SmallConvNet(nn.Module):
   """A fast 3-stage conv net for small grey/colour images (the offline default)."""
   num_classes: int
-  widths: Sequence[int] = (32, 64, 128)
+  widths: Sequence[int] = (16, 32, 64)
   last_relu: bool = True
   dtype: Any = jnp.float32
 
