@@ -72,7 +72,7 @@ def make_eval_step(model, predict, normalize, replicated, sharded):
 
   def step(variables, images, labels, classes):
     scores = predict(model.apply(variables, normalize(images), train=False), classes)
-    top5 = jax.lax.top_k(scores, 5)[1]
+    top5 = jax.lax.top_k(scores, min(5, scores.shape[-1]))[1]
     sample_task = jnp.argmax(classes.blocks[:, labels], axis=0)   # [B]
     own_block = classes.blocks[sample_task]                         # [B, C]: that task's classes
     aware = jnp.argmax(jnp.where(own_block, scores, NEG), axis=-1)

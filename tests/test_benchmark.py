@@ -1,0 +1,47 @@
+"""The benchmark module runs end to end on tiny settings and reports sane numbers."""
+import json
+import math
+
+from cil_jax import benchmark
+
+
+def _positive_finite(result, keys):
+  for key in keys:
+    assert key in result, key
+    assert math.isfinite(result[key]) and result[key] > 0, (key, result[key])
+
+
+def test_train_step_benchmark(tmp_path):
+  path = tmp_path / 'bench.json'
+  result = benchmark.main(['--model', 'small_convnet', '--method', 'ssil', '--num-classes', '10',
+                           '--batch-size', '4', '--replay-batch-size', '4', '--steps', '2',
+                           '--json', str(path)])
+  _positive_finite(result, ('img_per_s', 'ms_per_step', 'compile_s'))
+  assert (result['batch_size'], result['replay_batch_size'], result['steps']) == (4, 4, 2)
+  assert result['image_shape'] == [28, 28, 1] and result['devices'] >= 1
+  assert json.loads(path.read_text()) == result
+  line = benchmark.format_result(result)
+  assert line.startswith('train_step method=ssil model=small_convnet batch=4+4') and 'img/s' in line
+
+
+def test_train_step_benchmark_ft():
+  result = benchmark.bench_train_step('ft', 'small_convnet', num_classes=4, batch_size=4, steps=2,
+                                      num_tasks=2)
+  _positive_finite(result, ('img_per_s', 'ms_per_step', 'compile_s'))
+  assert result['replay_batch_size'] == 0   # FT: one mixed stream
+
+
+def test_input_benchmark_memory():
+  result = benchmark.bench_input('memory', num_images=128, image_size=8, batch_size=16,
+                                 replay_batch_size=4)
+  _positive_finite(result, ('img_per_s', 'ms_per_batch'))
+  assert result['batches'] == 128 // 16 - 1   # one epoch of the new stream minus the warm-up batch
+  assert result['augment'] == 'crop_flip'
+  assert 'img/s' in benchmark.format_result(result)
+
+
+def test_input_benchmark_synthetic_jpegs():
+  result = benchmark.bench_input('jpeg-synthetic', num_images=48, image_size=32, batch_size=16,
+                                 replay_batch_size=4)
+  _positive_finite(result, ('img_per_s', 'ms_per_batch'))
+  assert (result['augment'], result['num_images'], result['batches']) == ('imagenet', 48, 2)

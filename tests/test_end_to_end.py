@@ -1,0 +1,105 @@
+"""A tiny end-to-end run per config family, on fixtures in each real on-disk format, and the
+errors a user meets with bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cil_jax import config_base, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(path, arg='smoke', **overrides):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location('cfg', os.path.join(ROOT, 'configs', path))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  c = mod.get_config(arg)
+  for key, value in overrides.items():
+    node = c
+    *parents, leaf = key.split('.')
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  config_base.validate(c)
+  return c
+
+
+def _check(summary, tasks):
+  assert summary['tasks_done'] == tasks
+  assert len(summary['top1']) == tasks and all(len(r) == k + 1 for k, r in enumerate(summary['top1']))
+  for v in summary['top1_all']:
+    assert 0 <= v <= 100
+  np.testing.assert_allclose(summary['average_incremental_top1'], np.mean(summary['top1_all']))
+
+
+def test_default_config_on_idx_files(idx_dir, tmp_path):
+  c = _config('default.py', **{'dataset.root': idx_dir})
+  summary = train.train_and_evaluate(c, str(tmp_path))
+  _check(summary, 5)
+  on_disk = json.load(open(tmp_path / 'results.json'))
+  assert on_disk['top1'] == summary['top1']
+  assert os.path.getsize(tmp_path / 'accuracy.png') > 1000
+  assert json.load(open(tmp_path / 'config.json'))['method']['name'] == 'ssil'
+  assert os.listdir(tmp_path / 'tensorboard')
+  # run again on the finished workdir: nothing is retrained, same results
+  assert train.train_and_evaluate(c, str(tmp_path))['top1'] == summary['top1']
+
+
+def test_fashion_mnist_through_tfds_mock(tmp_path):
+  import tensorflow_datasets as tfds
+  c = _config('default.py', **{'dataset.max_per_class': 24})
+  with tfds.testing.mock_data(num_examples=200):
+    summary = train.train_and_evaluate(c, str(tmp_path))
+  _check(summary, 5)
+
+
+@pytest.mark.parametrize('config', ['ssil_imagenet.py', 'ft_imagenet.py'])
+def test_imagenet_configs_on_image_folders(config, imagenet_dir, tmp_path):
+  c = _config(config, **{'dataset.root': imagenet_dir})
+  _check(train.train_and_evaluate(c, str(tmp_path)), 2)
+
+
+def test_ssil_cifar100_on_python_pickles(cifar100_dir, tmp_path):
+  c = _config('ssil_cifar100.py', **{'dataset.root': cifar100_dir})
+  _check(train.train_and_evaluate(c, str(tmp_path)), 2)
+
+
+def _main(*args, cwd=ROOT):
+  return subprocess.run([sys.executable, 'main.py', *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_rejects_unknown_keys_and_names(tmp_path):
+  r = _main('--config', 'configs/default.py:smoke', '--config.train.no_such_key=1', '--workdir', str(tmp_path))
+  assert r.returncode != 0 and 'no_such_key' in r.stderr
+  r = _main('--config', 'configs/default.py:smoke', '--config.method.name=icarl2', '--workdir', str(tmp_path))
+  assert r.returncode != 0 and "method.name='icarl2' is unknown; choose one of ['ft', 'ssil']" in r.stderr
+  r = _main('--config', 'configs/default.py:smoke', '--config.dataset.name=mnist', '--workdir', str(tmp_path))
+  assert r.returncode != 0 and 'choose one of' in r.stderr and 'imagenet' in r.stderr
+  assert not os.path.exists(tmp_path / 'checkpoints')  # refused before any compute
+
+
+def test_missing_dataset_and_impossible_memory_are_clear_errors(tmp_path, idx_dir):
+  r = _main('--config', 'configs/ssil_imagenet.py:smoke', f'--config.dataset.root={tmp_path}/nowhere',
+            '--workdir', str(tmp_path / 'w1'))
+  assert r.returncode != 0 and 'does not exist' in r.stderr
+  r = _main('--config', 'configs/default.py:smoke', f'--config.dataset.root={idx_dir}', '--config.memory.size=5',
+            '--workdir', str(tmp_path / 'w2'))
+  assert r.returncode != 0 and 'memory.size=5 is smaller than the 6 classes seen after task 2' in r.stderr
+
+
+def test_corrupt_image_names_the_file_and_keeps_the_checkpoint(imagenet_dir, tmp_path):
+  import shutil
+  root = tmp_path / 'imagenet'
+  shutil.copytree(imagenet_dir, root)
+  bad = root / 'train' / 'n00000002' / 'n00000002_0.JPEG'
+  bad.write_bytes(b'not a jpeg at all')
+  c = _config('ssil_imagenet.py', **{'dataset.root': str(root)})
+  with pytest.raises(Exception) as info:
+    train.train_and_evaluate(c, str(tmp_path / 'w'))
+  assert 'n00000002_0.JPEG' in str(info.value) and 'remove or replace' in str(info.value)
+  assert os.listdir(tmp_path / 'w' / 'checkpoints')  # task 0 (and the state at the failure) is saved
