@@ -73,7 +73,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.profile.num_steps = 10
 
   c.debug = ml_collections.ConfigDict()
-  c.debug.kill_at_step = -1         # tests: SIGKILL the process after this global step
+  c.debug.kill_at_step = -1         # tests: send kill_signal to the process after this global step
+  c.debug.kill_signal = 'KILL'      # KILL (a crash) | TERM (preemption: save, then exit)
   return c
 
 

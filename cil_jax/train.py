@@ -299,8 +299,8 @@ class Run:
                             f'{self.exp.workdir}/tensorboard (open the Profile tab of TensorBoard)')
 
   def _debug_kill(self):
-    if self.global_step == int(self.cfg.debug.kill_at_step):
-      os.kill(os.getpid(), signal.SIGKILL)  # simulates a crash, for the resume tests
+    if self.global_step == int(self.cfg.debug.kill_at_step):  # a real signal, for the resume tests
+      os.kill(os.getpid(), getattr(signal, 'SIG' + self.cfg.debug.kill_signal))
 
   # --- memory and evaluation --------------------------------------------------------------------
 

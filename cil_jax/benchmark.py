@@ -1,0 +1,224 @@
+"""Throughput benchmarks of the engine's two halves, measured separately.
+
+train step (default): the engine's own jitted, sharded step (`step.make_train_step`) for one method
+  and model, on a synthetic uint8 batch already on the devices, sharded over all of them like the
+  engine does. The phase timed is task 1's (SS-IL: B new + R replay images and the frozen teacher's
+  forward pass; FT: B mixed images), in a T-task split of --num-classes (base = step = C / T).
+  compile = the first call (trace + compile + one step), waited for. Then --steps calls are
+  dispatched back to back (no per-step sync, the state donated as in training) and waited for once
+  with jax.block_until_ready: img/s = steps * (B + R) / time, ms/step = time / steps.
+
+input pipeline (--input MODE): the host-side tf.data stream alone (`streams.ImageLoader.train` over
+  a `streams.make_plan('new+replay')` plan: B new + R exemplars per batch), no accelerator:
+    memory          a synthetic in-memory uint8 split (N images of SxSx3), batched crop_flip
+    files           an ImageNet-style folder tree --root/<class>/<image> (or --root/train/...),
+                    decoded + random-resized-crop + flip ('imagenet' augmentation) at S = 224
+    jpeg-synthetic  the same as files on N synthetic JPEGs first written to a temporary folder tree
+                    (offline)
+  The first batch is a warm-up (graph building, first reads); img/s is over the remaining batches.
+
+  python -m cil_jax.benchmark --model resnet18 --method ssil --steps 20 [--dtype bfloat16]
+  python -m cil_jax.benchmark --input jpeg-synthetic [--json results.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cil_jax import methods as methods_lib
+from cil_jax import models, parallel
+from cil_jax.config_base import base_config, set_method
+from cil_jax.methods.base import Classes
+from cil_jax.scenario import Tasks
+from cil_jax.step import TrainState, make_optimizer, make_train_step, normalizer
+
+INPUT_MODES = ('memory', 'files', 'jpeg-synthetic')
+
+
+def default_image_shape(model: str) -> tuple[int, int]:
+  """(side, channels) of the data each model is used with: ImageNet 224, CIFAR 32, Fashion-MNIST 28."""
+  if model == 'small_convnet':
+    return 28, 1
+  return (32 if model.endswith('_cifar') else 224), 3
+
+
+def _synthetic_batch(rng, tasks: Tasks, phase, side: int, channels: int) -> dict:
+  """A task-1 batch: new-class labels in the new slots, old-class labels in the replay slots."""
+  new, rep = phase.batch_size, phase.replay_batch_size
+  if rep:  # separate stream: B new images, then R exemplars
+    replay = np.arange(new + rep) >= new
+    labels = np.where(replay, rng.randint(0, tasks.start(1), new + rep),
+                      rng.randint(tasks.start(1), tasks.end(1), new + rep))
+  else:    # one mixed stream over all seen classes
+    labels = rng.randint(0, tasks.end(1), new)
+    replay = labels < tasks.start(1)
+  images = rng.randint(0, 256, (new + rep, side, side, channels), dtype=np.uint8)
+  return {'image': images, 'label': labels.astype(np.int32), 'replay': replay}
+
+
+def bench_train_step(method: str = 'ssil', model: str = 'resnet18', image_size: int = 0,
+                     num_classes: int = 1000, batch_size: int = 128, replay_batch_size: int = 32,
+                     steps: int = 20, dtype: str = 'float32', num_tasks: int = 10, seed: int = 0) -> dict:
+  config = base_config()
+  set_method(config, method)
+  config.train.batch_size, config.train.replay_batch_size = batch_size, replay_batch_size
+  config.model.name, config.model.dtype = model, dtype
+  if steps < 1:
+    raise ValueError(f'--steps={steps} must be >= 1')
+  phase = methods_lib.get(method).make(config).phases(1)[0]
+  global_batch = phase.batch_size + phase.replay_batch_size
+  parallel.check_batch(global_batch, 'batch size + replay batch size')
+  step_size = num_classes // num_tasks
+  if step_size < 1:
+    raise ValueError(f'--num-classes={num_classes} is smaller than the {num_tasks} tasks')
+  tasks = Tasks(num_classes, step_size, step_size)
+  side, channels = default_image_shape(model)
+  side = image_size or side
+
+  mesh = parallel.make_mesh()
+  replicated, sharded = parallel.shardings(mesh)
+  net = models.create(model, num_classes, last_relu=True, dtype=dtype)
+  tx = make_optimizer(config.train.momentum, config.train.weight_decay)
+  normalize = normalizer((0.5,) * channels, (0.25,) * channels)
+  step_fn = make_train_step(net, phase.loss, tx, normalize, phase.uses_teacher, replicated, sharded)
+
+  variables = jax.jit(lambda k: net.init(k, jnp.zeros((1, side, side, channels)), train=False))(
+      jax.random.PRNGKey(seed))
+  state = jax.device_put(TrainState(variables['params'], variables['batch_stats'],
+                                    tx.init(variables['params'])), replicated)
+  teacher = jax.device_put(jax.tree.map(jnp.copy, state.variables), replicated) if phase.uses_teacher else None
+  classes = Classes.for_task(tasks, 1)
+  lr = jax.device_put(jnp.asarray(0.01, jnp.float32), replicated)
+  rng = np.random.RandomState(seed + jax.process_index())
+  local = _synthetic_batch(rng, tasks, phase, side, channels)
+  per = global_batch // jax.process_count()   # each process feeds its slice of the global batch
+  batch = parallel.to_global({k: v[:per] for k, v in local.items()}, sharded)
+
+  t0 = time.perf_counter()
+  state, metrics = step_fn(state, teacher, batch, classes, lr)
+  jax.block_until_ready((state, metrics))
+  compile_s = time.perf_counter() - t0
+
+  t0 = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = step_fn(state, teacher, batch, classes, lr)
+  jax.block_until_ready((state, metrics))
+  elapsed = time.perf_counter() - t0
+  loss = float(metrics['loss'])
+  if not math.isfinite(loss):
+    raise FloatingPointError(f'the benchmarked step produced loss={loss}')
+  return {'kind': 'train_step', 'method': method, 'model': model, 'dtype': dtype,
+          'batch_size': phase.batch_size, 'replay_batch_size': phase.replay_batch_size,
+          'image_shape': [side, side, channels], 'num_classes': num_classes, 'devices': jax.device_count(),
+          'steps': steps, 'compile_s': compile_s, 'img_per_s': steps * global_batch / elapsed,
+          'ms_per_step': 1000.0 * elapsed / steps, 'loss': loss}
+
+
+def write_synthetic_jpegs(root: str, num_images: int, num_classes: int = 10, size=(500, 375),
+                          seed: int = 0) -> str:
+  """root/class_XXX/img_XXXXXX.JPEG: smooth random colour fields (ImageNet-like size and file size)."""
+  from PIL import Image
+  rng = np.random.RandomState(seed)
+  coarse = rng.randint(0, 256, (num_images, 12, 16, 3), dtype=np.uint8)   # upsampled: JPEG-friendly
+  for c in range(num_classes):
+    os.makedirs(os.path.join(root, f'class_{c:03d}'), exist_ok=True)
+  for i in range(num_images):  # one file each: PIL encodes one image at a time
+    image = Image.fromarray(coarse[i]).resize(size, Image.BILINEAR)
+    image.save(os.path.join(root, f'class_{i % num_classes:03d}', f'img_{i:06d}.JPEG'), quality=90)
+  return root
+
+
+def bench_input(mode: str = 'memory', root: str = '', num_images: int = 0, image_size: int = 0,
+                batch_size: int = 128, replay_batch_size: int = 32, seed: int = 0) -> dict:
+  """Host-side img/s of one epoch of the new+replay stream (10% of the images are the memory)."""
+  import tensorflow as tf
+  from cil_jax.input_pipeline import sources, streams
+  tf.config.set_visible_devices([], 'GPU')  # as the engine: tf.data only
+  if mode not in INPUT_MODES:
+    raise ValueError(f'--input={mode!r} is unknown; choose one of {INPUT_MODES}')
+  with tempfile.TemporaryDirectory(prefix='cil_bench_') as tmp:
+    if mode == 'memory':
+      num_images, image_size, augment = num_images or 20000, image_size or 32, 'crop_flip'
+      rng = np.random.RandomState(seed)
+      split = sources.Split(labels=rng.randint(0, 100, num_images).astype(np.int64),
+                            images=rng.randint(0, 256, (num_images, image_size, image_size, 3), dtype=np.uint8))
+    else:
+      if mode == 'jpeg-synthetic':
+        root = write_synthetic_jpegs(tmp, num_images or 2048, seed=seed)
+      elif not root:
+        raise ValueError('--input files needs --root DIR (DIR/<class>/<image>, or DIR/train/<class>/<image>)')
+      elif os.path.isdir(os.path.join(root, 'train')):
+        root = os.path.join(root, 'train')
+      split, _ = sources.load_image_folder(root)
+      num_images, image_size, augment = len(split), image_size or 224, 'imagenet'
+    everything = np.arange(len(split))
+    memory = everything[::10]
+    plan = streams.make_plan('new+replay', everything, memory, batch_size, replay_batch_size, seed)
+    if plan.steps < 2:
+      raise ValueError(f'{len(split)} images make {plan.steps} batch(es) of {batch_size}; '
+                       'need at least 2 (one warm-up)')
+    loader = streams.ImageLoader(split, split.labels, augment, image_size)
+    it = loader.train(plan).as_numpy_iterator()
+    next(it)                                 # warm-up batch
+    t0 = time.perf_counter()
+    batches = sum(1 for _ in it)
+    elapsed = time.perf_counter() - t0
+  global_batch = batch_size + replay_batch_size
+  return {'kind': 'input', 'mode': mode, 'augment': augment, 'num_images': int(num_images),
+          'image_size': image_size, 'batch_size': batch_size, 'replay_batch_size': replay_batch_size,
+          'batches': batches, 'img_per_s': batches * global_batch / elapsed,
+          'ms_per_batch': 1000.0 * elapsed / batches}
+
+
+def format_result(r: dict) -> str:
+  batch = f"{r['batch_size']}+{r['replay_batch_size']}"
+  if r['kind'] == 'train_step':
+    shape = 'x'.join(map(str, r['image_shape']))
+    return (f"train_step method={r['method']} model={r['model']} batch={batch} devices={r['devices']} "
+            f"dtype={r['dtype']} image={shape} classes={r['num_classes']}: {r['img_per_s']:.1f} img/s, "
+            f"{r['ms_per_step']:.1f} ms/step, compile {r['compile_s']:.1f} s")
+  return (f"input mode={r['mode']} augment={r['augment']} images={r['num_images']} size={r['image_size']} "
+          f"batch={batch}: {r['img_per_s']:.1f} img/s, {r['ms_per_batch']:.1f} ms/batch "
+          f"over {r['batches']} batches")
+
+
+def main(argv=None) -> dict:
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--method', default='ssil', choices=sorted(methods_lib.REGISTRY))
+  p.add_argument('--model', default='resnet18', choices=sorted(models.MODELS))
+  p.add_argument('--image-size', type=int, default=0, help='0: the model\'s (224 / 32 / 28) or the input mode\'s')
+  p.add_argument('--num-classes', type=int, default=1000)
+  p.add_argument('--num-tasks', type=int, default=10, help='T: base = step = num-classes / T')
+  p.add_argument('--batch-size', type=int, default=128)
+  p.add_argument('--replay-batch-size', type=int, default=32)
+  p.add_argument('--steps', type=int, default=20, help='timed train steps after the compile call')
+  p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
+  p.add_argument('--input', choices=INPUT_MODES, help='benchmark the input pipeline instead')
+  p.add_argument('--root', default='', help='--input files: the class-folder tree')
+  p.add_argument('--num-images', type=int, default=0, help='memory: 20000, jpeg-synthetic: 2048')
+  p.add_argument('--json', default='', help='also write the result to this file')
+  a = p.parse_args(argv)
+  if a.input:
+    result = bench_input(a.input, a.root, a.num_images, a.image_size, a.batch_size, a.replay_batch_size)
+  else:
+    result = bench_train_step(a.method, a.model, a.image_size, a.num_classes, a.batch_size,
+                              a.replay_batch_size, a.steps, a.dtype, a.num_tasks)
+  if jax.process_index() == 0:
+    print(format_result(result), flush=True)
+    if a.json:
+      with open(a.json, 'w') as f:
+        json.dump(result, f, indent=1)
+  return result
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])

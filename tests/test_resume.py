@@ -1,0 +1,53 @@
+"""A run killed at any step resumes from its workdir and ends exactly like an uninterrupted run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(workdir, idx_dir, *extra):
+  cmd = [sys.executable, 'main.py', '--config', 'configs/default.py:smoke', f'--config.dataset.root={idx_dir}',
+         '--config.checkpoint.every_steps=2', '--workdir', str(workdir), *extra]
+  return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def _final_params(workdir):
+  import orbax.checkpoint as ocp
+  mngr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'), item_names=('arrays', 'meta'))
+  arrays = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(arrays=ocp.args.StandardRestore()))['arrays']
+  import jax
+  return [np.asarray(x) for x in jax.tree.leaves(arrays['state'])]
+
+
+@pytest.fixture(scope='module')
+def reference(idx_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('uninterrupted')
+  r = _run(workdir, idx_dir)
+  assert r.returncode == 0, r.stderr[-3000:]
+  return workdir
+
+
+# Global steps: 3 per task in this config. Step 5 is mid-task 1 between two checkpoints (every 2
+# steps); step 9 ends task 2's training, before its memory update and evaluation.
+@pytest.mark.parametrize('kill_at,sig,code', [(5, 'KILL', -signal.SIGKILL), (9, 'KILL', -signal.SIGKILL),
+                                              (7, 'TERM', 143)])
+def test_killed_run_resumes_to_identical_results(reference, idx_dir, tmp_path, kill_at, sig, code):
+  r = _run(tmp_path, idx_dir, f'--config.debug.kill_at_step={kill_at}', f'--config.debug.kill_signal={sig}')
+  assert r.returncode == code, r.stderr[-3000:]
+  assert not os.path.exists(tmp_path / 'results.json') or \
+      json.load(open(tmp_path / 'results.json'))['tasks_done'] < 5
+  r = _run(tmp_path, idx_dir)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert 'resumed from checkpoint' in r.stderr
+  want = json.load(open(reference / 'results.json'))
+  got = json.load(open(tmp_path / 'results.json'))
+  for key in ('top1', 'top5', 'task_aware', 'top1_all', 'average_incremental_top1', 'forgetting_top1'):
+    assert got[key] == want[key], key
+  for a, b in zip(_final_params(reference), _final_params(tmp_path)):
+    np.testing.assert_array_equal(a, b)  # bit for bit on CPU
