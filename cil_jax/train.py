@@ -182,6 +182,7 @@ class Run:
       raise
     finally:
       self.ckpt.wait()
+      self.ckpt.close()
       if old_handler is not None:
         signal.signal(signal.SIGTERM, old_handler)
     return metrics_lib.summarize(self.rows)
@@ -232,7 +233,7 @@ class Run:
       header = (f'task {t + 1}/{exp.tasks.num_tasks} {phase.name} epoch {epoch + 1}/{phase.epochs} '
                 f'lr {phase.lr_at(epoch):.3g}')
       batches = parallel.prefetch_to_device(exp.train_loader.train(plan, start).as_numpy_iterator(), exp.sharded)
-      pending = pending_step = None
+      pending = pending_step = last_metrics = None
       self.progress.reset_rate(self.images_seen)
       k = start
       try:
@@ -245,6 +246,7 @@ class Run:
             if pending is not None:  # the previous interval's metrics are ready: no stall
               self._log(header, pending_step, plan.steps, pending)
             pending, pending_step = metrics, k + 1
+          last_metrics = metrics
           self._maybe_profile()
           if ckpt_every and self.global_step % ckpt_every == 0:
             self.save()
@@ -254,8 +256,8 @@ class Run:
             raise Preempted()
       except tf.errors.OpError as e:
         self._raise_data_error(e, plan, k)
-      if pending is not None:
-        self._log(header, pending_step, plan.steps, pending)
+      if last_metrics is not None:  # one sync per epoch: the epoch's last step
+        self._log(header, plan.steps, plan.steps, last_metrics)
       last_epoch = epoch == phase.epochs - 1
       self.cursor = Cursor(t, p + 1, 0, 0) if last_epoch else Cursor(t, p, epoch + 1, 0)
       if cfg.checkpoint.every_epochs and ((epoch + 1) % int(cfg.checkpoint.every_epochs) == 0 or last_epoch):
@@ -278,7 +280,7 @@ class Run:
     """tf.data failed inside a batch: find the unreadable image, name it, keep what was computed."""
     self.save()
     split = self.exp.source.train
-    for i in plan.indices[k:k + 3].reshape(-1):
+    for i in plan.indices[k:k + 8].reshape(-1):  # the failing batch is at most a few prefetches ahead
       problem = sources.check_image(split, int(i))
       if problem:
         raise sources.DataError(f'{problem}; remove or replace the file, then rerun the same command '

@@ -103,3 +103,16 @@ def test_corrupt_image_names_the_file_and_keeps_the_checkpoint(imagenet_dir, tmp
     train.train_and_evaluate(c, str(tmp_path / 'w'))
   assert 'n00000002_0.JPEG' in str(info.value) and 'remove or replace' in str(info.value)
   assert os.listdir(tmp_path / 'w' / 'checkpoints')  # task 0 (and the state at the failure) is saved
+
+
+def test_herding_memory_and_profiler_trace(idx_dir, tmp_path):
+  c = _config('default.py', **{'dataset.root': idx_dir, 'memory.selection': 'herding',
+                               'profile.start_step': 1, 'profile.num_steps': 2})
+  _check(train.train_and_evaluate(c, str(tmp_path)), 5)
+  traces = [f for _, _, files in os.walk(tmp_path / 'tensorboard') for f in files if f.endswith('.xplane.pb')]
+  assert traces, 'no profiler trace written'
+  from cil_jax.checkpoint import Checkpointer
+  ckpt = Checkpointer(str(tmp_path / 'checkpoints'))
+  meta = ckpt.restore_meta(ckpt.latest())
+  counts = meta['memory_counts']
+  assert sum(counts) == 40 and len(counts) == 8  # M = 40 over the 8 classes seen before the last task

@@ -66,3 +66,19 @@ def test_file_stream_resume_and_eval(imagenet_dir):
   ev_plan, valid = streams.eval_plan(np.arange(11), 4)
   ev = list(streams.ImageLoader(train, train.labels, 'none', 32).eval(ev_plan, valid).as_numpy_iterator())
   assert len(ev) == 3 and ev[-1]['valid'].tolist() == [True, True, True, False]
+
+
+def test_imagenet_from_tfds_random_access_mock(tmp_path):
+  import ml_collections
+  import tensorflow_datasets as tfds
+  cfg = ml_collections.ConfigDict(dict(name='imagenet', root='', data_dir='', num_classes=1000, image_size=32,
+                                       augment='', max_per_class=0))
+  with tfds.testing.mock_data(num_examples=24):
+    src = sources.load(cfg, cache_dir=str(tmp_path))
+    assert len(src.train) == 24 and src.train.records is not None
+    assert list(tmp_path.glob('imagenet2012_train_labels.npy'))  # the label scan is cached
+    loader = streams.ImageLoader(src.train, src.train.labels, src.augment, 32)
+    plan = streams.make_plan('new', np.arange(24), np.arange(0), 8, 0, seed=0)
+    batches = _batches(loader, plan)
+  assert len(batches) == 3 and batches[0]['image'].shape == (8, 32, 32, 3)
+  np.testing.assert_array_equal(batches[1]['label'], src.train.labels[plan.indices[1]])

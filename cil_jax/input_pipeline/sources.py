@@ -242,13 +242,7 @@ def load_imagenet(cfg, cache_dir: str | None = None) -> Source:
   if root:
     train, classes = load_image_folder(os.path.join(root, 'train'))
     test, _ = load_image_folder(os.path.join(root, 'val'), classes)
-  else:
-    import tensorflow_datasets as tfds
-    builder = tfds.builder('imagenet2012', data_dir=cfg.get('data_dir') or None)
-    if not builder.is_prepared():
-      raise DataError(
-          'ImageNet not found: set dataset.root to a folder with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG, '
-          'or dataset.data_dir to a tfds data_dir where imagenet2012 is prepared (file_format=array_record)')
+  else:  # tfds; a missing or tfrecord-only preparation fails in _tfds_records with the fix
     train = _tfds_records('imagenet2012', cfg.get('data_dir') or None, 'train', cache_dir)
     test = _tfds_records('imagenet2012', cfg.get('data_dir') or None, 'validation', cache_dir)
   num_classes = int(cfg.get('num_classes') or 1000)

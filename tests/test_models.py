@@ -1,0 +1,41 @@
+"""Model layouts and initialisation match torchvision / PyTorch."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cil_jax import models
+
+
+def _init(name, size, channels=3, classes=1000, **kw):
+  model = models.create(name, classes, **kw)
+  variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, size, size, channels)), train=False))(
+      jax.random.PRNGKey(0))
+  return model, variables
+
+
+def test_resnet18_matches_torchvision_parameter_count_and_init():
+  model, v = _init('resnet18', 64)
+  n = sum(x.size for x in jax.tree.leaves(v['params']))
+  assert n == 11_689_512  # torchvision.models.resnet18(num_classes=1000)
+  k = np.asarray(v['params']['conv1']['kernel'])            # kaiming normal, fan_out = 7*7*64
+  np.testing.assert_allclose(k.std(), np.sqrt(2.0 / (7 * 7 * 64)), rtol=0.05)
+  w = np.asarray(v['params']['head']['fc']['kernel'])        # PyTorch Linear: U(-1/sqrt(512), 1/sqrt(512))
+  assert np.abs(w).max() <= 1 / np.sqrt(512) and np.abs(w).max() > 0.9 / np.sqrt(512)
+  out = model.apply(v, jnp.zeros((2, 64, 64, 3)), train=False)
+  assert out['logits'].shape == (2, 1000) and out['features'].shape == (2, 512)
+  assert [s.shape[-1] for s in out['stages']] == [64, 128, 256, 512]
+
+
+def test_last_relu_off_gives_signed_features():
+  x = jax.random.normal(jax.random.PRNGKey(1), (4, 32, 32, 3))
+  for relu in (True, False):
+    model, v = _init('resnet32_cifar', 32, classes=100, last_relu=relu)
+    f = model.apply(v, x, train=False)['features']
+    assert f.shape == (4, 64)
+    assert bool((f >= 0).all()) == relu
+
+
+def test_small_convnet_shapes():
+  model, v = _init('small_convnet', 28, channels=1, classes=10)
+  out = model.apply(v, jnp.zeros((3, 28, 28, 1)), train=False)
+  assert out['logits'].shape == (3, 10)
