@@ -23,7 +23,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.name = 'fashion_mnist'  # see sources.LOADERS
   c.dataset.root = ''               # files on disk (IDX folder, CIFAR pickles, ImageNet train/ val/)
   c.dataset.data_dir = ''           # tfds data_dir ('' = tfds default)
-  c.dataset.download = False        # let tfds download and prepare (needs internet)
+  c.dataset.download = True         # Fashion-MNIST: let tfds download it when no local copy exists
   c.dataset.num_classes = 0         # ImageNet only: 0 = 1000
   c.dataset.image_size = 0          # ImageNet only: crop side, 0 = 224
   c.dataset.augment = ''            # '' = the dataset's default: imagenet | crop_flip | none

@@ -120,19 +120,27 @@ def _tfds_arrays(name: str, data_dir: str | None, download: bool) -> tuple[Split
 
 
 def load_fashion_mnist(cfg) -> Source:
+  """dataset.root's IDX files; else tfds if prepared; else the Debian package's IDX files; else a
+  tfds download (dataset.download, needs internet)."""
   root = cfg.get('root') or None
+  data_dir = cfg.get('data_dir') or None
   splits = None
   if root is None:
-    splits = _tfds_arrays('fashion_mnist', cfg.get('data_dir') or None, cfg.get('download', False))
+    splits = _tfds_arrays('fashion_mnist', data_dir, download=False)
     if splits is None and os.path.isdir(FASHION_MNIST_DEB_DIR):
       root = FASHION_MNIST_DEB_DIR
+    if splits is None and root is None and cfg.get('download', False):
+      try:
+        splits = _tfds_arrays('fashion_mnist', data_dir, download=True)
+      except DataError:
+        splits = None
   if splits is None:
     if root is None:
       raise DataError(
-          'Fashion-MNIST not found. Either install the IDX files (Debian/Ubuntu: '
-          '`apt-get install dataset-fashion-mnist`), or point dataset.root at a folder holding '
-          'train-images-idx3-ubyte.gz etc., or prepare tfds `fashion_mnist` '
-          '(dataset.download=True with internet access, dataset.data_dir for a prepared copy).')
+          'Fashion-MNIST not found. Install its IDX files (Debian/Ubuntu: `apt-get install '
+          'dataset-fashion-mnist`), or set dataset.root to a folder holding train-images-idx3-ubyte.gz '
+          'and the three other IDX files, or prepare tfds `fashion_mnist` (dataset.data_dir for a prepared '
+          'copy; dataset.download=True downloads it where there is internet access).')
     splits = load_idx_split(root, 'train'), load_idx_split(root, 't10k')
   return Source('fashion_mnist', 10, splits[0], splits[1], mean=(0.2860,), std=(0.3530,),
                 augment=cfg.get('augment') or 'crop_flip', image_size=28)
@@ -179,11 +187,17 @@ def load_cifar_pickles(root: str, num_classes: int) -> tuple[Split, Split]:
 def _load_cifar(cfg, num_classes: int) -> Source:
   name = f'cifar{num_classes}'
   root = cfg.get('root') or None
-  splits = None if root else _tfds_arrays(name, cfg.get('data_dir') or None, cfg.get('download', False))
+  splits = None if root else _tfds_arrays(name, cfg.get('data_dir') or None, download=False)
+  if splits is None and root is None and cfg.get('download', False):
+    try:
+      splits = _tfds_arrays(name, cfg.get('data_dir') or None, download=True)
+    except DataError:
+      splits = None
   if splits is None:
     if root is None:
-      raise DataError(f'{name} not found: prepare tfds {name!r} (dataset.data_dir, or dataset.download=True) '
-                      f'or set dataset.root to the folder of the official CIFAR python pickles')
+      raise DataError(f'{name} not found: set dataset.root to the folder of the official CIFAR python pickles '
+                      f'(cifar-*-python.tar.gz unpacked), or prepare tfds {name!r} (dataset.data_dir for a '
+                      'prepared copy; dataset.download=True downloads it where there is internet access)')
     splits = load_cifar_pickles(root, num_classes)
   mean = (0.5071, 0.4866, 0.4409) if num_classes == 100 else (0.4914, 0.4822, 0.4465)
   std = (0.2673, 0.2564, 0.2762) if num_classes == 100 else (0.2470, 0.2435, 0.2616)
