@@ -74,7 +74,9 @@ def bench_train_step(method: str = 'ssil', model: str = 'resnet18', image_size: 
   config.model.name, config.model.dtype = model, dtype
   if steps < 1:
     raise ValueError(f'--steps={steps} must be >= 1')
-  phase = methods_lib.get(method).make(config).phases(1)[0]
+  method_name = method
+  method = methods_lib.get(method_name).make(config)
+  phase = method.phases(1)[0]
   global_batch = phase.batch_size + phase.replay_batch_size
   parallel.check_batch(global_batch, 'batch size + replay batch size')
   step_size = num_classes // num_tasks
@@ -89,13 +91,16 @@ def bench_train_step(method: str = 'ssil', model: str = 'resnet18', image_size: 
   net = models.create(model, num_classes, last_relu=True, dtype=dtype)
   tx = make_optimizer(config.train.momentum, config.train.weight_decay)
   normalize = normalizer((0.5,) * channels, (0.25,) * channels)
-  step_fn = make_train_step(net, phase.loss, tx, normalize, phase.uses_teacher, replicated, sharded)
+  step_fn = make_train_step(net, phase, tx, normalize, replicated, sharded)
 
   variables = jax.jit(lambda k: net.init(k, jnp.zeros((1, side, side, channels)), train=False))(
       jax.random.PRNGKey(seed))
-  state = jax.device_put(TrainState(variables['params'], variables['batch_stats'],
-                                    tx.init(variables['params'])), replicated)
-  teacher = jax.device_put(jax.tree.map(jnp.copy, state.variables), replicated) if phase.uses_teacher else None
+  params = {'model': variables['params'], 'method': method.init_params(num_classes, tasks.num_tasks)}
+  state = jax.device_put(TrainState(params, variables['batch_stats'], tx.init(params), ()), replicated)
+  feature_dim = jax.eval_shape(lambda v: net.apply(v, jnp.zeros((1, side, side, channels)), train=False),
+                               variables)['features'].shape[-1]
+  method_state = jax.device_put(method.init_state(num_classes, tasks.num_tasks, feature_dim), replicated)
+  teacher = state.teacher_copy() if phase.teacher is not None else None
   classes = Classes.for_task(tasks, 1)
   lr = jax.device_put(jnp.asarray(0.01, jnp.float32), replicated)
   rng = np.random.RandomState(seed + jax.process_index())
@@ -104,19 +109,19 @@ def bench_train_step(method: str = 'ssil', model: str = 'resnet18', image_size: 
   batch = parallel.to_global({k: v[:per] for k, v in local.items()}, sharded)
 
   t0 = time.perf_counter()
-  state, metrics = step_fn(state, teacher, batch, classes, lr)
+  state, metrics = step_fn(state, teacher, batch, classes, lr, method_state)
   jax.block_until_ready((state, metrics))
   compile_s = time.perf_counter() - t0
 
   t0 = time.perf_counter()
   for _ in range(steps):
-    state, metrics = step_fn(state, teacher, batch, classes, lr)
+    state, metrics = step_fn(state, teacher, batch, classes, lr, method_state)
   jax.block_until_ready((state, metrics))
   elapsed = time.perf_counter() - t0
   loss = float(metrics['loss'])
   if not math.isfinite(loss):
     raise FloatingPointError(f'the benchmarked step produced loss={loss}')
-  return {'kind': 'train_step', 'method': method, 'model': model, 'dtype': dtype,
+  return {'kind': 'train_step', 'method': method_name, 'model': model, 'dtype': dtype,
           'batch_size': phase.batch_size, 'replay_batch_size': phase.replay_batch_size,
           'image_shape': [side, side, channels], 'num_classes': num_classes, 'devices': jax.device_count(),
           'steps': steps, 'compile_s': compile_s, 'img_per_s': steps * global_batch / elapsed,

@@ -13,13 +13,19 @@ from cil_jax.losses import NEG
 
 @flax.struct.dataclass
 class TrainState:
-  params: Any
+  params: Any           # {'model': network params, 'method': the method's trainable arrays}
   batch_stats: Any
-  opt_state: Any
+  opt_state: Any        # the run's main optimizer (may live across tasks)
+  phase_opt_state: Any  # the optimizer of a phase that has its own (fresh at the phase start), else ()
 
   @property
   def variables(self):
-    return {'params': self.params, 'batch_stats': self.batch_stats}
+    """The network's variables, for model.apply."""
+    return {'params': self.params['model'], 'batch_stats': self.batch_stats}
+
+  def teacher_copy(self):
+    """A teacher must own its buffers: the student's are donated (deleted) by the next step."""
+    return jax.tree.map(jnp.copy, {'params': self.params, 'batch_stats': self.batch_stats})
 
 
 def make_optimizer(momentum: float, weight_decay: float) -> optax.GradientTransformation:
@@ -35,55 +41,85 @@ def normalizer(mean, std) -> Callable:
   return lambda images: (images.astype(jnp.float32) / 255.0 - mean) / std
 
 
-def make_train_step(model, loss_fn, tx, normalize, uses_teacher: bool, replicated, sharded):
-  """step(state, teacher, batch, classes, lr) -> (state, metrics); state is donated."""
+def _freeze(params, mask):
+  """Leaves marked False get no gradient at all (XLA then drops their backward pass)."""
+  return jax.tree.map(lambda p, m: jax.lax.stop_gradient(p) if m is False else p, params, mask)
 
-  def step(state: TrainState, teacher, batch, classes, lr):
+
+def _apply_mask(updates, mask):
+  return jax.tree.map(lambda u, m: u * jnp.asarray(m, u.dtype), updates, mask)
+
+
+def make_train_step(model, phase, tx, normalize, replicated, sharded):
+  """step(state, teacher, batch, classes, lr, method_state) -> (state, metrics); state is donated.
+
+  `phase` decides: the loss, whether a teacher runs (inference mode, same augmented batch), BN mode,
+  which parameters move (`phase.trainable`) and which optimizer state is used.
+  """
+  from cil_jax.methods.base import LossInputs
+  uses_teacher = phase.teacher is not None
+  own_optimizer = phase.optimizer is not None
+
+  def step(state: TrainState, teacher, batch, classes, lr, method_state):
     images = normalize(batch['image'])
     teacher_out = None
     if uses_teacher:
-      teacher_out = jax.lax.stop_gradient(model.apply(teacher, images, train=False))
+      teacher_vars = {'params': teacher['params']['model'], 'batch_stats': teacher['batch_stats']}
+      teacher_out = jax.lax.stop_gradient(model.apply(teacher_vars, images, train=False))
+    mask = phase.trainable(state.params) if phase.trainable is not None else None
 
     def objective(params):
-      out, updates = model.apply({'params': params, 'batch_stats': state.batch_stats}, images,
-                                 train=True, mutable=['batch_stats'])
-      loss, metrics = loss_fn(out, teacher_out, batch, classes)
-      return loss, (updates['batch_stats'], metrics)
+      if mask is not None:
+        params = _freeze(params, mask)
+      variables = {'params': params['model'], 'batch_stats': state.batch_stats}
+      if phase.bn_train:
+        out, updates = model.apply(variables, images, train=True, mutable=['batch_stats'])
+        batch_stats = updates['batch_stats']
+      else:
+        out, batch_stats = model.apply(variables, images, train=False), state.batch_stats
+      inputs = LossInputs(out=out, teacher=teacher_out, params=params,
+                          teacher_params=teacher['params'] if uses_teacher else None,
+                          batch=batch, classes=classes, state=method_state)
+      loss, metrics = phase.loss(inputs)
+      return loss, (batch_stats, metrics)
 
     (loss, (batch_stats, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    opt_state = state.phase_opt_state if own_optimizer else state.opt_state
+    updates, opt_state = tx.update(grads, opt_state, state.params)
+    if mask is not None:
+      updates = _apply_mask(updates, mask)
     params = jax.tree.map(lambda p, u: p - lr * u, state.params, updates)
-    metrics = dict(metrics, loss=loss)
-    return TrainState(params, batch_stats, opt_state), metrics
+    if own_optimizer:
+      new_state = state.replace(params=params, batch_stats=batch_stats, phase_opt_state=opt_state)
+    else:
+      new_state = state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state)
+    return new_state, dict(metrics, loss=loss)
 
   batch_sharding = {'image': sharded, 'label': sharded, 'replay': sharded}
   return jax.jit(step, donate_argnums=(0,),
-                 in_shardings=(replicated, replicated, batch_sharding, replicated, replicated),
+                 in_shardings=(replicated, replicated, batch_sharding, replicated, replicated, replicated),
                  out_shardings=(replicated, replicated))
 
 
-def masked_logits(outputs, classes):
-  """Default prediction: the logits of the seen classes (others pushed to -inf)."""
-  return jnp.where(classes.seen, outputs['logits'], NEG)
-
-
 def make_eval_step(model, predict, normalize, replicated, sharded):
-  """eval(variables, images, labels, classes) -> (top-5 class indices, task-aware prediction)."""
+  """eval(params, batch_stats, method_state, images, labels, classes) -> (top-5, task-aware prediction)."""
 
-  def step(variables, images, labels, classes):
-    scores = predict(model.apply(variables, normalize(images), train=False), classes)
+  def step(params, batch_stats, method_state, images, labels, classes):
+    out = model.apply({'params': params['model'], 'batch_stats': batch_stats}, normalize(images), train=False)
+    scores = predict(out, params, method_state, classes)
     top5 = jax.lax.top_k(scores, min(5, scores.shape[-1]))[1]
     sample_task = jnp.argmax(classes.blocks[:, labels], axis=0)   # [B]
     own_block = classes.blocks[sample_task]                         # [B, C]: that task's classes
     aware = jnp.argmax(jnp.where(own_block, scores, NEG), axis=-1)
     return top5, aware
 
-  return jax.jit(step, in_shardings=(replicated, sharded, sharded, replicated),
+  return jax.jit(step, in_shardings=(replicated, replicated, replicated, sharded, sharded, replicated),
                  out_shardings=(sharded, sharded))
 
 
-def make_feature_step(model, normalize, replicated, sharded):
-  """features(variables, images) in inference mode (exemplar herding, class means)."""
+def make_outputs_step(model, normalize, replicated, sharded):
+  """(network variables, images) -> inference-mode logits and features (for host-side hooks)."""
   def step(variables, images):
-    return model.apply(variables, normalize(images), train=False)['features']
+    out = model.apply(variables, normalize(images), train=False)
+    return {'logits': out['logits'], 'features': out['features']}
   return jax.jit(step, in_shardings=(replicated, sharded), out_shardings=sharded)

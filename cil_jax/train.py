@@ -24,8 +24,7 @@ from cil_jax import models, parallel, report, scenario
 from cil_jax.input_pipeline import sources, streams
 from cil_jax.methods.base import Classes
 from cil_jax.progress import Progress
-from cil_jax.step import (TrainState, make_eval_step, make_feature_step, make_optimizer, make_train_step,
-                          masked_logits, normalizer)
+from cil_jax.step import TrainState, make_eval_step, make_optimizer, make_outputs_step, make_train_step, normalizer
 
 
 @dataclasses.dataclass
@@ -72,33 +71,45 @@ class Experiment:
     pi, pc = jax.process_index(), jax.process_count()
     self.train_loader = streams.ImageLoader(source.train, self.train_labels, source.augment, source.image_size, pi, pc)
     self.test_loader = streams.ImageLoader(source.test, self.test_labels, 'none', source.image_size, pi, pc)
+    self.train_eval_loader = streams.ImageLoader(source.train, self.train_labels, 'none', source.image_size, pi, pc)
 
     self.model = models.create(config.model.name, c, last_relu=config.model.last_relu, dtype=config.model.dtype)
     self.normalize = normalizer(source.mean, source.std)
     self.tx = make_optimizer(config.train.momentum, config.train.weight_decay)
     self._train_steps: dict[Any, Any] = {}
-    self.eval_step = make_eval_step(self.model, masked_logits, self.normalize, self.replicated, self.sharded)
-    self.feature_step = make_feature_step(self.model, self.normalize, self.replicated, self.sharded)
+    self.eval_step = make_eval_step(self.model, self.method.predict, self.normalize, self.replicated, self.sharded)
+    self.outputs_step = make_outputs_step(self.model, self.normalize, self.replicated, self.sharded)
     for t in range(self.tasks.num_tasks):
       for ph in self.method.phases(t):
         parallel.check_batch(ph.batch_size + ph.replay_batch_size, f'{ph.name} batch size')
     parallel.check_batch(int(config.eval.batch_size), 'eval.batch_size')
 
+  def phase_optimizer(self, phase):
+    if phase.optimizer is None:
+      return self.tx
+    return make_optimizer(phase.optimizer.momentum, phase.optimizer.weight_decay)
+
   def train_step(self, phase):
-    key = (phase.loss, phase.uses_teacher)
+    # Phases are rebuilt per task; equal phases (same loss function and options) share one compile.
+    key = dataclasses.replace(phase, epochs=0, lr=0.0, milestones=(), gamma=0.0, name='')
     if key not in self._train_steps:
-      self._train_steps[key] = make_train_step(self.model, phase.loss, self.tx, self.normalize,
-                                               phase.uses_teacher, self.replicated, self.sharded)
+      self._train_steps[key] = make_train_step(self.model, phase, self.phase_optimizer(phase), self.normalize,
+                                               self.replicated, self.sharded)
     return self._train_steps[key]
 
-  def init_state(self) -> TrainState:
+  def init_state(self) -> tuple[TrainState, dict]:
+    """The initial train state and method state (both replicated on the mesh)."""
     size = self.source.image_size
     channels = self.source.train.images.shape[-1] if self.source.train.in_memory else 3
     dummy = jnp.zeros((1, size, size, channels), jnp.float32)
     variables = jax.jit(lambda k: self.model.init(k, dummy, train=False))(
         jax.random.PRNGKey(int(self.config.seed)))
-    state = TrainState(variables['params'], variables['batch_stats'], self.tx.init(variables['params']))
-    return jax.device_put(state, self.replicated)
+    feature_dim = jax.eval_shape(lambda v: self.model.apply(v, dummy, train=False), variables)['features'].shape[-1]
+    c, t = self.tasks.num_classes, self.tasks.num_tasks
+    params = {'model': variables['params'], 'method': self.method.init_params(c, t)}
+    state = TrainState(params, variables['batch_stats'], self.tx.init(params), ())
+    method_state = self.method.init_state(c, t, feature_dim)
+    return jax.device_put(state, self.replicated), jax.device_put(method_state, self.replicated)
 
 
 def _indices_by_class(labels: np.ndarray, num_classes: int) -> list[np.ndarray]:
@@ -107,9 +118,48 @@ def _indices_by_class(labels: np.ndarray, num_classes: int) -> list[np.ndarray]:
   return [order[bounds[k]:bounds[k + 1]] for k in range(num_classes)]
 
 
-def copy_tree(tree):
-  """A teacher must own its buffers: the student's are donated (deleted) by the next step."""
-  return jax.tree.map(jnp.copy, tree)
+@dataclasses.dataclass
+class TaskContext:
+  """What a method's host-side hooks see: the scenario, the data, the current model and services."""
+  run: 'Run'
+  t: int
+
+  @property
+  def tasks(self):
+    return self.run.exp.tasks
+
+  @property
+  def config(self):
+    return self.run.cfg
+
+  @property
+  def memory(self) -> scenario.Memory:
+    return self.run.memory
+
+  @property
+  def train_by_class(self) -> list[np.ndarray]:
+    return self.run.exp.train_by_class
+
+  @property
+  def train_labels(self) -> np.ndarray:
+    return self.run.exp.train_labels
+
+  @property
+  def state(self) -> TrainState:
+    return self.run.state
+
+  @property
+  def method_state(self) -> dict:
+    return self.run.method_state
+
+  def new_indices(self) -> np.ndarray:
+    return np.concatenate([self.train_by_class[k] for k in range(self.tasks.start(self.t), self.tasks.end(self.t))])
+
+  def outputs(self, indices: np.ndarray, augment: bool = False, tag: int = 0) -> dict:
+    """Inference-mode logits and features of training images, as numpy. augment=True uses the
+    training transform (seeded by run seed, task and `tag`), as the SS-IL code base does for its
+    class means and statistics; False the test transform."""
+    return self.run.outputs(indices, augment, streams.stream_seed(int(self.config.seed), self.t, 1000 + tag))
 
 
 class Run:
@@ -120,7 +170,7 @@ class Run:
     cfg = exp.config
     self.cfg = cfg
     self.ckpt = ckpt_lib.Checkpointer(os.path.join(exp.workdir, 'checkpoints'), keep=int(cfg.checkpoint.keep))
-    self.state = exp.init_state()
+    self.state, self.method_state = exp.init_state()
     self.teacher = None
     self.memory = scenario.Memory.empty()
     self.rows: list[dict] = []
@@ -137,11 +187,13 @@ class Run:
   # --- checkpoints ------------------------------------------------------------------------------
 
   def _arrays(self):
-    return {'state': self.state, 'teacher': self.teacher if self.teacher is not None else {}}
+    return {'state': self.state, 'teacher': self.teacher if self.teacher is not None else {},
+            'method_state': self.method_state}
 
   def save(self):
     meta = {'cursor': dataclasses.asdict(self.cursor), 'rows': self.rows, 'global_step': self.global_step,
             'images_seen': self.images_seen, 'has_teacher': self.teacher is not None,
+            'has_phase_optimizer': bool(jax.tree.leaves(self.state.phase_opt_state)),
             'memory_indices': self.memory.indices.tolist(), 'memory_counts': self.memory.counts.tolist(),
             'seed': int(self.cfg.seed)}
     self.ckpt.save(self._arrays(), meta)
@@ -155,9 +207,15 @@ class Run:
     if meta['seed'] != int(self.cfg.seed):
       raise ValueError(f'the workdir holds a run with seed {meta["seed"]} but config.seed={self.cfg.seed}; '
                        'use a new --workdir or the same seed')
-    target = {'state': self.state, 'teacher': self.state.variables if meta['has_teacher'] else {}}
+    target = {'state': self.state, 'teacher': self.state.teacher_copy() if meta['has_teacher'] else {},
+              'method_state': self.method_state}
+    if meta['has_phase_optimizer']:  # a phase with its own optimizer was interrupted
+      phase = self.exp.method.phases(meta['cursor']['task'])[meta['cursor']['phase']]
+      target['state'] = self.state.replace(
+          phase_opt_state=self.exp.phase_optimizer(phase).init(self.state.params))
     arrays = self.ckpt.restore_arrays(step, target)
     self.state = jax.device_put(arrays['state'], self.exp.replicated)
+    self.method_state = jax.device_put(arrays['method_state'], self.exp.replicated)
     self.teacher = jax.device_put(arrays['teacher'], self.exp.replicated) if meta['has_teacher'] else None
     self.memory = scenario.Memory(np.asarray(meta['memory_indices'], np.int64),
                                   np.asarray(meta['memory_counts'], np.int64))
@@ -195,20 +253,28 @@ class Run:
     exp, cfg = self.exp, self.cfg
     phases = exp.method.phases(t)
     classes = Classes.for_task(exp.tasks, t)
+    ctx = TaskContext(self, t)
+    method = exp.method
     if self.cursor.at_task_start():
-      if t > 0 and exp.method.uses_teacher:
-        self.teacher = copy_tree(self.state.variables)
+      if any(ph.teacher == 'task_start' for ph in phases):
+        self.teacher = self.state.teacher_copy()
       if t > 0 and cfg.train.reset_optimizer_each_task:
         self.state = self.state.replace(opt_state=jax.device_put(exp.tx.init(self.state.params), exp.replicated))
-    new_idx = np.concatenate([exp.train_by_class[k] for k in range(exp.tasks.start(t), exp.tasks.end(t))])
-    mem_idx = self.memory.indices
+      if method.before_task is not None:
+        params, method_state = method.before_task(ctx)
+        self.state = self.state.replace(params=jax.device_put(params, exp.replicated))
+        self.method_state = jax.device_put(method_state, exp.replicated)
+    data = method.task_data(ctx) if method.task_data is not None else {'train': (ctx.new_indices(),
+                                                                                 self.memory.indices)}
     for p in range(self.cursor.phase, len(phases)):
-      self._run_phase(t, p, phases[p], classes, new_idx, mem_idx)
+      self._run_phase(t, p, phases[p], classes, *data[phases[p].data])
     # Training of task t is done. Saved (unless the last epoch's save holds it) so that a kill during
-    # the memory update or the evaluation does not redo the training.
+    # the hook, the memory update or the evaluation does not redo the training.
     if self.cursor != self._saved_cursor:
       self.save()
-    self._update_memory(t)
+    if method.after_task is not None:
+      self.method_state = jax.device_put(method.after_task(ctx), exp.replicated)
+    self._update_memory(ctx)
     row = self._evaluate(t, classes)
     self.rows.append(row)
     self._write_results()
@@ -221,7 +287,12 @@ class Run:
   def _run_phase(self, t, p, phase, classes, new_idx, mem_idx):
     exp, cfg = self.exp, self.cfg
     step_fn = exp.train_step(phase)
-    teacher = self.teacher if phase.uses_teacher else None
+    if (self.cursor.phase, self.cursor.epoch, self.cursor.step) == (p, 0, 0):  # a fresh phase start
+      if phase.teacher == 'phase_start':
+        self.teacher = self.state.teacher_copy()
+      phase_opt = exp.phase_optimizer(phase).init(self.state.params) if phase.optimizer is not None else ()
+      self.state = self.state.replace(phase_opt_state=jax.device_put(phase_opt, exp.replicated))
+    teacher = self.teacher if phase.teacher is not None else None
     log_every = int(cfg.log_every_steps)
     ckpt_every = int(cfg.checkpoint.every_steps)
     for epoch in range(self.cursor.epoch if self.cursor.phase == p else 0, phase.epochs):
@@ -238,7 +309,7 @@ class Run:
       k = start
       try:
         for k, batch in enumerate(batches, start=start):
-          self.state, metrics = step_fn(self.state, teacher, batch, classes, lr)
+          self.state, metrics = step_fn(self.state, teacher, batch, classes, lr, self.method_state)
           self.global_step += 1
           self.images_seen += plan.indices.shape[1]
           self.cursor.step = k + 1
@@ -264,6 +335,7 @@ class Run:
         self.save()
     if self.cursor.phase == p:  # a phase with zero epochs
       self.cursor = Cursor(t, p + 1, 0, 0)
+    self.state = self.state.replace(phase_opt_state=())
 
   def _log(self, header, step, steps, metrics):
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -306,8 +378,8 @@ class Run:
 
   # --- memory and evaluation --------------------------------------------------------------------
 
-  def _update_memory(self, t: int):
-    exp, cfg = self.exp, self.cfg
+  def _update_memory(self, ctx: TaskContext):
+    exp, cfg, t = self.exp, self.cfg, ctx.t
     if int(cfg.memory.size) == 0 or t == exp.tasks.num_tasks - 1:
       return
     new_classes = range(exp.tasks.start(t), exp.tasks.end(t))
@@ -316,25 +388,28 @@ class Run:
     elif cfg.memory.selection == 'herding':
       budget = int(scenario.per_class_sizes(int(cfg.memory.size), exp.tasks.end(t), exp.tasks.num_classes,
                                             cfg.memory.policy).max())
-      candidates = [scenario.herding_priority(exp.train_by_class[c], self._features(exp.train_by_class[c]), budget)
-                    for c in new_classes]
+      feats = ctx.outputs(ctx.new_indices())['features']
+      bounds = np.cumsum([0] + [len(exp.train_by_class[c]) for c in new_classes])
+      candidates = [scenario.herding_priority(exp.train_by_class[c], feats[bounds[i]:bounds[i + 1]], budget)
+                    for i, c in enumerate(new_classes)]
     else:
       raise ValueError(f"memory.selection={cfg.memory.selection!r} is unknown; use 'random' or 'herding'")
     self.memory = self.memory.update(candidates, int(cfg.memory.size), exp.tasks.num_classes, cfg.memory.policy)
 
-  def _features(self, indices: np.ndarray) -> np.ndarray:
-    """Inference-mode features of training images (test transform)."""
+  def outputs(self, indices: np.ndarray, augment: bool, seed: int) -> dict:
+    """Inference-mode logits and features of training images (see TaskContext.outputs)."""
     exp = self.exp
     plan, valid = streams.eval_plan(indices, int(self.cfg.eval.batch_size))
-    loader = streams.ImageLoader(exp.source.train, exp.train_labels, 'none', exp.source.image_size,
-                                 jax.process_index(), jax.process_count())
-    feats = []
-    for batch in loader.eval(plan, valid).as_numpy_iterator():
+    if augment:
+      ds = exp.train_loader.train(streams.Plan(plan, np.zeros_like(valid), seed))
+    else:
+      ds = exp.train_eval_loader.eval(plan, valid)
+    outs = []
+    for batch in ds.as_numpy_iterator():
       images = parallel.to_global({'image': batch['image']}, exp.sharded)['image']
-      feats.append(exp.feature_step(self.state.variables, images))
-    feats = np.concatenate([np.asarray(multihost_utils.process_allgather(f, tiled=True))
-                            for f in feats])
-    return feats[valid.reshape(-1)]
+      outs.append(exp.outputs_step(self.state.variables, images))
+    ok = valid.reshape(-1)
+    return {k: _gather([o[k] for o in outs])[ok] for k in ('logits', 'features')}
 
   def _evaluate(self, t: int, classes) -> dict:
     exp = self.exp
@@ -343,14 +418,13 @@ class Run:
     tops, awares = [], []
     for batch in exp.test_loader.eval(plan, valid).as_numpy_iterator():
       b = parallel.to_global({'image': batch['image'], 'label': batch['label']}, exp.sharded)
-      top5, aware = exp.eval_step(self.state.variables, b['image'], b['label'], classes)
+      top5, aware = exp.eval_step(self.state.params, self.state.batch_stats, self.method_state, b['image'],
+                                  b['label'], classes)
       tops.append(top5)
       awares.append(aware)
-    gather = lambda xs: np.concatenate([  # noqa: E731
-        np.asarray(multihost_utils.process_allgather(x, tiled=True)) for x in xs])
     ok = valid.reshape(-1)
     labels = exp.test_labels[plan.reshape(-1)][ok]
-    row = metrics_lib.task_row(labels, gather(tops)[ok], gather(awares)[ok], exp.tasks.task_of_class(), t)
+    row = metrics_lib.task_row(labels, _gather(tops)[ok], _gather(awares)[ok], exp.tasks.task_of_class(), t)
     if self.writer is not None:
       with self.writer.as_default(step=t):
         tf.summary.scalar('eval/top1_all_seen', row['top1_all'])
@@ -367,6 +441,11 @@ class Run:
     summary = metrics_lib.summarize(self.rows)
     _atomic_write(os.path.join(self.exp.workdir, 'results.json'), json.dumps(summary, indent=1))
     report.plot_accuracy({self.cfg.method.name: summary}, os.path.join(self.exp.workdir, 'accuracy.png'))
+
+
+def _gather(arrays) -> np.ndarray:
+  """Batch-sharded device arrays (possibly across hosts) -> one host numpy array."""
+  return np.concatenate([np.asarray(multihost_utils.process_allgather(x, tiled=True)) for x in arrays])
 
 
 def _atomic_write(path: str, text: str):

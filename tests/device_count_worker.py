@@ -23,10 +23,10 @@ def main(out_path):
   tx = make_optimizer(0.9, 1e-4)
   replicated, sharded = parallel.shardings(parallel.make_mesh())
   variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)), train=False)
-  state = jax.device_put(TrainState(variables['params'], variables['batch_stats'], tx.init(variables['params'])),
-                         replicated)
-  teacher = jax.tree.map(jnp.copy, state.variables)
-  step = make_train_step(model, phase.loss, tx, normalizer((0.3,), (0.35,)), True, replicated, sharded)
+  params = {'model': variables['params'], 'method': {}}
+  state = jax.device_put(TrainState(params, variables['batch_stats'], tx.init(params), ()), replicated)
+  teacher = state.teacher_copy()
+  step = make_train_step(model, phase, tx, normalizer((0.3,), (0.35,)), replicated, sharded)
   classes = Classes.for_task(Tasks(10, 2, 2), 1)
   rng = np.random.RandomState(0)
   losses = []
@@ -34,7 +34,7 @@ def main(out_path):
     batch = {'image': rng.randint(0, 255, (24, 28, 28, 1)).astype(np.uint8),
              'label': np.concatenate([rng.randint(2, 4, 16), rng.randint(0, 2, 8)]).astype(np.int32),
              'replay': np.arange(24) >= 16}
-    state, metrics = step(state, teacher, parallel.to_global(batch, sharded), classes, jnp.float32(0.1))
+    state, metrics = step(state, teacher, parallel.to_global(batch, sharded), classes, jnp.float32(0.1), {})
     losses.append(float(metrics['loss']))
   leaves = [np.asarray(x) for x in jax.tree.leaves(state)]
   np.savez(out_path, losses=np.array(losses), devices=jax.device_count(), *leaves)

@@ -4,8 +4,14 @@ import numpy as np
 
 from cil_jax.losses import blockwise_kd, cross_entropy
 from cil_jax.methods import ssil
-from cil_jax.methods.base import Classes, seen_cross_entropy
+from cil_jax.methods.base import Classes, LossInputs, seen_cross_entropy
 from cil_jax.scenario import Tasks
+
+
+def _inputs(z, zt, batch, classes, state=None, params=None, teacher_params=None):
+  return LossInputs(out={'logits': jnp.asarray(z)}, teacher=None if zt is None else {'logits': jnp.asarray(zt)},
+                    params=params or {}, teacher_params=teacher_params, batch=batch, classes=classes,
+                    state=state or {})
 
 
 def np_log_softmax(z):
@@ -40,7 +46,7 @@ def test_ssil_loss_matches_numpy_with_base_not_equal_step():
   y = np.concatenate([rng.randint(5, 7, B), rng.randint(0, 5, R)])
   replay = np.arange(B + R) >= B
   batch = {'label': jnp.asarray(y), 'replay': jnp.asarray(replay)}
-  loss, metrics = ssil.ssil_loss({'logits': jnp.asarray(z)}, {'logits': jnp.asarray(zt)}, batch, classes, T)
+  loss, metrics = ssil.ssil_loss(_inputs(z, zt, batch, classes), T)
 
   # independent computation, written like the reference: slices, y - m for new samples
   m, e = 5, 7
@@ -54,7 +60,7 @@ def test_ssil_loss_matches_numpy_with_base_not_equal_step():
   # future-class logits (7, 8) must not matter
   z2 = z.copy()
   z2[:, 7:] += 100
-  loss2, _ = ssil.ssil_loss({'logits': jnp.asarray(z2)}, {'logits': jnp.asarray(zt)}, batch, classes, T)
+  loss2, _ = ssil.ssil_loss(_inputs(z2, zt, batch, classes), T)
   np.testing.assert_allclose(float(loss2), float(loss), rtol=1e-6)
 
 
@@ -73,7 +79,7 @@ def test_ft_loss_is_ce_over_all_seen_classes():
   rng = np.random.RandomState(3)
   z = rng.randn(8, 10).astype(np.float32)
   y = rng.randint(0, 7, 8)
-  loss, _ = seen_cross_entropy({'logits': jnp.asarray(z)}, None, {'label': jnp.asarray(y)}, classes)
+  loss, _ = seen_cross_entropy(_inputs(z, None, {'label': jnp.asarray(y)}, classes))
   np.testing.assert_allclose(float(loss), -np_log_softmax(z[:, :7])[np.arange(8), y].mean(), rtol=1e-5)
 
 

@@ -1,28 +1,29 @@
 """What a method is: data, not a subclass tree.
 
-A method gives, for each task, a list of *phases*. A phase is a loss (a pure function the engine
-jits), the stream it trains on, and its schedule. The engine runs phases; it knows no method.
+A method gives, for each task, a list of *phases* and optional host-side hooks. A phase is a loss (a
+pure function the engine jits), the data and stream it trains on, its schedule, its teacher and
+what it may update. The engine runs phases and hooks; it knows no method.
 
-Loss signature:  loss(outputs, teacher_outputs, batch, classes) -> (scalar, metrics dict)
-  outputs          the student's model outputs (train mode): logits [B, C], features, stages
-  teacher_outputs  the frozen teacher's outputs on the same augmented batch (inference mode), or
-                   None when the phase has no teacher
-  batch            dict(image, label [B] incremental labels, replay [B] bool: slot is an exemplar)
-  classes          `Classes`: masks of seen/old/new classes and task blocks, as arrays
+Loss signature:  loss(x: LossInputs) -> (scalar, metrics dict)
+Predict:         predict(outputs, params, state, classes) -> scores over all classes (argmax = class)
+
+Parameters are `{'model': ..., 'method': ...}`: the network's and the method's own trainable
+arrays (e.g. BiC's bias layers). `state` is the method's non-trainable arrays (class means, IL2M
+statistics). Both have fixed shapes for the whole run, so they checkpoint and jit like the model.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import flax.struct
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax.losses import cross_entropy
+from cil_jax.losses import NEG, cross_entropy
 from cil_jax.scenario import Tasks
 
-LossFn = Callable[..., tuple[Any, dict]]
+LossFn = Callable[['LossInputs'], tuple[Any, dict]]
 
 
 @flax.struct.dataclass
@@ -48,6 +49,25 @@ class Classes:
     return self.blocks & (jnp.arange(self.blocks.shape[0]) < self.task)[:, None]
 
 
+@flax.struct.dataclass
+class LossInputs:
+  out: dict                  # student outputs: logits [B, C], features, stages
+  teacher: Optional[dict]    # frozen teacher's outputs on the same augmented batch (inference mode)
+  params: dict               # student params {'model', 'method'}
+  teacher_params: Optional[dict]
+  batch: dict                # image, label [B] (incremental labels), replay [B] bool (slot is an exemplar)
+  classes: Classes
+  state: dict                # the method's non-trainable arrays
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+  """SGD with coupled weight decay. A phase with its own optimizer starts it fresh at the phase start;
+  `None` in a phase means the run's main optimizer (whose state may live across tasks)."""
+  momentum: float = 0.9
+  weight_decay: float = 1e-4
+
+
 @dataclasses.dataclass(frozen=True)
 class Phase:
   name: str
@@ -59,18 +79,42 @@ class Phase:
   milestones: tuple[int, ...] = ()
   gamma: float = 0.1
   replay_batch_size: int = 0
-  uses_teacher: bool = False
+  teacher: Optional[str] = None       # None | 'task_start' | 'phase_start': when the frozen copy is taken
+  data: str = 'train'                 # which index sets of `Method.task_data` the stream draws from
+  bn_train: bool = True               # False: BatchNorm in inference mode, statistics frozen
+  trainable: Optional[Callable] = None  # params -> pytree of True/False/array multipliers; None = all
+  optimizer: Optional[Optimizer] = None
+  cosine: bool = False                # cosine annealing of lr over the phase's epochs (per epoch)
 
   def lr_at(self, epoch: int) -> float:
-    """Step decay: lr · gamma^(number of milestones <= epoch), as the reference's schedule."""
+    """Step decay lr · gamma^(number of milestones <= epoch), as the reference's schedule, or cosine."""
+    if self.cosine:
+      return float(self.lr * 0.5 * (1 + np.cos(np.pi * epoch / self.epochs)))
     return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)
+
+
+def masked_logits(outputs, params, state, classes):
+  """Default prediction: the logits of the seen classes (others pushed to -inf)."""
+  del params, state
+  return jnp.where(classes.seen, outputs['logits'], NEG)
 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
+  """phases(t) -> list[Phase]. Hooks (host side, optional) receive a `TaskContext` (see train.py):
+    task_data(ctx)   -> {name: (new_indices, memory_indices)}; default {'train': (new data, memory)}
+    before_task(ctx) -> (params, state) after e.g. imprinting weights; runs once at the task start
+    after_task(ctx)  -> state after the task's phases, before the memory update (class means, stats)
+  init_params(num_classes, num_tasks) / init_state(num_classes, num_tasks, feature_dim) give the
+  method's own arrays (empty dicts by default)."""
   name: str
-  phases: Callable[[int], list[Phase]]          # task -> phases
-  uses_teacher: bool = False                    # keep a frozen copy of the model from each task start
+  phases: Callable[[int], list[Phase]]
+  predict: Callable = masked_logits
+  task_data: Optional[Callable] = None
+  before_task: Optional[Callable] = None
+  after_task: Optional[Callable] = None
+  init_params: Callable = lambda num_classes, num_tasks: {}
+  init_state: Callable = lambda num_classes, num_tasks, feature_dim: {}
 
 
 def main_schedule(train_cfg, task: int, lr_by_task: bool) -> dict:
@@ -84,8 +128,7 @@ def main_schedule(train_cfg, task: int, lr_by_task: bool) -> dict:
               gamma=float(train_cfg.gamma), lr=float(lr))
 
 
-def seen_cross_entropy(outputs, teacher_outputs, batch, classes):
+def seen_cross_entropy(x: LossInputs):
   """CE over all seen classes, batch mean: the task-0 loss of most methods and FT's loss."""
-  del teacher_outputs
-  ce = cross_entropy(outputs['logits'], batch['label'], classes.seen).mean()
+  ce = cross_entropy(x.out['logits'], x.batch['label'], x.classes.seen).mean()
   return ce, {'ce': ce}

@@ -11,7 +11,7 @@ wrong when base is not a multiple of step); masks over full-width logits make th
 import jax.numpy as jnp
 
 from cil_jax.losses import blockwise_kd, masked_log_softmax
-from cil_jax.methods.base import Method, Phase, main_schedule, seen_cross_entropy
+from cil_jax.methods.base import LossInputs, Method, Phase, main_schedule, seen_cross_entropy
 
 OPTIONS = {'temperature': 2.0}
 
@@ -23,23 +23,23 @@ def separated_cross_entropy(logits, labels, is_replay, old_mask, new_mask):
   return -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
 
 
-def ssil_loss(outputs, teacher_outputs, batch, classes, temperature):
-  z = outputs['logits']
-  ce = separated_cross_entropy(z, batch['label'], batch['replay'], classes.old, classes.new).mean()
-  kd = blockwise_kd(z, teacher_outputs['logits'], classes.old_blocks(), temperature).mean()
+def ssil_loss(x: LossInputs, temperature: float):
+  z = x.out['logits']
+  ce = separated_cross_entropy(z, x.batch['label'], x.batch['replay'], x.classes.old, x.classes.new).mean()
+  kd = blockwise_kd(z, x.teacher['logits'], x.classes.old_blocks(), temperature).mean()
   return ce + kd, {'ce': ce, 'kd': kd}
 
 
 def make(config) -> Method:
   temperature = float(config.method.temperature)
 
-  def loss(outputs, teacher_outputs, batch, classes):
-    return ssil_loss(outputs, teacher_outputs, batch, classes, temperature)
+  def loss(x):
+    return ssil_loss(x, temperature)
 
   def phases(t):
     sched = main_schedule(config.train, t, lr_by_task=True)
     if t == 0:
       return [Phase('base', seen_cross_entropy, stream='new', batch_size=config.train.batch_size, **sched)]
     return [Phase('train', loss, stream='new+replay', batch_size=config.train.batch_size,
-                  replay_batch_size=config.train.replay_batch_size, uses_teacher=True, **sched)]
-  return Method('ssil', phases, uses_teacher=True)
+                  replay_batch_size=config.train.replay_batch_size, teacher='task_start', **sched)]
+  return Method('ssil', phases)
