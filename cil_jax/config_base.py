@@ -95,7 +95,7 @@ def parse_arg(arg: str | None) -> dict:
       out['smoke'] = True
     elif part[0] == 't' and part[1:].isdigit():
       out['tasks'] = int(part[1:])
-    elif part[0] == 'm' and part[1:].isdigit():
+    elif part[0] == "m" and part[1:].isdigit():
       out['memory'] = int(part[1:])
     else:
       raise ValueError(f'config argument {part!r} is unknown; use t<tasks>, m<memory> and/or smoke, '

@@ -298,6 +298,10 @@ class Run:
     for epoch in range(self.cursor.epoch if self.cursor.phase == p else 0, phase.epochs):
       seed = streams.stream_seed(int(cfg.seed), t, p, epoch)
       plan = streams.make_plan(phase.stream, new_idx, mem_idx, phase.batch_size, phase.replay_batch_size, seed)
+      if plan.steps == 0:
+        raise ValueError(f'task {t} phase {phase.name!r} has {len(new_idx) + len(mem_idx)} training examples, fewer '
+                         f'than its batch of {phase.batch_size + phase.replay_batch_size}: lower train.batch_size '
+                         'or use more data / a larger memory.size')
       start = self.cursor.step if (self.cursor.phase, self.cursor.epoch) == (p, epoch) else 0
       self.cursor = Cursor(t, p, epoch, start)
       lr = jax.device_put(jnp.asarray(phase.lr_at(epoch), jnp.float32), exp.replicated)

@@ -50,6 +50,14 @@ def test_default_config_on_idx_files(idx_dir, tmp_path):
   assert train.train_and_evaluate(c, str(tmp_path))['top1'] == summary['top1']
 
 
+@pytest.mark.parametrize('method', ['ft', 'icarl', 'il2m', 'eeil', 'bic', 'joint', 'ft_nomem'])
+def test_each_method_end_to_end(method, idx_dir, tmp_path):
+  c = _config(f'{method}_fmnist.py', **{'dataset.root': idx_dir})
+  summary = train.train_and_evaluate(c, str(tmp_path))
+  _check(summary, 5)
+  assert summary['tasks_done'] == 5
+
+
 def test_fashion_mnist_through_tfds_mock(tmp_path):
   import tensorflow_datasets as tfds
   c = _config('default.py', **{'dataset.max_per_class': 24})
@@ -77,7 +85,7 @@ def test_cli_rejects_unknown_keys_and_names(tmp_path):
   r = _main('--config', 'configs/default.py:smoke', '--config.train.no_such_key=1', '--workdir', str(tmp_path))
   assert r.returncode != 0 and 'no_such_key' in r.stderr
   r = _main('--config', 'configs/default.py:smoke', '--config.method.name=icarl2', '--workdir', str(tmp_path))
-  assert r.returncode != 0 and "method.name='icarl2' is unknown; choose one of ['ft', 'ssil']" in r.stderr
+  assert r.returncode != 0 and "method.name='icarl2' is unknown; choose one of ['bic', 'eeil', 'ft', 'icarl', 'il2m', 'joint', 'ssil']" in r.stderr
   r = _main('--config', 'configs/default.py:smoke', '--config.dataset.name=mnist', '--workdir', str(tmp_path))
   assert r.returncode != 0 and 'choose one of' in r.stderr and 'imagenet' in r.stderr
   assert not os.path.exists(tmp_path / 'checkpoints')  # refused before any compute

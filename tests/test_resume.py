@@ -11,8 +11,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(workdir, idx_dir, *extra):
-  cmd = [sys.executable, 'main.py', '--config', 'configs/default.py:smoke', f'--config.dataset.root={idx_dir}',
+def _run(workdir, idx_dir, *extra, config='configs/default.py:smoke'):
+  cmd = [sys.executable, 'main.py', '--config', config, f'--config.dataset.root={idx_dir}',
          '--config.checkpoint.every_steps=2', '--workdir', str(workdir), *extra]
   return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
@@ -45,9 +45,32 @@ def test_killed_run_resumes_to_identical_results(reference, idx_dir, tmp_path, k
   r = _run(tmp_path, idx_dir)
   assert r.returncode == 0, r.stderr[-3000:]
   assert 'resumed from checkpoint' in r.stderr
+  _assert_same_run(reference, tmp_path)
+
+
+def _assert_same_run(reference, tmp_path):
   want = json.load(open(reference / 'results.json'))
   got = json.load(open(tmp_path / 'results.json'))
   for key in ('top1', 'top5', 'task_aware', 'top1_all', 'average_incremental_top1', 'forgetting_top1'):
     assert got[key] == want[key], key
   for a, b in zip(_final_params(reference), _final_params(tmp_path)):
     np.testing.assert_array_equal(a, b)  # bit for bit on CPU
+
+
+BIC = ('configs/bic_fmnist.py:smoke', '--config.memory.size=200')
+
+
+def test_bic_killed_inside_the_bias_correction_stage_resumes_exactly(idx_dir, tmp_path):
+  """Global steps 1-3: task 0; 4-7: task 1 training; 8-9: its bias-correction stage (own optimizer,
+  frozen backbone). Killed after step 9, the run resumes from step 8's checkpoint inside that stage."""
+  ref = tmp_path / 'ref'
+  r = _run(ref, idx_dir, BIC[1], config=BIC[0])
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert 'bias_correction' in r.stderr
+  killed = tmp_path / 'killed'
+  r = _run(killed, idx_dir, BIC[1], '--config.debug.kill_at_step=9', config=BIC[0])
+  assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+  r = _run(killed, idx_dir, BIC[1], config=BIC[0])
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert 'resumed from checkpoint' in r.stderr and 'task 1, phase 1' in r.stderr
+  _assert_same_run(ref, killed)

@@ -1,7 +1,7 @@
 """Method registry: name -> module with `make(config) -> Method` and `OPTIONS` (config.method defaults)."""
-from cil_jax.methods import ft, ssil
+from cil_jax.methods import bic, eeil, ft, icarl, il2m, joint, ssil
 
-REGISTRY = {'ft': ft, 'ssil': ssil}
+REGISTRY = {'ft': ft, 'ssil': ssil, 'icarl': icarl, 'il2m': il2m, 'eeil': eeil, 'bic': bic, 'joint': joint}
 
 
 def get(name: str):

@@ -1,0 +1,95 @@
+"""BiC, Bias Correction (Wu et al., CVPR 2019), as in the SS-IL code base.
+
+Training (t >= 1): λ = m/e; loss = λ·KL_bm(softmax(ẑ'_O/T) ‖ softmax(z_O/T)) (no T²) + (1−λ)·CE over
+all seen, where ẑ' are the teacher's logits with the previous task's bias layer applied to its
+newest classes. A held-out set of 20 % of M (half from memory: the last entries of each old class's
+memory; half from the new classes' training data) is removed from training and then trains a new
+two-scalar bias layer q = α·z + β on the newest task's logits: backbone frozen in inference mode,
+CE, plain SGD (no momentum, no weight decay) at lr/100 for 2x the epochs, ×gamma after epochs
+2·milestone (the reference decays after the epoch numbered 2·milestone). Evaluation applies the
+newest bias layer. Bias layers are method parameters [T, 2] (α, β), initialised to (1, 0).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cil_jax.losses import NEG, blockwise_kd, cross_entropy
+from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule, seen_cross_entropy
+
+OPTIONS = {'temperature': 2.0, 'heldout_fraction': 0.2}
+
+
+def apply_bias(logits, bias, block):
+  """α·z + β on the classes of `block` (bool [C]); bias = (α, β)."""
+  return jnp.where(block, bias[0] * logits + bias[1], logits)
+
+
+def bic_loss(x: LossInputs, temperature: float):
+  c = x.classes
+  prev_block = c.blocks[jnp.maximum(c.task - 1, 0)]
+  teacher = apply_bias(x.teacher['logits'], x.teacher_params['method']['bias'][c.task - 1], prev_block)
+  lam = jnp.sum(c.old) / jnp.sum(c.seen)
+  kd = blockwise_kd(x.out['logits'], teacher, c.old[None], temperature).mean() / temperature ** 2
+  ce = cross_entropy(x.out['logits'], x.batch['label'], c.seen).mean()
+  return lam * kd + (1 - lam) * ce, {'ce': ce, 'kd': kd}
+
+
+def bias_loss(x: LossInputs):
+  c = x.classes
+  z = apply_bias(x.out['logits'], x.params['method']['bias'][c.task], c.new)
+  ce = cross_entropy(z, x.batch['label'], c.seen).mean()
+  return ce, {'ce': ce}
+
+
+def predict(outputs, params, state, classes):
+  del state
+  z = apply_bias(outputs['logits'], params['method']['bias'][classes.task], classes.new)
+  return jnp.where(classes.seen, z, NEG)
+
+
+def only_bias(params):
+  """Trainable mask: the bias layers only (the backbone gets no gradient at all). Only the current
+  task's row moves: the gradient reaches no other row, and plain SGD has no momentum to carry."""
+  return {'model': jax.tree.map(lambda _: False, params['model']), 'method': {'bias': True}}
+
+
+def heldout_split(memory_per_class: list, new_class_indices: list, memory_size: int, fraction: float):
+  """(train new, train memory, held-out new, held-out memory). Each half of the held-out set is
+  fraction/2 · M: per old class its last memory entries, per new class its last training images."""
+  half = int(memory_size * fraction) // 2
+  per_old = max(1, half // max(len(memory_per_class), 1))
+  per_new = max(1, half // len(new_class_indices))
+  keep_mem = [m[:max(len(m) - per_old, 0)] for m in memory_per_class]
+  val_mem = [m[max(len(m) - per_old, 0):] for m in memory_per_class]
+  keep_new = [c[:len(c) - per_new] for c in new_class_indices]
+  val_new = [c[len(c) - per_new:] for c in new_class_indices]
+  cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64)  # noqa: E731
+  return cat(keep_new), cat(keep_mem), cat(val_new), cat(val_mem)
+
+
+def make(config) -> Method:
+  opts = config.method
+  temperature = float(opts.temperature)
+
+  def phases(t):
+    sched = main_schedule(config.train, t, lr_by_task=False)
+    if t == 0:
+      return [Phase('base', seen_cross_entropy, stream='mixed', batch_size=config.train.batch_size, **sched)]
+    bias_sched = dict(lr=sched['lr'] / 100, epochs=2 * sched['epochs'], gamma=sched['gamma'],
+                      milestones=tuple(2 * m + 1 for m in sched['milestones']))
+    return [Phase('train', lambda x: bic_loss(x, temperature), stream='mixed', batch_size=config.train.batch_size,
+                  teacher='task_start', **sched),
+            Phase('bias_correction', bias_loss, stream='mixed', data='heldout', batch_size=config.train.batch_size,
+                  bn_train=False, trainable=only_bias, optimizer=Optimizer(momentum=0.0, weight_decay=0.0),
+                  **bias_sched)]
+
+  def task_data(ctx):
+    new_classes = [ctx.train_by_class[c] for c in range(ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))]
+    if ctx.t == 0 or not ctx.memory.size:
+      return {'train': (ctx.new_indices(), ctx.memory.indices)}
+    new, mem, val_new, val_mem = heldout_split(ctx.memory.per_class(), new_classes,
+                                               int(config.memory.size), float(opts.heldout_fraction))
+    return {'train': (new, mem), 'heldout': (val_new, val_mem)}
+
+  return Method('bic', phases, predict=predict, task_data=task_data,
+                init_params=lambda c, t: {'bias': jnp.tile(jnp.array([[1.0, 0.0]], jnp.float32), (t, 1))})

@@ -1,0 +1,20 @@
+"""Joint training: the upper bound every CIL study reports. Each task trains on all the training
+data of every class seen so far (no memory limit), CE over the seen classes, continuing from the
+previous task's model. Its lower-bound twin is FT with memory.size=0 (configs/ft_nomem_*.py)."""
+import numpy as np
+
+from cil_jax.methods.base import Method, Phase, main_schedule, seen_cross_entropy
+
+OPTIONS = {}
+
+
+def make(config) -> Method:
+  def phases(t):
+    return [Phase('train', seen_cross_entropy, stream='mixed', batch_size=config.train.batch_size,
+                  **main_schedule(config.train, t, lr_by_task=False))]
+
+  def task_data(ctx):
+    seen = np.concatenate([ctx.train_by_class[c] for c in range(ctx.tasks.end(ctx.t))])
+    return {'train': (seen, np.zeros(0, np.int64))}
+
+  return Method('joint', phases, task_data=task_data)

@@ -1,0 +1,28 @@
+"""One protocol for every method on Split Fashion-MNIST (the offline comparison of the docs):
+5 tasks of 2 classes, M = 2000 (fixed), the small conv net, 3 epochs per task (x0.1 after 2),
+lr 0.1, batch 128 (SS-IL: + 32 replay). Method-specific stages (EEIL's balanced fine-tuning, BiC's
+bias correction) take their length from these epochs as in their reference code.
+`:smoke` shrinks it to seconds; `:t5` etc. and `:m<N>` as everywhere."""
+from cil_jax.config_base import base_config, parse_arg, set_method
+
+
+def fmnist_config(method: str, arg=None, **method_options):
+  opts = parse_arg(arg)
+  c = base_config()
+  c.dataset.name = 'fashion_mnist'
+  tasks = opts['tasks'] or 5
+  c.scenario.base = c.scenario.step = 10 // tasks
+  c.memory.size = 2000 if opts['memory'] is None else opts['memory']
+  c.model.name = 'small_convnet'
+  set_method(c, method, **method_options)
+  c.train.lr = 0.1
+  c.train.epochs, c.train.milestones, c.train.gamma = 3, (2,), 0.1
+  c.train.batch_size, c.train.replay_batch_size = 128, 32
+  if opts['smoke']:
+    c.dataset.max_per_class = 64
+    c.memory.size = 40 if opts['memory'] is None else opts['memory']
+    c.train.epochs, c.train.milestones = 1, ()
+    c.train.batch_size, c.train.replay_batch_size = 32, 8
+    c.eval.batch_size = 64
+    c.log_every_steps = 1
+  return c
