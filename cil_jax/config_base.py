@@ -12,6 +12,7 @@ import ml_collections
 
 from cil_jax import methods as methods_lib
 from cil_jax import models
+from cil_jax.models import heads
 from cil_jax.input_pipeline import sources
 
 
@@ -43,6 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.name = 'small_convnet'    # see models.MODELS
   c.model.last_relu = True          # False for LUCIR / PODNet
+  c.model.head = 'linear'           # linear | cosine (LUCIR) | lsc (PODNet): see models/heads.py
   c.model.dtype = 'float32'         # compute dtype: float32 | bfloat16 (params stay float32)
 
   c.method = ml_collections.ConfigDict({'name': 'ssil'})  # plus the method's OPTIONS (set_method)
@@ -112,6 +114,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   choice('method.name', config.method.name, methods_lib.REGISTRY)
   choice('model.name', config.model.name, models.MODELS)
   choice('model.dtype', config.model.dtype, ('float32', 'bfloat16'))
+  choice('model.head', config.model.head, heads.HEADS)
   choice('memory.policy', config.memory.policy, ('fixed', 'growing'))
   choice('memory.selection', config.memory.selection, ('random', 'herding'))
   if isinstance(config.scenario.class_order, str):

@@ -73,7 +73,8 @@ class Experiment:
     self.test_loader = streams.ImageLoader(source.test, self.test_labels, 'none', source.image_size, pi, pc)
     self.train_eval_loader = streams.ImageLoader(source.train, self.train_labels, 'none', source.image_size, pi, pc)
 
-    self.model = models.create(config.model.name, c, last_relu=config.model.last_relu, dtype=config.model.dtype)
+    self.model = models.create(config.model.name, c, last_relu=config.model.last_relu, dtype=config.model.dtype,
+                               head=config.model.head)
     self.normalize = normalizer(source.mean, source.std)
     self.tx = make_optimizer(config.train.momentum, config.train.weight_decay)
     self._train_steps: dict[Any, Any] = {}

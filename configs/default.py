@@ -11,7 +11,7 @@ def get_config(arg=None):
   c = base_config()
   c.dataset.name = 'fashion_mnist'
   c.scenario.base, c.scenario.step = 2, 2
-  c.memory.size = opts['memory'] or 2000
+  c.memory.size = 2000 if opts['memory'] is None else opts['memory']
   c.model.name = 'small_convnet'
   set_method(c, 'ssil')
   c.train.lr = 0.1
@@ -22,7 +22,7 @@ def get_config(arg=None):
     c.scenario.base = c.scenario.step = 10 // opts['tasks']
   if opts['smoke']:
     c.dataset.max_per_class = 64
-    c.memory.size = opts['memory'] or 40
+    c.memory.size = 40 if opts['memory'] is None else opts['memory']
     c.train.epochs, c.train.milestones = 1, ()
     c.train.batch_size, c.train.replay_batch_size = 32, 8
     c.eval.batch_size = 64

@@ -16,7 +16,7 @@ def imagenet_config(arg):
   if 1000 % tasks:
     raise ValueError(f'ImageNet-1K has 1000 classes; t{tasks} does not divide them')
   c.scenario.base = c.scenario.step = 1000 // tasks
-  c.memory.size = opts['memory'] or 20000
+  c.memory.size = 20000 if opts['memory'] is None else opts['memory']
   c.eval.batch_size = 400
   c.log_every_steps = 50
   c.checkpoint.every_steps = 2000
@@ -24,7 +24,7 @@ def imagenet_config(arg):
     c.dataset.num_classes = 4
     c.dataset.image_size = 32
     c.scenario.base = c.scenario.step = 2
-    c.memory.size = opts['memory'] or 8
+    c.memory.size = 8 if opts['memory'] is None else opts['memory']
     c.eval.batch_size = 8
     c.log_every_steps = 1
     c.checkpoint.every_steps = 0

@@ -170,11 +170,7 @@ def test_stage_layout_of_each_method():
   from cil_jax import methods
   config = base_config()
   config.train.epochs, config.train.milestones = 40, (10, 20, 30)
-  for name in methods.REGISTRY:
-    set_method(config, name)
-    phases = methods.get(name).make(config).phases(1)
-    got = [(p.name, p.teacher, p.data, p.bn_train, p.epochs, round(p.lr, 6)) for p in phases]
-    want = {
+  layouts = {
         'ft': [('train', None, 'train', True, 40, 0.05)],
         'il2m': [('train', None, 'train', True, 40, 0.05)],
         'joint': [('train', None, 'train', True, 40, 0.1)],
@@ -184,7 +180,11 @@ def test_stage_layout_of_each_method():
                  ('balanced_ft', 'phase_start', 'balanced', True, 30, 0.01)],
         'bic': [('train', 'task_start', 'train', True, 40, 0.1),
                 ('bias_correction', None, 'heldout', False, 80, 0.001)],
-    }[name]
+  }
+  for name, want in layouts.items():
+    set_method(config, name)
+    phases = methods.get(name).make(config).phases(1)
+    got = [(p.name, p.teacher, p.data, p.bn_train, p.epochs, round(p.lr, 6)) for p in phases]
     assert got == want, name
   set_method(config, 'bic')
   assert methods.get('bic').make(config).phases(1)[1].milestones == (21, 41, 61)

@@ -39,3 +39,34 @@ def test_small_convnet_shapes():
   model, v = _init('small_convnet', 28, channels=1, classes=10)
   out = model.apply(v, jnp.zeros((3, 28, 28, 1)), train=False)
   assert out['logits'].shape == (3, 10)
+
+
+def test_cosine_head_matches_numpy():
+  from cil_jax.models import heads
+  head = heads.create('cosine', 5)
+  x = np.random.RandomState(0).randn(3, 8).astype(np.float32)
+  v = head.init(jax.random.PRNGKey(0), jnp.asarray(x))
+  v = jax.tree.map(lambda a: a, v)
+  v['params']['eta'] = jnp.float32(2.5)
+  out = head.apply(v, jnp.asarray(x))
+  w = np.asarray(v['params']['weight'])
+  cos = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=0, keepdims=True))
+  np.testing.assert_allclose(out['cosine'], cos, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out['logits'], 2.5 * cos, rtol=1e-5, atol=1e-6)
+
+
+def test_lsc_head_matches_numpy():
+  from cil_jax.models import heads
+  head = heads.create('lsc', 4)        # 10 proxies per class, class-major rows
+  x = np.random.RandomState(1).randn(3, 6).astype(np.float32)
+  v = head.init(jax.random.PRNGKey(0), jnp.asarray(x))
+  out = head.apply(v, jnp.asarray(x))
+  w = np.asarray(v['params']['proxies'])
+  assert w.shape == (40, 6)
+  xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+  wn = w / np.linalg.norm(w, axis=1, keepdims=True)
+  s = -np.maximum(((xn[:, None] - wn[None]) ** 2).sum(-1), 0).reshape(3, 4, 10)
+  att = np.exp(s - s.max(-1, keepdims=True))
+  att /= att.sum(-1, keepdims=True)
+  np.testing.assert_allclose(out['logits'], (att * s).sum(-1), rtol=1e-4, atol=1e-5)
+  assert float(out['scale']) == 1.0

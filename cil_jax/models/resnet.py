@@ -1,12 +1,13 @@
 """Backbones (Flax Linen) with a full-size linear head.
 
-Every model maps uint8-normalised images to a dict:
-  logits   [B, num_classes]  the full head; the engine masks it to the seen classes
+Every model maps normalised images to a dict:
+  logits   [B, num_classes]  the full head (models/heads.py); the engine masks it to the seen classes
+  ...      whatever else the head returns (cosine, scale, proxy similarities)
   features [B, D]            pooled features (after the last ReLU unless last_relu=False)
   stages   list of stage outputs before their final ReLU (for feature-distillation methods)
 
 Layouts follow torchvision (ImageNet ResNet-18/34) and the iCaRL/LUCIR CIFAR ResNet-32; conv
-weights use kaiming-normal fan_out, BN starts at (1, 0), the head uses PyTorch's Linear init.
+weights use kaiming-normal fan_out, BN starts at (1, 0).
 BN momentum 0.9 in Flax is PyTorch's 0.1; eps 1e-5.
 """
 from __future__ import annotations
@@ -14,30 +15,13 @@ from __future__ import annotations
 import functools
 from typing import Any, Sequence
 
+from cil_jax.models import heads
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
-
-
-def torch_linear_init(fan_in: int):
-  """PyTorch nn.Linear default: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-  bound = 1.0 / jnp.sqrt(fan_in)
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-  return init
-
-
-class LinearHead(nn.Module):
-  num_classes: int
-
-  @nn.compact
-  def __call__(self, x):
-    init = torch_linear_init(x.shape[-1])
-    return nn.Dense(self.num_classes, kernel_init=init, bias_init=init, dtype=jnp.float32,
-                    name='fc')(x.astype(jnp.float32))
 
 
 def _bn(train: bool, dtype, name=None):
@@ -76,6 +60,7 @@ class ResNet(nn.Module):
   num_classes: int
   stem: str = 'imagenet'
   last_relu: bool = True
+  head: str = 'linear'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -98,8 +83,7 @@ class ResNet(nn.Module):
         if not last or self.last_relu:
           x = nn.relu(x)
     features = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
-    return {'logits': LinearHead(self.num_classes, name='head')(features), 'features': features,
-            'stages': stages}
+    return {**heads.create(self.head, self.num_classes)(features), 'features': features, 'stages': stages}
 
 
 class SmallConvNet(nn.Module):
@@ -107,6 +91,7 @@ class SmallConvNet(nn.Module):
   num_classes: int
   widths: Sequence[int] = (16, 32, 64)
   last_relu: bool = True
+  head: str = 'linear'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -122,8 +107,7 @@ class SmallConvNet(nn.Module):
       if s < len(self.widths) - 1:
         x = nn.max_pool(x, (2, 2), (2, 2))
     features = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
-    return {'logits': LinearHead(self.num_classes, name='head')(features), 'features': features,
-            'stages': stages}
+    return {**heads.create(self.head, self.num_classes)(features), 'features': features, 'stages': stages}
 
 
 MODELS = {
@@ -136,9 +120,12 @@ MODELS = {
 }
 
 
-def create(name: str, num_classes: int, last_relu: bool = True, dtype: str = 'float32') -> nn.Module:
+def create(name: str, num_classes: int, last_relu: bool = True, dtype: str = 'float32',
+           head: str = 'linear') -> nn.Module:
   if name not in MODELS:
     raise ValueError(f'model.name={name!r} is unknown; choose one of {sorted(MODELS)}')
   if dtype not in ('float32', 'bfloat16'):
     raise ValueError(f"model.dtype={dtype!r} is unknown; choose 'float32' or 'bfloat16'")
-  return MODELS[name](num_classes=num_classes, last_relu=last_relu, dtype=jnp.dtype(dtype))
+  if head not in heads.HEADS:
+    raise ValueError(f'model.head={head!r} is unknown; choose one of {sorted(heads.HEADS)}')
+  return MODELS[name](num_classes=num_classes, last_relu=last_relu, head=head, dtype=jnp.dtype(dtype))

@@ -1,0 +1,8 @@
+"""Fine-tuning without memory on ImageNet-1K (lower bound): the FT command with M = 0."""
+from configs import ft_imagenet
+
+
+def get_config(arg=None):
+  c = ft_imagenet.get_config(arg)
+  c.memory.size = 0
+  return c

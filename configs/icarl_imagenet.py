@@ -1,0 +1,21 @@
+"""iCaRL (SS-IL code base's trainer) on ImageNet-1K, the README command:
+
+  python3 main.py --trainer icarl --dataset Imagenet --base-classes 100 --step-size 100 --nepochs 60
+      --schedule 20 30 40 50 --gammas 0.2 0.2 0.2 0.2 --memory-budget 20000
+
+60 epochs every task, lr 0.1 (not divided by t+1), x0.2 at 20/30/40/50, batch 128, NME evaluation.
+`--config.method.variant=original --config.memory.selection=herding` gives the original iCaRL.
+"""
+from cil_jax.config_base import set_method
+from configs.imagenet_common import imagenet_config
+
+
+def get_config(arg=None):
+  c, smoke = imagenet_config(arg)
+  set_method(c, 'icarl')
+  c.train.lr = 0.1
+  c.train.epochs, c.train.milestones, c.train.gamma = 60, (20, 30, 40, 50), 0.2
+  c.train.batch_size = 128
+  if smoke:
+    c.train.epochs, c.train.milestones, c.train.batch_size = 1, (), 8
+  return c
