@@ -46,7 +46,7 @@ def forgetting(matrix: list[list[float]]) -> float | None:
   return float(np.mean(drops))
 
 
-def summarize(rows: list[dict]) -> dict:
+def summarize(rows: list[dict], num_tasks: int | None = None) -> dict:
   """The results file: matrices (row k = after task k) and the summary numbers."""
   out = {key: [r[key] for r in rows] for key in ('top1', 'top5', 'task_aware', 'top1_all', 'top5_all',
                                                  'old', 'new')}
@@ -55,6 +55,7 @@ def summarize(rows: list[dict]) -> dict:
   out['last_top1'] = out['top1_all'][-1] if rows else None
   out['forgetting_top1'] = forgetting(out['top1'])
   out['tasks_done'] = len(rows)
+  out['num_tasks'] = num_tasks
   return out
 
 

@@ -244,7 +244,7 @@ class Run:
       self.ckpt.close()
       if old_handler is not None:
         signal.signal(signal.SIGTERM, old_handler)
-    return metrics_lib.summarize(self.rows)
+    return metrics_lib.summarize(self.rows, self.exp.tasks.num_tasks)
 
   def _on_sigterm(self, signum, frame):
     del signum, frame
@@ -443,7 +443,7 @@ class Run:
   def _write_results(self):
     if jax.process_index() != 0:
       return
-    summary = metrics_lib.summarize(self.rows)
+    summary = metrics_lib.summarize(self.rows, self.exp.tasks.num_tasks)
     _atomic_write(os.path.join(self.exp.workdir, 'results.json'), json.dumps(summary, indent=1))
     report.plot_accuracy({self.cfg.method.name: summary}, os.path.join(self.exp.workdir, 'accuracy.png'))
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every method on the shared Split Fashion-MNIST protocol (configs/<method>_fmnist.py) for
+# seeds 0 1 2 (model init, streams and class order), then writes the comparison table.
+#   bash scripts/fmnist_table.sh [runs/fmnist] [method ...]
+# Finished runs are skipped (re-running resumes unfinished ones).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-runs/fmnist}
+shift || true
+METHODS=${*:-ssil ft icarl il2m eeil bic lucir podnet joint ft_nomem}
+PY=${PYTHON:-.venv/bin/python}
+mkdir -p "$OUT"
+for seed in 0 1 2; do
+  for m in $METHODS; do
+    [ -f "configs/${m}_fmnist.py" ] || { echo "no configs/${m}_fmnist.py, skipping" >&2; continue; }
+    w="$OUT/${m}_s${seed}"
+    if [ -f "$w/results.json" ] && "$PY" -c "import json,sys; r=json.load(open('$w/results.json')); sys.exit(r['tasks_done']!=r['num_tasks'])"; then
+      continue
+    fi
+    "$PY" main.py --config "configs/${m}_fmnist.py" --config.seed="$seed" --config.scenario.seed="$seed" \
+      --workdir "$w" 2> "$w.log" || { echo "$m seed $seed failed, see $w.log" >&2; continue; }
+  done
+done
+"$PY" -m cil_jax.report "$OUT"/*_s* --out docs/results/fmnist
