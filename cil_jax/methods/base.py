@@ -128,6 +128,12 @@ def main_schedule(train_cfg, task: int, lr_by_task: bool) -> dict:
               gamma=float(train_cfg.gamma), lr=float(lr))
 
 
+def ce_phase(config, task: int, stream: str = 'mixed', lr_by_task: bool = False, name: str = 'train') -> Phase:
+  """A main phase with plain CE over the seen classes: task 0 of most methods, FT, joint."""
+  return Phase(name, seen_cross_entropy, stream=stream, batch_size=config.train.batch_size,
+               **main_schedule(config.train, task, lr_by_task=lr_by_task))
+
+
 def seen_cross_entropy(x: LossInputs):
   """CE over all seen classes, batch mean: the task-0 loss of most methods and FT's loss."""
   ce = cross_entropy(x.out['logits'], x.batch['label'], x.classes.seen).mean()

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cil_jax.losses import NEG, blockwise_kd, cross_entropy
-from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule, seen_cross_entropy
+from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, ce_phase, main_schedule
 
 OPTIONS = {'temperature': 2.0, 'heldout_fraction': 0.2}
 
@@ -72,9 +72,9 @@ def make(config) -> Method:
   temperature = float(opts.temperature)
 
   def phases(t):
-    sched = main_schedule(config.train, t, lr_by_task=False)
     if t == 0:
-      return [Phase('base', seen_cross_entropy, stream='mixed', batch_size=config.train.batch_size, **sched)]
+      return [ce_phase(config, t, name='base')]
+    sched = main_schedule(config.train, t, lr_by_task=False)
     bias_sched = dict(lr=sched['lr'] / 100, epochs=2 * sched['epochs'], gamma=sched['gamma'],
                       milestones=tuple(2 * m + 1 for m in sched['milestones']))
     return [Phase('train', lambda x: bic_loss(x, temperature), stream='mixed', batch_size=config.train.batch_size,

@@ -10,7 +10,7 @@ on the new classes' block only.
 import numpy as np
 
 from cil_jax.losses import blockwise_kd, cross_entropy
-from cil_jax.methods.base import LossInputs, Method, Phase, main_schedule, seen_cross_entropy
+from cil_jax.methods.base import LossInputs, Method, Phase, ce_phase, main_schedule
 from cil_jax.methods.icarl import ce_kd_loss
 
 OPTIONS = {'temperature': 2.0, 'bft_lr_factor': 0.1, 'bft_epochs_factor': 0.75}
@@ -35,9 +35,9 @@ def make(config) -> Method:
   temperature = float(opts.temperature)
 
   def phases(t):
-    sched = main_schedule(config.train, t, lr_by_task=False)
     if t == 0:
-      return [Phase('base', seen_cross_entropy, stream='mixed', batch_size=config.train.batch_size, **sched)]
+      return [ce_phase(config, t, name='base')]
+    sched = main_schedule(config.train, t, lr_by_task=False)
     bft = dict(sched, lr=sched['lr'] * float(opts.bft_lr_factor),
                epochs=int(sched['epochs'] * float(opts.bft_epochs_factor)))
     return [Phase('train', lambda x: ce_kd_loss(x, temperature), stream='mixed',

@@ -4,13 +4,12 @@ CE over all seen classes on one shuffled stream of new data + exemplars; no teac
 trainer crashes from task 1 on an undefined `prev_new` flag; its intended branch is this plain CE.
 With memory.size=0 this is the no-memory lower bound.
 """
-from cil_jax.methods.base import Method, Phase, main_schedule, seen_cross_entropy
+from cil_jax.methods.base import Method, ce_phase
 
 OPTIONS = {}
 
 
 def make(config) -> Method:
   def phases(t):
-    return [Phase('train', seen_cross_entropy, stream='mixed', batch_size=config.train.batch_size,
-                  **main_schedule(config.train, t, lr_by_task=True))]
+    return [ce_phase(config, t, lr_by_task=True)]
   return Method('ft', phases)

@@ -3,15 +3,14 @@ data of every class seen so far (no memory limit), CE over the seen classes, con
 previous task's model. Its lower-bound twin is FT with memory.size=0 (configs/ft_nomem_*.py)."""
 import numpy as np
 
-from cil_jax.methods.base import Method, Phase, main_schedule, seen_cross_entropy
+from cil_jax.methods.base import Method, ce_phase
 
 OPTIONS = {}
 
 
 def make(config) -> Method:
   def phases(t):
-    return [Phase('train', seen_cross_entropy, stream='mixed', batch_size=config.train.batch_size,
-                  **main_schedule(config.train, t, lr_by_task=False))]
+    return [ce_phase(config, t)]
 
   def task_data(ctx):
     seen = np.concatenate([ctx.train_by_class[c] for c in range(ctx.tasks.end(ctx.t))])

@@ -11,7 +11,7 @@ wrong when base is not a multiple of step); masks over full-width logits make th
 import jax.numpy as jnp
 
 from cil_jax.losses import blockwise_kd, masked_log_softmax
-from cil_jax.methods.base import LossInputs, Method, Phase, main_schedule, seen_cross_entropy
+from cil_jax.methods.base import LossInputs, Method, Phase, ce_phase, main_schedule
 
 OPTIONS = {'temperature': 2.0}
 
@@ -37,9 +37,9 @@ def make(config) -> Method:
     return ssil_loss(x, temperature)
 
   def phases(t):
-    sched = main_schedule(config.train, t, lr_by_task=True)
     if t == 0:
-      return [Phase('base', seen_cross_entropy, stream='new', batch_size=config.train.batch_size, **sched)]
+      return [ce_phase(config, t, stream='new', lr_by_task=True, name='base')]
     return [Phase('train', loss, stream='new+replay', batch_size=config.train.batch_size,
-                  replay_batch_size=config.train.replay_batch_size, teacher='task_start', **sched)]
+                  replay_batch_size=config.train.replay_batch_size, teacher='task_start',
+                  **main_schedule(config.train, t, lr_by_task=True))]
   return Method('ssil', phases)

@@ -18,7 +18,6 @@ from typing import Any, Sequence
 from cil_jax.models import heads
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
