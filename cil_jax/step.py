@@ -66,7 +66,7 @@ def make_train_step(model, phase, tx, normalize, replicated, sharded):
     if uses_teacher:
       teacher_vars = {'params': teacher['params']['model'], 'batch_stats': teacher['batch_stats']}
       teacher_out = jax.lax.stop_gradient(model.apply(teacher_vars, images, train=False))
-    mask = phase.trainable(state.params) if phase.trainable is not None else None
+    mask = phase.trainable(state.params, classes) if phase.trainable is not None else None
 
     def objective(params):
       if mask is not None:

@@ -82,7 +82,7 @@ class Phase:
   teacher: Optional[str] = None       # None | 'task_start' | 'phase_start': when the frozen copy is taken
   data: str = 'train'                 # which index sets of `Method.task_data` the stream draws from
   bn_train: bool = True               # False: BatchNorm in inference mode, statistics frozen
-  trainable: Optional[Callable] = None  # params -> pytree of True/False/array multipliers; None = all
+  trainable: Optional[Callable] = None  # (params, classes) -> pytree of True/False/array multipliers; None = all
   optimizer: Optional[Optimizer] = None
   cosine: bool = False                # cosine annealing of lr over the phase's epochs (per epoch)
 

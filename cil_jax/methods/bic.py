@@ -47,9 +47,10 @@ def predict(outputs, params, state, classes):
   return jnp.where(classes.seen, z, NEG)
 
 
-def only_bias(params):
+def only_bias(params, classes):
   """Trainable mask: the bias layers only (the backbone gets no gradient at all). Only the current
   task's row moves: the gradient reaches no other row, and plain SGD has no momentum to carry."""
+  del classes
   return {'model': jax.tree.map(lambda _: False, params['model']), 'method': {'bias': True}}
 
 
@@ -71,13 +72,16 @@ def make(config) -> Method:
   opts = config.method
   temperature = float(opts.temperature)
 
+  def loss(x):
+    return bic_loss(x, temperature)
+
   def phases(t):
     if t == 0:
       return [ce_phase(config, t, name='base')]
     sched = main_schedule(config.train, t, lr_by_task=False)
     bias_sched = dict(lr=sched['lr'] / 100, epochs=2 * sched['epochs'], gamma=sched['gamma'],
                       milestones=tuple(2 * m + 1 for m in sched['milestones']))
-    return [Phase('train', lambda x: bic_loss(x, temperature), stream='mixed', batch_size=config.train.batch_size,
+    return [Phase('train', loss, stream='mixed', batch_size=config.train.batch_size,
                   teacher='task_start', **sched),
             Phase('bias_correction', bias_loss, stream='mixed', data='heldout', batch_size=config.train.batch_size,
                   bn_train=False, trainable=only_bias, optimizer=Optimizer(momentum=0.0, weight_decay=0.0),

@@ -34,15 +34,21 @@ def make(config) -> Method:
   opts = config.method
   temperature = float(opts.temperature)
 
+  def stage1_loss(x):
+    return ce_kd_loss(x, temperature)
+
+  def stage2_loss(x):
+    return bft_loss(x, temperature)
+
   def phases(t):
     if t == 0:
       return [ce_phase(config, t, name='base')]
     sched = main_schedule(config.train, t, lr_by_task=False)
     bft = dict(sched, lr=sched['lr'] * float(opts.bft_lr_factor),
                epochs=int(sched['epochs'] * float(opts.bft_epochs_factor)))
-    return [Phase('train', lambda x: ce_kd_loss(x, temperature), stream='mixed',
+    return [Phase('train', stage1_loss, stream='mixed',
                   batch_size=config.train.batch_size, teacher='task_start', **sched),
-            Phase('balanced_ft', lambda x: bft_loss(x, temperature), stream='mixed', data='balanced',
+            Phase('balanced_ft', stage2_loss, stream='mixed', data='balanced',
                   batch_size=config.train.batch_size, teacher='phase_start', **bft)]
 
   def task_data(ctx):

@@ -1,0 +1,253 @@
+"""PODNet, Pooled Outputs Distillation (Douillard et al., ECCV 2020), as in the SS-IL code base.
+
+Model: features without the last ReLU (model.last_relu=False) and the local similarity classifier
+(model.head='lsc', K proxies per class, class-major rows c·K + k, learnable scale; models/heads.py).
+
+Main phase (every task; fresh SGD lr 0.05, momentum 0.9, wd 1e-4 via
+train.reset_optimizer_each_task=True; cosine annealing over the task's epochs, stepped per epoch):
+  NCA(scale·(score − margin)) over the seen classes
+  + λ_c/S · POD-spatial over the S stage outputs + λ_f · POD-flat     (t >= 1, teacher = task start)
+  NCA: a = scale·(score − 0.6); a ← a − max_c a per sample; loss = mean_i[−a_iy + log(1 + Σ_{c≠y} e^{a_ic})]
+    (the margin is subtracted from every class as in the reference, so it only matters through the
+    max shift, which changes the value: the target's denominator term became exp(0) = 1).
+  POD-spatial per stage (pre-ReLU output h, NHWC): h², summed over the width and over the height,
+    each flattened and L2-normalised, L2 distance to the teacher's, batch mean; both summed
+    (pod_spatial_concat=True: the PODNet paper's form, width and height pools concatenated, then
+    normalised, one distance). λ_c/S = 8/4 = 2 on ResNet-18.
+  POD-flat: ‖f̂ − f̂_old‖² of the L2-normalised pooled features, batch mean.
+  adaptive_weights=True multiplies both by sqrt(seen / new) (the PODNet paper; the SS-IL code base
+  keeps them constant).
+  Old proxies are frozen (lr 0, wd 0); the new ones are trained; the scale is trained.
+Task start (t >= 1): new proxies = KMeans(K) centres of the L2-normalised features (inference mode)
+  of each new class's training images, scaled by the mean norm of the old proxies (as the reference;
+  the head normalises proxies, the norm only sets their effective step size); scale reset to 1.
+Classifier fine-tuning (t >= 1, needs memory): 20 epochs on EEIL's class-balanced set, plain SGD lr
+  0.01 (no momentum, wd 1e-4, no schedule), all seen proxies trainable, everything else frozen
+  (scale too), BatchNorm in train mode so its statistics keep updating, NCA only.
+Evaluation: argmax of the class scores (CNN); nme=True: nearest class mean as iCaRL.
+
+Deviations from the reference:
+- Imprinting: a class with fewer than K training images gets its normalised features repeated
+  cyclically as proxies (sklearn's KMeans refuses fewer samples than clusters; the reference
+  crashes). KMeans is seeded (config.seed, task, class) with n_init=10 (the reference is unseeded).
+- The reference imprints from its augmented training loader; imprint_augment=True does the same
+  (False: the test transform).
+- The proxies of future classes exist from the start (fixed shapes) and are held still (lr 0, wd 0)
+  until their task imprints them; the reference creates them at their task.
+"""
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cil_jax.losses import NEG
+from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule
+from cil_jax.methods.eeil import balanced_set
+from cil_jax.methods.icarl import normalize_rows, nme_scores, update_class_means
+
+OPTIONS = {
+    'lambda_c': 8.0,             # POD-spatial weight, divided by the number of stages
+    'lambda_f': 10.0,            # POD-flat weight
+    'adaptive_weights': False,   # True: both weights x sqrt(seen / new) (PODNet paper)
+    'pod_spatial_concat': False,  # True: PODNet paper's concatenated width+height pooling
+    'nca_margin': 0.6,
+    'proxies': 10,               # K; must equal the lsc head's (models/heads.py)
+    'finetune_epochs': 20,       # classifier fine-tuning on the balanced set (t >= 1); 0 = none
+    'finetune_lr': 0.01,
+    'imprint_augment': True,     # KMeans on train-transform features (the reference's loader)
+    'nme': False,                # evaluate by nearest class mean instead of the class scores
+    'nme_augment': True,         # NME means on train-transform features (the SS-IL code base)
+}
+
+KMEANS_N_INIT = 10
+
+
+# --- losses ------------------------------------------------------------------------------------
+
+def nca_loss(score, scale, labels, seen, margin):
+  """Per-sample NCA with the reference's max shift; classes outside `seen` take no part."""
+  a = scale * (score - margin)
+  a = a - jnp.max(jnp.where(seen, a, NEG), axis=-1, keepdims=True)
+  target = jnp.take_along_axis(a, labels[:, None], axis=-1)[:, 0]
+  is_target = jnp.arange(a.shape[-1])[None] == labels[:, None]
+  others = jnp.where(seen[None] & ~is_target, a, NEG)
+  return -target + jnp.logaddexp(0.0, jax.nn.logsumexp(others, axis=-1))
+
+
+def _l2n(x, eps=1e-12):
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def _distance(a, b):
+  """Per-row L2 distance with a zero (not NaN) gradient where the rows are equal."""
+  sq = jnp.sum((a - b) ** 2, axis=-1)
+  safe = jnp.where(sq > 0, sq, 1.0)
+  return jnp.where(sq > 0, jnp.sqrt(safe), 0.0)
+
+
+def pod_spatial(stages, old_stages, concat: bool = False):
+  """Σ_stages batch-mean L2 distance of the normalised width/height pools of the squared outputs."""
+  total = 0.0
+  for h, g in zip(stages, old_stages):
+    h = jnp.square(h.astype(jnp.float32))
+    g = jnp.square(g.astype(jnp.float32))
+    b = h.shape[0]
+    # NHWC: summing over axis 2 pools the width ([B, H, C]); over axis 1 the height ([B, W, C])
+    pools = [(h.sum(2).reshape(b, -1), g.sum(2).reshape(b, -1)), (h.sum(1).reshape(b, -1), g.sum(1).reshape(b, -1))]
+    if concat:
+      pools = [(jnp.concatenate([p[0] for p in pools], -1), jnp.concatenate([p[1] for p in pools], -1))]
+    for s, t in pools:
+      total = total + jnp.mean(_distance(_l2n(s), _l2n(t)))
+  return total
+
+
+def pod_flat(features, old_features):
+  """‖f̂ − f̂_old‖² of the normalised features, batch mean."""
+  d = _l2n(features.astype(jnp.float32)) - _l2n(old_features.astype(jnp.float32))
+  return jnp.sum(d * d) / features.shape[0]
+
+
+def podnet_loss(x: LossInputs, opts: dict):
+  """NCA, plus POD-spatial and POD-flat against the teacher when there is one."""
+  c = x.classes
+  nca = nca_loss(x.out['logits'], x.out['scale'], x.batch['label'], c.seen, opts['nca_margin']).mean()
+  if x.teacher is None:
+    return nca, {'nca': nca}
+  factor = jnp.sqrt(jnp.sum(c.seen) / jnp.maximum(jnp.sum(c.new), 1)) if opts['adaptive_weights'] else 1.0
+  spatial = pod_spatial(x.out['stages'], x.teacher['stages'], opts['pod_spatial_concat'])
+  flat = pod_flat(x.out['features'], x.teacher['features'])
+  lam_c = opts['lambda_c'] / len(x.out['stages'])
+  loss = nca + factor * (lam_c * spatial + opts['lambda_f'] * flat)
+  return loss, {'nca': nca, 'pod_spatial': spatial, 'pod_flat': flat}
+
+
+def nca_only_loss(x: LossInputs, margin: float):
+  nca = nca_loss(x.out['logits'], x.out['scale'], x.batch['label'], x.classes.seen, margin).mean()
+  return nca, {'nca': nca}
+
+
+# --- trainable masks ---------------------------------------------------------------------------
+
+def proxy_rows(class_mask, k: int):
+  """[C·K, 1] float multiplier on the class-major proxy rows from a [C] class mask."""
+  return jnp.repeat(class_mask.astype(jnp.float32), k)[:, None]
+
+
+def main_trainable(params, classes):
+  """Everything trains except the proxies of old (and not yet seen) classes: lr 0, wd 0."""
+  mask = jax.tree.map(lambda _: True, params)
+  k = params['model']['head']['proxies'].shape[0] // classes.seen.shape[0]
+  mask['model']['head']['proxies'] = proxy_rows(classes.new, k)
+  return mask
+
+
+def finetune_trainable(params, classes):
+  """Only the proxies of the seen classes (old ones unfrozen); backbone and scale frozen."""
+  mask = jax.tree.map(lambda _: False, params)
+  k = params['model']['head']['proxies'].shape[0] // classes.seen.shape[0]
+  mask['model']['head']['proxies'] = proxy_rows(classes.seen, k)
+  return mask
+
+
+# --- imprinting --------------------------------------------------------------------------------
+
+def kmeans_proxies(features: np.ndarray, k: int, seed: int) -> np.ndarray:
+  """K proxies of one class: KMeans centres of its normalised features ([K, D]); with fewer than K
+  images, the normalised features repeated cyclically."""
+  f = normalize_rows(np.asarray(features, np.float64))
+  if len(f) < k:
+    return f[np.arange(k) % len(f)].astype(np.float32)
+  from sklearn.cluster import KMeans
+  from sklearn.exceptions import ConvergenceWarning
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', ConvergenceWarning)  # fewer distinct points than clusters
+    km = KMeans(n_clusters=k, n_init=KMEANS_N_INIT, random_state=seed).fit(f)
+  return km.cluster_centers_.astype(np.float32)
+
+
+def imprint(proxies: np.ndarray, features: np.ndarray, labels: np.ndarray, new_classes, k: int,
+            seed: int, t: int) -> np.ndarray:
+  """New proxies (rows c·K..c·K+K−1 of each new class c) from KMeans; other rows unchanged. The
+  centres are scaled by the mean norm of the old classes' proxies (rows below the first new class)."""
+  out = np.array(proxies, np.float32, copy=True)
+  first = min(new_classes)
+  old = out[:first * k]
+  norm = float(np.linalg.norm(old, axis=1).mean()) if len(old) else 1.0
+  for c in new_classes:
+    rs = int(np.random.SeedSequence([seed & 0xFFFFFFFF, t, int(c)]).generate_state(1)[0] & 0x7FFFFFFF)
+    out[c * k:(c + 1) * k] = kmeans_proxies(features[labels == c], k, rs) * norm
+  return out
+
+
+def _replace_head(params, proxies, scale):
+  head = dict(params['model']['head'], proxies=proxies, scale=scale)
+  return dict(params, model=dict(params['model'], head=head))
+
+
+# --- the method --------------------------------------------------------------------------------
+
+def make(config) -> Method:
+  if config.model.head != 'lsc' or config.model.last_relu:
+    raise ValueError(f"PODNet needs model.head='lsc' and model.last_relu=False (got model.head="
+                     f"{config.model.head!r}, model.last_relu={config.model.last_relu}); set them in the config "
+                     "(as configs/podnet_*.py do) or pass --config.model.head=lsc --config.model.last_relu=False")
+  opts = dict(config.method)
+  k = int(opts['proxies'])
+  from cil_jax.models import heads
+  if k != heads.LSCHead.proxies:
+    raise ValueError(f'method.proxies={k} but the lsc head has {heads.LSCHead.proxies} proxies per class '
+                     '(models/heads.py); use method.proxies=10')
+  loss_opts = {key: opts[key] for key in ('nca_margin', 'lambda_c', 'lambda_f')}
+  loss_opts = {key: float(v) for key, v in loss_opts.items()}
+  loss_opts['adaptive_weights'] = bool(opts['adaptive_weights'])
+  loss_opts['pod_spatial_concat'] = bool(opts['pod_spatial_concat'])
+  margin = loss_opts['nca_margin']
+  finetune = int(opts['finetune_epochs']) > 0 and int(config.memory.size) > 0
+
+  def main_loss(x):
+    return podnet_loss(x, loss_opts)
+
+  def finetune_loss(x):
+    return nca_only_loss(x, margin)
+
+  def phases(t):
+    sched = main_schedule(config.train, t, lr_by_task=False)
+    main = Phase('train' if t else 'base', main_loss, stream='mixed',
+                 batch_size=config.train.batch_size, epochs=sched['epochs'], lr=sched['lr'], cosine=True,
+                 teacher='task_start' if t else None, trainable=main_trainable)
+    if t == 0 or not finetune:
+      return [main]
+    ft = Phase('classifier_ft', finetune_loss, stream='mixed', data='balanced',
+               batch_size=config.train.batch_size, epochs=int(opts['finetune_epochs']),
+               lr=float(opts['finetune_lr']), bn_train=True, trainable=finetune_trainable,
+               optimizer=Optimizer(momentum=0.0, weight_decay=float(config.train.weight_decay)))
+    return [main, ft]
+
+  def task_data(ctx):
+    data = {'train': (ctx.new_indices(), ctx.memory.indices)}
+    if ctx.t > 0 and ctx.memory.size:
+      new_classes = [ctx.train_by_class[c] for c in range(ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))]
+      data['balanced'] = balanced_set(ctx.memory.per_class(), new_classes)
+    return data
+
+  def before_task(ctx):
+    params = ctx.state.params
+    if ctx.t == 0:
+      return params, ctx.method_state
+    proxies = np.asarray(jax.device_get(params['model']['head']['proxies']))
+    if proxies.shape[0] != ctx.tasks.num_classes * k:
+      raise ValueError(f'the lsc head has {proxies.shape[0]} proxy rows, not {ctx.tasks.num_classes} x {k}')
+    new = range(ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))
+    idx = ctx.new_indices()
+    feats = ctx.outputs(idx, augment=bool(opts['imprint_augment']), tag=7)['features']
+    proxies = imprint(proxies, feats, ctx.train_labels[idx], new, k, int(config.seed), ctx.t)
+    return _replace_head(params, jnp.asarray(proxies), jnp.ones((), jnp.float32)), ctx.method_state
+
+  if not opts['nme']:
+    return Method('podnet', phases, task_data=task_data, before_task=before_task)
+  return Method('podnet', phases, predict=nme_scores, task_data=task_data, before_task=before_task,
+                after_task=lambda ctx: update_class_means(ctx, bool(opts['nme_augment'])),
+                init_state=lambda c, t, d: {'class_means': jnp.zeros((c, d), jnp.float32)})

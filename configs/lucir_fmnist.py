@@ -1,0 +1,10 @@
+"""lucir on Split Fashion-MNIST, the protocol shared by all methods (see fmnist_common.py), with
+LUCIR's model and optimizer: cosine head, no final ReLU, a fresh SGD each task at the base lr."""
+from configs.fmnist_common import fmnist_config
+
+
+def get_config(arg=None):
+  c = fmnist_config('lucir', arg)
+  c.model.head, c.model.last_relu = 'cosine', False
+  c.train.reset_optimizer_each_task = True
+  return c

@@ -1,0 +1,25 @@
+"""PODNet on ImageNet-1K, the README command:
+
+  python3 main.py --trainer podnet --lr 0.05 --batch-size 64 --base-classes 100 --step-size 100
+      --debug 0 --nepochs 90 --memory-budget 20000
+
+90 epochs, lr 0.05 with cosine annealing (per epoch), batch 64, a fresh SGD (momentum 0.9, wd 1e-4)
+each task; local similarity classifier (10 proxies per class), no final ReLU; λ_c 8, λ_f 10; then
+(t >= 1) 20 epochs of classifier-only fine-tuning on the balanced set at lr 0.01.
+"""
+from cil_jax.config_base import set_method
+from configs.imagenet_common import imagenet_config
+
+
+def get_config(arg=None):
+  c, smoke = imagenet_config(arg)
+  set_method(c, 'podnet')
+  c.model.head, c.model.last_relu = 'lsc', False
+  c.train.reset_optimizer_each_task = True
+  c.train.lr = 0.05
+  c.train.epochs, c.train.milestones = 90, ()   # cosine annealing (the method's phases)
+  c.train.batch_size = 64
+  if smoke:
+    c.train.epochs, c.train.batch_size = 2, 8
+    c.method.finetune_epochs = 1
+  return c
