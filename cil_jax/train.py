@@ -336,11 +336,13 @@ class Run:
         self._log(header, plan.steps, plan.steps, last_metrics)
       last_epoch = epoch == phase.epochs - 1
       self.cursor = Cursor(t, p + 1, 0, 0) if last_epoch else Cursor(t, p, epoch + 1, 0)
+      if last_epoch:  # a phase's own optimizer ends with it (and is not saved past it)
+        self.state = self.state.replace(phase_opt_state=())
       if cfg.checkpoint.every_epochs and ((epoch + 1) % int(cfg.checkpoint.every_epochs) == 0 or last_epoch):
         self.save()
     if self.cursor.phase == p:  # a phase with zero epochs
       self.cursor = Cursor(t, p + 1, 0, 0)
-    self.state = self.state.replace(phase_opt_state=())
+      self.state = self.state.replace(phase_opt_state=())
 
   def _log(self, header, step, steps, metrics):
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}

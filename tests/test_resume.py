@@ -74,3 +74,31 @@ def test_bic_killed_inside_the_bias_correction_stage_resumes_exactly(idx_dir, tm
   assert r.returncode == 0, r.stderr[-3000:]
   assert 'resumed from checkpoint' in r.stderr and 'task 1, phase 1' in r.stderr
   _assert_same_run(ref, killed)
+
+
+def test_resume_from_the_checkpoint_after_an_own_optimizer_stage(idx_dir, tmp_path):
+  """Resuming from the checkpoint saved when BiC's bias stage (own optimizer) has just ended, before
+  the task's evaluation, gives the uninterrupted run's results."""
+  import importlib.util
+  import shutil
+  from cil_jax import train
+  from cil_jax.checkpoint import Checkpointer
+  spec = importlib.util.spec_from_file_location('cfg', os.path.join(ROOT, 'configs', 'bic_fmnist.py'))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  c = mod.get_config('smoke,t3')   # 3 tasks of 3, 3 and 4 classes
+  c.dataset.root, c.checkpoint.keep = idx_dir, 100
+  full = tmp_path / 'full'
+  want = train.train_and_evaluate(c, str(full))
+  ckpt = Checkpointer(str(full / 'checkpoints'))
+  steps = sorted(ckpt.manager.all_steps())
+  after_stage = [s for s in steps if ckpt.restore_meta(s)['cursor'] == {'task': 1, 'phase': 2, 'epoch': 0, 'step': 0}]
+  assert after_stage, 'no checkpoint between the bias stage and the evaluation'
+  ckpt.close()
+  cut = tmp_path / 'cut'
+  shutil.copytree(full, cut)
+  for s in steps:
+    if s > after_stage[0]:
+      shutil.rmtree(cut / 'checkpoints' / str(s))
+  got = train.train_and_evaluate(c, str(cut))
+  assert got['top1'] == want['top1'] and got['average_incremental_top1'] == want['average_incremental_top1']
