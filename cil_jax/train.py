@@ -235,6 +235,8 @@ class Run:
     try:
       while self.cursor.task < self.exp.tasks.num_tasks:
         self._run_task(self.cursor.task)
+        if self.preempted:  # SIGTERM during the evaluation: the task's checkpoint is saved
+          raise Preempted()
     except Preempted:
       self.progress.message('SIGTERM: checkpoint saved, exiting; run the same command to resume')
       self.ckpt.wait()
