@@ -56,6 +56,8 @@ def load_runs(workdirs: list[str]) -> list[dict]:
   """[{workdir, label, seed, results}] for every finished run; unfinished ones are reported and skipped."""
   runs = []
   for w in workdirs:
+    if not os.path.isdir(w):
+      continue
     cfg_path, res_path = os.path.join(w, 'config.json'), os.path.join(w, 'results.json')
     if not (os.path.exists(cfg_path) and os.path.exists(res_path)):
       print(f'skipping {w}: no config.json / results.json (not a finished run)', file=sys.stderr)

@@ -21,4 +21,4 @@ for seed in 0 1 2; do
       --workdir "$w" 2> "$w.log" || { echo "$m seed $seed failed, see $w.log" >&2; continue; }
   done
 done
-"$PY" -m cil_jax.report "$OUT"/*_s* --out docs/results/fmnist
+"$PY" -m cil_jax.report "$OUT"/*_s[0-9] --out docs/results/fmnist
