@@ -153,8 +153,12 @@ class TaskContext:
   def method_state(self) -> dict:
     return self.run.method_state
 
+  def new_classes(self) -> list[np.ndarray]:
+    """The training indices of each of the current task's classes."""
+    return [self.train_by_class[k] for k in range(self.tasks.start(self.t), self.tasks.end(self.t))]
+
   def new_indices(self) -> np.ndarray:
-    return np.concatenate([self.train_by_class[k] for k in range(self.tasks.start(self.t), self.tasks.end(self.t))])
+    return np.concatenate(self.new_classes())
 
   def outputs(self, indices: np.ndarray, augment: bool = False, tag: int = 0) -> dict:
     """Inference-mode logits and features of training images, as numpy. augment=True uses the

@@ -175,8 +175,9 @@ def test_task_data_adds_the_balanced_set_only_with_finetuning():
                                  per_class=lambda: [np.arange(100, 103), np.arange(103, 105), np.arange(105, 107)])
   train_by_class = [np.arange(c * 10, c * 10 + 10) for c in range(9)]
   ctx = types.SimpleNamespace(t=1, tasks=TASKS, memory=memory, train_by_class=train_by_class,
-                              new_indices=lambda: np.concatenate(train_by_class[3:5]))
-  assert set(lucir.make(_base_config()).task_data(ctx)) == {'train'}
+                              new_indices=lambda: np.concatenate(train_by_class[3:5]),
+                              new_classes=lambda: train_by_class[3:5])
+  assert lucir.make(_base_config()).task_data is None   # the engine's default: new data + memory
   data = lucir.make(_base_config(class_balanced_finetuning=True)).task_data(ctx)
   new, old = data['balanced']
   assert new.tolist() == [30, 31, 40, 41] and old.tolist() == [100, 101, 103, 104, 105, 106]  # k = 2

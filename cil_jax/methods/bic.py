@@ -88,10 +88,9 @@ def make(config) -> Method:
                   **bias_sched)]
 
   def task_data(ctx):
-    new_classes = [ctx.train_by_class[c] for c in range(ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))]
     if ctx.t == 0 or not ctx.memory.size:
       return {'train': (ctx.new_indices(), ctx.memory.indices)}
-    new, mem, val_new, val_mem = heldout_split(ctx.memory.per_class(), new_classes,
+    new, mem, val_new, val_mem = heldout_split(ctx.memory.per_class(), ctx.new_classes(),
                                                int(config.memory.size), float(opts.heldout_fraction))
     return {'train': (new, mem), 'heldout': (val_new, val_mem)}
 

@@ -30,6 +30,15 @@ def balanced_set(memory_per_class: list, new_class_indices: list) -> tuple[np.nd
   return new, old
 
 
+def with_balanced_set(ctx) -> dict:
+  """Task data: {'train': (new data, memory)} plus, from task 1 on with a memory, the class-balanced
+  set as 'balanced' (EEIL; also PODNet's and LUCIR's fine-tuning)."""
+  data = {'train': (ctx.new_indices(), ctx.memory.indices)}
+  if ctx.t > 0 and ctx.memory.size:
+    data['balanced'] = balanced_set(ctx.memory.per_class(), ctx.new_classes())
+  return data
+
+
 def make(config) -> Method:
   opts = config.method
   temperature = float(opts.temperature)
@@ -51,11 +60,4 @@ def make(config) -> Method:
             Phase('balanced_ft', stage2_loss, stream='mixed', data='balanced',
                   batch_size=config.train.batch_size, teacher='phase_start', **bft)]
 
-  def task_data(ctx):
-    data = {'train': (ctx.new_indices(), ctx.memory.indices)}
-    if ctx.t > 0 and ctx.memory.size:
-      new_classes = [ctx.train_by_class[c] for c in range(ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))]
-      data['balanced'] = balanced_set(ctx.memory.per_class(), new_classes)
-    return data
-
-  return Method('eeil', phases, task_data=task_data)
+  return Method('eeil', phases, task_data=with_balanced_set)

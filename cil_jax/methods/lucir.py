@@ -47,7 +47,7 @@ import numpy as np
 
 from cil_jax.losses import NEG, cross_entropy
 from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule
-from cil_jax.methods.eeil import balanced_set
+from cil_jax.methods.eeil import with_balanced_set
 
 OPTIONS = {
     'lambda_base': 10.0,                 # less-forget weight λ_base; λ = λ_base·sqrt(old / new)
@@ -178,13 +178,6 @@ def make(config) -> Method:
                optimizer=Optimizer(momentum=0.0, weight_decay=float(config.train.weight_decay)))
     return [main, ft]
 
-  def task_data(ctx):
-    data = {'train': (ctx.new_indices(), ctx.memory.indices)}
-    if cbf and ctx.t > 0 and ctx.memory.size:
-      new_classes = [ctx.train_by_class[c] for c in range(ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))]
-      data['balanced'] = balanced_set(ctx.memory.per_class(), new_classes)
-    return data
-
   def before_task(ctx):
     params = ctx.state.params
     if ctx.t == 0:
@@ -195,4 +188,4 @@ def make(config) -> Method:
     weight = imprint(weight, feats, ctx.train_labels[idx], ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))
     return _replace_weight(params, jnp.asarray(weight)), ctx.method_state
 
-  return Method('lucir', phases, task_data=task_data, before_task=before_task)
+  return Method('lucir', phases, task_data=with_balanced_set if cbf else None, before_task=before_task)

@@ -45,7 +45,7 @@ import numpy as np
 
 from cil_jax.losses import NEG
 from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule
-from cil_jax.methods.eeil import balanced_set
+from cil_jax.methods.eeil import with_balanced_set
 from cil_jax.methods.icarl import normalize_rows, nme_scores, update_class_means
 
 OPTIONS = {
@@ -226,13 +226,6 @@ def make(config) -> Method:
                optimizer=Optimizer(momentum=0.0, weight_decay=float(config.train.weight_decay)))
     return [main, ft]
 
-  def task_data(ctx):
-    data = {'train': (ctx.new_indices(), ctx.memory.indices)}
-    if ctx.t > 0 and ctx.memory.size:
-      new_classes = [ctx.train_by_class[c] for c in range(ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))]
-      data['balanced'] = balanced_set(ctx.memory.per_class(), new_classes)
-    return data
-
   def before_task(ctx):
     params = ctx.state.params
     if ctx.t == 0:
@@ -247,7 +240,7 @@ def make(config) -> Method:
     return _replace_head(params, jnp.asarray(proxies), jnp.ones((), jnp.float32)), ctx.method_state
 
   if not opts['nme']:
-    return Method('podnet', phases, task_data=task_data, before_task=before_task)
-  return Method('podnet', phases, predict=nme_scores, task_data=task_data, before_task=before_task,
+    return Method('podnet', phases, task_data=with_balanced_set, before_task=before_task)
+  return Method('podnet', phases, predict=nme_scores, task_data=with_balanced_set, before_task=before_task,
                 after_task=lambda ctx: update_class_means(ctx, bool(opts['nme_augment'])),
                 init_state=lambda c, t, d: {'class_means': jnp.zeros((c, d), jnp.float32)})
