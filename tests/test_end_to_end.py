@@ -5,36 +5,12 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from cil_jax import config_base, train
+from cil_jax import train
+from helpers import check_summary as _check, load_config as _config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _config(path, arg='smoke', **overrides):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location('cfg', os.path.join(ROOT, 'configs', path))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config(arg)
-  for key, value in overrides.items():
-    node = c
-    *parents, leaf = key.split('.')
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  config_base.validate(c)
-  return c
-
-
-def _check(summary, tasks):
-  assert summary['tasks_done'] == tasks
-  assert len(summary['top1']) == tasks and all(len(r) == k + 1 for k, r in enumerate(summary['top1']))
-  for v in summary['top1_all']:
-    assert 0 <= v <= 100
-  np.testing.assert_allclose(summary['average_incremental_top1'], np.mean(summary['top1_all']))
 
 
 def test_default_config_on_idx_files(idx_dir, tmp_path):

@@ -1,6 +1,5 @@
 """LUCIR: every loss term and the imprinting against independent numpy computations, what a train
 step freezes, the phase layout, and a tiny end-to-end run."""
-import importlib.util
 import os
 import types
 
@@ -13,6 +12,7 @@ from cil_jax import config_base, train
 from cil_jax.methods import lucir
 from cil_jax.methods.base import Classes, LossInputs, Optimizer
 from cil_jax.scenario import Tasks
+from helpers import check_summary as _check, load_config as _config
 
 from test_losses import np_log_softmax
 
@@ -291,30 +291,7 @@ def test_class_balanced_finetuning_step_moves_only_seen_columns():
   assert not np.allclose(np.asarray(state.batch_stats['bn1']['mean']), before.batch_stats['bn1']['mean'])
 
 
-# --- end to end (the helper pattern of tests/test_end_to_end.py) --------------------------------
-
-def _config(path, arg='smoke', **overrides):
-  spec = importlib.util.spec_from_file_location('cfg', os.path.join(ROOT, 'configs', path))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config(arg)
-  for key, value in overrides.items():
-    node = c
-    *parents, leaf = key.split('.')
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  config_base.validate(c)
-  return c
-
-
-def _check(summary, tasks):
-  assert summary['tasks_done'] == tasks
-  assert len(summary['top1']) == tasks and all(len(r) == k + 1 for k, r in enumerate(summary['top1']))
-  for v in summary['top1_all']:
-    assert 0 <= v <= 100
-  np.testing.assert_allclose(summary['average_incremental_top1'], np.mean(summary['top1_all']))
-
+# --- end to end ------------------------------------------------------------------------------------
 
 def test_lucir_fmnist_smoke_end_to_end(idx_dir, tmp_path):
   """t3: tasks of 3, 3, 3 and 1 classes; the last has fewer new classes than K = 2 (4 tasks, not the

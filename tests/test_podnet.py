@@ -12,6 +12,7 @@ from cil_jax.methods import podnet
 from cil_jax.methods.base import Classes, LossInputs, Optimizer
 from cil_jax.scenario import Tasks
 from cil_jax.step import TrainState, make_optimizer, make_train_step, normalizer
+from helpers import check_summary as _check, load_config as _load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -246,30 +247,6 @@ def test_train_steps_freeze_what_each_phase_says():
   jax.tree.map(np.testing.assert_array_equal, rest(before.params), rest(after.params))
   assert after.params['model']['head']['scale'] == before.params['model']['head']['scale']
   assert np.abs(after.batch_stats['bn1']['mean'] - before.batch_stats['bn1']['mean']).max() > 0
-
-
-def _load(path, arg='smoke', **overrides):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location('cfg', os.path.join(ROOT, 'configs', path))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config(arg)
-  for key, value in overrides.items():
-    node = c
-    *parents, leaf = key.split('.')
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  config_base.validate(c)
-  return c
-
-
-def _check(summary, tasks):
-  assert summary['tasks_done'] == tasks
-  assert len(summary['top1']) == tasks and all(len(r) == k + 1 for k, r in enumerate(summary['top1']))
-  for v in summary['top1_all']:
-    assert 0 <= v <= 100
-  np.testing.assert_allclose(summary['average_incremental_top1'], np.mean(summary['top1_all']))
 
 
 def test_podnet_fmnist_smoke_end_to_end(idx_dir, tmp_path):

@@ -79,15 +79,12 @@ def test_bic_killed_inside_the_bias_correction_stage_resumes_exactly(idx_dir, tm
 def test_resume_from_the_checkpoint_after_an_own_optimizer_stage(idx_dir, tmp_path):
   """Resuming from the checkpoint saved when BiC's bias stage (own optimizer) has just ended, before
   the task's evaluation, gives the uninterrupted run's results."""
-  import importlib.util
   import shutil
   from cil_jax import train
   from cil_jax.checkpoint import Checkpointer
-  spec = importlib.util.spec_from_file_location('cfg', os.path.join(ROOT, 'configs', 'bic_fmnist.py'))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config('smoke,t3')   # 3 tasks of 3, 3 and 4 classes
-  c.dataset.root, c.checkpoint.keep = idx_dir, 100
+  from helpers import load_config
+  # 3 tasks of 3, 3 and 4 classes
+  c = load_config('bic_fmnist.py', 'smoke,t3', **{'dataset.root': idx_dir, 'checkpoint.keep': 100})
   full = tmp_path / 'full'
   want = train.train_and_evaluate(c, str(full))
   ckpt = Checkpointer(str(full / 'checkpoints'))
