@@ -4,7 +4,7 @@
 
 Each workdir holds config.json and results.json (written by a run). Runs are grouped by method
 (FT with memory.size=0 is reported as "ft (no memory)"); each group gives the mean ± standard
-deviation over its runs (seeds) of: average incremental top-1 and top-5 (task 0 included), last-task
+deviation (population, shown only for 2 runs or more) over its runs (seeds) of: average incremental top-1 and top-5 (task 0 included), last-task
 top-1 and forgetting. Writes <out>.md, <out>.csv (one row per run plus one per group) and
 <out>.png (top-1 on all seen classes after each task, mean over runs), and prints the Markdown.
 """
@@ -97,7 +97,10 @@ def markdown(table: dict[str, dict]) -> str:
     cells = []
     for key, _ in COLUMNS:
       mean, std = row[key]
-      cells.append('–' if mean is None else f'{mean:.2f} ± {std:.2f}')
+      if mean is None:
+        cells.append('–')
+      else:  # a single run has no spread to show
+        cells.append(f'{mean:.2f} ± {std:.2f}' if row['n'] > 1 else f'{mean:.2f}')
     lines.append(f'| {label} | {row["n"]} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
@@ -110,7 +113,8 @@ def write_csv(runs: list[dict], table: dict[str, dict], path: str) -> None:
       w.writerow([r['label'], r['seed'], r['workdir']] + [r['results'][key] for key, _ in COLUMNS])
     for label, row in table.items():
       w.writerow([label, 'mean', ''] + [row[key][0] for key, _ in COLUMNS])
-      w.writerow([label, 'std', ''] + [row[key][1] for key, _ in COLUMNS])
+      if row['n'] > 1:
+        w.writerow([label, 'std', ''] + [row[key][1] for key, _ in COLUMNS])
 
 
 def main(argv=None) -> str:
