@@ -33,6 +33,7 @@ def plot_accuracy(results: dict[str, dict], path: str) -> None:
     acc = summary['top1_all']
     ax.plot(range(1, len(acc) + 1), acc, marker='o',
             label=f'{name} (avg {summary["average_incremental_top1"]:.1f})')
+  ax.set_xticks(range(1, 1 + max(len(s['top1_all']) for s in results.values())))
   ax.set_xlabel('task')
   ax.set_ylabel('top-1 on all seen classes (%)')
   ax.set_ylim(0, 100)
