@@ -117,6 +117,21 @@ class Method:
   init_state: Callable = lambda num_classes, num_tasks, feature_dim: {}
 
 
+def require_head(config, head: str, method: str) -> None:
+  """LUCIR and PODNet need their own head and features without the last ReLU."""
+  if config.model.head != head or config.model.last_relu:
+    raise ValueError(f"{method} needs model.head={head!r} and model.last_relu=False (got model.head="
+                     f"{config.model.head!r}, model.last_relu={config.model.last_relu}); set them in the config "
+                     f"(as configs/{method.lower()}_*.py do) or pass --config.model.head={head} "
+                     "--config.model.last_relu=False")
+
+
+def with_head(params: dict, **arrays) -> dict:
+  """params with some of the head's arrays replaced (imprinted weights, proxies, scale)."""
+  head = dict(params['model']['head'], **arrays)
+  return dict(params, model=dict(params['model'], head=head))
+
+
 def main_schedule(train_cfg, task: int, lr_by_task: bool) -> dict:
   """Epochs, milestones and lr of a task's main phase, with the reference's `--factor` and lr/(t+1).
 

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cil_jax.losses import NEG, cross_entropy
-from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule
+from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule, require_head, with_head
 from cil_jax.methods.eeil import with_balanced_set
 
 OPTIONS = {
@@ -144,18 +144,10 @@ def imprint(weight: np.ndarray, features: np.ndarray, labels: np.ndarray, start:
   return w.astype(np.float32)
 
 
-def _replace_weight(params, weight):
-  head = dict(params['model']['head'], weight=weight)
-  return dict(params, model=dict(params['model'], head=head))
-
-
 # --- the method --------------------------------------------------------------------------------
 
 def make(config) -> Method:
-  if config.model.head != 'cosine' or config.model.last_relu:
-    raise ValueError(f"LUCIR needs model.head='cosine' and model.last_relu=False (got model.head="
-                     f"{config.model.head!r}, model.last_relu={config.model.last_relu}); set them in the config "
-                     "(as configs/lucir_*.py do) or pass --config.model.head=cosine --config.model.last_relu=False")
+  require_head(config, 'cosine', 'LUCIR')
   opts = config.method
   lambda_base, margin, k = float(opts.lambda_base), float(opts.margin), int(opts.k)
   if k < 1:
@@ -186,6 +178,6 @@ def make(config) -> Method:
     idx = ctx.new_indices()
     feats = ctx.outputs(idx, augment=bool(opts.imprint_augment), tag=11)['features']
     weight = imprint(weight, feats, ctx.train_labels[idx], ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))
-    return _replace_weight(params, jnp.asarray(weight)), ctx.method_state
+    return with_head(params, weight=jnp.asarray(weight)), ctx.method_state
 
   return Method('lucir', phases, task_data=with_balanced_set if cbf else None, before_task=before_task)

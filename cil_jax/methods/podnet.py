@@ -44,7 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from cil_jax.losses import NEG
-from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule
+from cil_jax.input_pipeline.streams import stream_seed
+from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule, require_head, with_head
 from cil_jax.methods.eeil import with_balanced_set
 from cil_jax.methods.icarl import normalize_rows, nme_scores, update_class_means
 
@@ -177,23 +178,14 @@ def imprint(proxies: np.ndarray, features: np.ndarray, labels: np.ndarray, new_c
   old = out[:first * k]
   norm = float(np.linalg.norm(old, axis=1).mean()) if len(old) else 1.0
   for c in new_classes:
-    rs = int(np.random.SeedSequence([seed & 0xFFFFFFFF, t, int(c)]).generate_state(1)[0] & 0x7FFFFFFF)
-    out[c * k:(c + 1) * k] = kmeans_proxies(features[labels == c], k, rs) * norm
+    out[c * k:(c + 1) * k] = kmeans_proxies(features[labels == c], k, stream_seed(seed, t, int(c))) * norm
   return out
-
-
-def _replace_head(params, proxies, scale):
-  head = dict(params['model']['head'], proxies=proxies, scale=scale)
-  return dict(params, model=dict(params['model'], head=head))
 
 
 # --- the method --------------------------------------------------------------------------------
 
 def make(config) -> Method:
-  if config.model.head != 'lsc' or config.model.last_relu:
-    raise ValueError(f"PODNet needs model.head='lsc' and model.last_relu=False (got model.head="
-                     f"{config.model.head!r}, model.last_relu={config.model.last_relu}); set them in the config "
-                     "(as configs/podnet_*.py do) or pass --config.model.head=lsc --config.model.last_relu=False")
+  require_head(config, 'lsc', 'PODNet')
   opts = dict(config.method)
   k = int(opts['proxies'])
   from cil_jax.models import heads
@@ -237,7 +229,7 @@ def make(config) -> Method:
     idx = ctx.new_indices()
     feats = ctx.outputs(idx, augment=bool(opts['imprint_augment']), tag=7)['features']
     proxies = imprint(proxies, feats, ctx.train_labels[idx], new, k, int(config.seed), ctx.t)
-    return _replace_head(params, jnp.asarray(proxies), jnp.ones((), jnp.float32)), ctx.method_state
+    return with_head(params, proxies=jnp.asarray(proxies), scale=jnp.ones((), jnp.float32)), ctx.method_state
 
   if not opts['nme']:
     return Method('podnet', phases, task_data=with_balanced_set, before_task=before_task)
