@@ -2,6 +2,7 @@
 # Runs every method on the shared Split Fashion-MNIST protocol (configs/<method>_fmnist.py) for
 # seeds 0 1 2 (model init, streams and class order), then writes the comparison table.
 #   bash scripts/fmnist_table.sh [runs/fmnist] [method ...]
+#   SEEDS="1" bash scripts/fmnist_table.sh     # a subset of the seeds (e.g. one process per core)
 # Finished runs are skipped (re-running resumes unfinished ones).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,7 @@ shift || true
 METHODS=${*:-ssil ft icarl il2m eeil bic lucir podnet joint ft_nomem}
 PY=${PYTHON:-.venv/bin/python}
 mkdir -p "$OUT"
-for seed in 0 1 2; do
+for seed in ${SEEDS:-0 1 2}; do
   for m in $METHODS; do
     [ -f "configs/${m}_fmnist.py" ] || { echo "no configs/${m}_fmnist.py, skipping" >&2; continue; }
     w="$OUT/${m}_s${seed}"

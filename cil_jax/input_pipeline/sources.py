@@ -6,8 +6,10 @@ source) and decoded in tf.data. Labels are the dataset's original labels; the sc
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
+import logging
 import os
 import pickle
 from typing import Any, Callable
@@ -94,12 +96,27 @@ def load_idx_split(root: str, prefix: str) -> Split:
   return Split(labels=labels.astype(np.int64), images=images[..., None])
 
 
+@contextlib.contextmanager
+def _absl_errors_only():
+  """tfds.builder warns for every version it does not find prepared; when we only probe whether a
+  dataset is there, a miss is expected and the warning would be noise at every run."""
+  logger = logging.getLogger('absl')
+  level = logger.level
+  logger.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
+
+
 def _tfds_arrays(name: str, data_dir: str | None, download: bool) -> tuple[Split, Split] | None:
   """Whole train/test splits of a small tfds dataset, or None when tfds has not prepared it."""
   import tensorflow_datasets as tfds
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
+    with _absl_errors_only():
+      builder = tfds.builder(name, data_dir=data_dir)
+      prepared = builder.is_prepared()
+    if not prepared:
       if not download:
         return None
       builder.download_and_prepare()
