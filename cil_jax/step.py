@@ -47,7 +47,7 @@ def _freeze(params, mask):
 
 
 def _apply_mask(updates, mask):
-  return jax.tree.map(lambda u, m: u * jnp.asarray(m, u.dtype), updates, mask)
+  return jax.tree.map(lambda u, m: u if m is True else u * jnp.asarray(m, u.dtype), updates, mask)
 
 
 def make_train_step(model, phase, tx, normalize, replicated, sharded):

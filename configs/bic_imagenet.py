@@ -4,7 +4,7 @@
       --nepochs 100 --schedule 30 60 90 --gammas 0.1 0.1 0.1 --memory-budget 20000
 
 100 epochs (x0.1 at 30/60/90), lr 0.1, batch 256; then (t >= 1) 200 epochs of bias correction on
-the held-out 20 % of M at lr 0.001.
+the held-out 20 % of the memory at lr 0.001.
 """
 from cil_jax.config_base import set_method
 from configs.imagenet_common import imagenet_config

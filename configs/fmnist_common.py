@@ -20,7 +20,7 @@ def fmnist_config(method: str, arg=None, **method_options):
   c.train.batch_size, c.train.replay_batch_size = 128, 32
   if opts['smoke']:
     c.dataset.max_per_class = 64
-    c.memory.size = 200 if opts['memory'] is None else opts['memory']  # BiC holds out 20 % of it
+    c.memory.size = 200 if opts['memory'] is None else opts['memory']
     c.train.epochs, c.train.milestones = 1, ()
     c.train.batch_size, c.train.replay_batch_size = 32, 8
     c.eval.batch_size = 64

@@ -193,7 +193,7 @@ def _base_config(**method_options):
   return config
 
 
-def test_make_needs_the_cosine_head_without_last_relu():
+def test_make_needs_the_cosine_head_without_last_relu_and_a_fresh_optimizer():
   config = _base_config()
   config.model.head = 'linear'
   with pytest.raises(ValueError, match="model.head='cosine'"):
@@ -201,6 +201,10 @@ def test_make_needs_the_cosine_head_without_last_relu():
   config = _base_config()
   config.model.last_relu = True
   with pytest.raises(ValueError, match='last_relu=False'):
+    lucir.make(config)
+  config = _base_config()
+  config.train.reset_optimizer_each_task = False
+  with pytest.raises(ValueError, match='reset_optimizer_each_task=True'):
     lucir.make(config)
 
 

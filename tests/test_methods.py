@@ -129,11 +129,55 @@ def test_bic_bias_loss_and_prediction_apply_the_newest_layer():
 def test_bic_heldout_split():
   memory = [np.arange(c * 100, c * 100 + 20) for c in range(4)]     # 4 old classes x 20
   new = [np.arange(1000, 1300), np.arange(2000, 2300)]                # 2 new classes
-  tr_new, tr_mem, val_new, val_mem = bic.heldout_split(memory, new, memory_size=80, fraction=0.2)
-  assert len(val_mem) == 8 and len(val_new) == 8                     # 20 % of M, half and half
+  tr_new, tr_mem, val_new, val_mem = bic.heldout_split(memory, new, fraction=0.2)
+  assert len(val_mem) == 8 and len(val_new) == 8                     # 20 % of the memory, half and half
   assert val_mem.tolist() == [18, 19, 118, 119, 218, 219, 318, 319]   # the last entries of each class
+  assert val_new.tolist() == list(range(1296, 1300)) + list(range(2296, 2300))
   assert not set(val_new) & set(tr_new) and not set(val_mem) & set(tr_mem)
   assert len(tr_new) + len(val_new) == 600 and len(tr_mem) + len(val_mem) == 80
+
+
+def test_bic_heldout_split_remainder_from_the_largest_classes():
+  """Memory of 101 (34, 34, 33): size (101 // 10) * 2 = 20, half 10 = 3 per class + 1 remainder,
+  taken from the largest class left (31, 31, 30 -> class 1, the higher label of the two)."""
+  memory = [np.arange(0, 34), np.arange(100, 134), np.arange(200, 233)]
+  new = [np.arange(1000, 1007), np.arange(2000, 2050)]                # uneven new classes
+  tr_new, tr_mem, val_new, val_mem = bic.heldout_split(memory, new, fraction=0.2)
+  assert val_mem.tolist() == [31, 32, 33, 130, 131, 132, 133, 230, 231, 232]
+  assert val_new.tolist() == [1002, 1003, 1004, 1005, 1006] + list(range(2045, 2050))   # 10 // 2 = 5 each
+  assert sorted(tr_mem.tolist() + val_mem.tolist()) == sorted(np.concatenate(memory).tolist())
+  # The memory actually held sets the size, not M: 51 exemplars -> half 5 (5 // 2 = 2 per new class).
+  _, _, val_new, val_mem = bic.heldout_split([m[:17] for m in memory], new, fraction=0.2)
+  assert len(val_mem) == 5 and len(val_new) == 4
+
+
+def test_bic_main_phases_leave_the_bias_layers_alone():
+  """The main optimizer's weight decay must not shrink α before its bias stage (the reference gives
+  the bias layers their own optimizer): every bias row stays (1, 0) through base and main steps."""
+  from cil_jax import models, parallel
+  from cil_jax.config_base import base_config, set_method
+  from cil_jax.step import TrainState, make_optimizer, make_train_step, normalizer
+  config = base_config()
+  set_method(config, 'bic')
+  method = bic.make(config)
+  model = models.create('small_convnet', 9)
+  v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)), train=False)
+  tx = make_optimizer(0.9, 0.5)                                       # large decay: any leak shows
+  bias = jnp.tile(jnp.array([[1.0, 0.0]]), (4, 1))
+  params = {'model': v['params'], 'method': {'bias': bias}}
+  rep, sh = parallel.shardings(parallel.make_mesh())
+  state = TrainState(params, v['batch_stats'], tx.init(params), ())
+  batch = {'image': np.random.RandomState(0).randint(0, 255, (8, 28, 28, 1)).astype(np.uint8),
+           'label': np.array([5, 6, 0, 1, 2, 3, 4, 6], np.int32), 'replay': np.zeros(8, bool)}
+  before = jax.tree.map(np.array, state.params)                     # copies: the step donates state
+  for phase in (method.phases(0)[0], method.phases(2)[0]):
+    step = make_train_step(model, phase, tx, normalizer((0.3,), (0.3,)), rep, sh)
+    teacher = state.teacher_copy() if phase.teacher else None
+    for _ in range(2):
+      state, _ = step(state, teacher, batch, C2, jnp.float32(0.1), {})
+  np.testing.assert_array_equal(np.asarray(state.params['method']['bias']), before['method']['bias'])
+  moved = jax.tree.map(lambda a, b: not np.allclose(a, np.asarray(b)), before['model'], state.params['model'])
+  assert all(jax.tree.leaves(moved))                                  # the network itself did train
 
 
 def test_bias_correction_stage_trains_only_the_newest_bias_layer():

@@ -2,13 +2,21 @@
 
 Training (t >= 1): λ = m/e; loss = λ·KL_bm(softmax(ẑ'_O/T) ‖ softmax(z_O/T)) (no T²) + (1−λ)·CE over
 all seen, where ẑ' are the teacher's logits with the previous task's bias layer applied to its
-newest classes. A held-out set of 20 % of M (half from memory: the last entries of each old class's
+newest classes. A held-out set of 20 % of the memory (half from it: the last entries of each old class's
 memory; half from the new classes' training data) is removed from training and then trains a new
 two-scalar bias layer q = α·z + β on the newest task's logits: backbone frozen in inference mode,
 CE, plain SGD (no momentum, no weight decay) at lr/100 for 2x the epochs, ×gamma after epochs
 2·milestone (the reference decays after the epoch numbered 2·milestone). Evaluation applies the
-newest bias layer. Bias layers are method parameters [T, 2] (α, β), initialised to (1, 0).
+newest bias layer. Bias layers are method parameters [T, 2] (α, β), initialised to (1, 0); the
+main phases leave them alone (the reference gives each bias layer its own optimizer, so the main
+optimizer's weight decay never shrinks it before its bias stage).
+
+Held-out set, as the reference's loader: its size is 20 % of the memory actually held (not of M);
+each half is split evenly over the classes of that half, and the remainder of the memory half is
+taken one exemplar each from the largest old classes (highest label first among equals).
 """
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,6 +55,12 @@ def predict(outputs, params, state, classes):
   return jnp.where(classes.seen, z, NEG)
 
 
+def model_only(params, classes):
+  """Trainable mask of the main phases: the network; the bias layers get no gradient and no decay."""
+  del classes
+  return {'model': jax.tree.map(lambda _: True, params['model']), 'method': {'bias': False}}
+
+
 def only_bias(params, classes):
   """Trainable mask: the bias layers only (the backbone gets no gradient at all). Only the current
   task's row moves: the gradient reaches no other row, and plain SGD has no momentum to carry."""
@@ -54,16 +68,25 @@ def only_bias(params, classes):
   return {'model': jax.tree.map(lambda _: False, params['model']), 'method': {'bias': True}}
 
 
-def heldout_split(memory_per_class: list, new_class_indices: list, memory_size: int, fraction: float):
-  """(train new, train memory, held-out new, held-out memory). Each half of the held-out set is
-  fraction/2 · M: per old class its last memory entries, per new class its last training images."""
-  half = int(memory_size * fraction) // 2
-  per_old = max(1, half // max(len(memory_per_class), 1))
-  per_new = max(1, half // len(new_class_indices))
-  keep_mem = [m[:max(len(m) - per_old, 0)] for m in memory_per_class]
-  val_mem = [m[max(len(m) - per_old, 0):] for m in memory_per_class]
-  keep_new = [c[:len(c) - per_new] for c in new_class_indices]
-  val_new = [c[len(c) - per_new:] for c in new_class_indices]
+def heldout_split(memory_per_class: list, new_class_indices: list, fraction: float):
+  """(train new, train memory, held-out new, held-out memory), as the reference's loader.
+
+  size = fraction · (exemplars held), half of it from the memory and half from the new classes.
+  Memory: per old class its last `half // n_old` entries, then one more (its last remaining) from each
+  of the `half mod n_old` largest classes. New classes: per class its last `half // n_new` images.
+  """
+  sizes = np.array([len(m) for m in memory_per_class], np.int64)
+  half = int(sizes.sum() * fraction + 1e-9) // 2
+  keep = np.maximum(sizes - half // max(len(sizes), 1), 0)
+  extra = half - int(np.sum(sizes - keep))
+  order = np.lexsort((-np.arange(len(keep)), -keep))   # largest first, then highest label
+  keep[order[:max(extra, 0)]] -= 1
+  keep = np.maximum(keep, 0)
+  per_new = half // len(new_class_indices)
+  keep_mem = [m[:k] for m, k in zip(memory_per_class, keep)]
+  val_mem = [m[k:] for m, k in zip(memory_per_class, keep)]
+  keep_new = [c[:max(len(c) - per_new, 0)] for c in new_class_indices]
+  val_new = [c[max(len(c) - per_new, 0):] for c in new_class_indices]
   cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64)  # noqa: E731
   return cat(keep_new), cat(keep_mem), cat(val_new), cat(val_mem)
 
@@ -77,12 +100,12 @@ def make(config) -> Method:
 
   def phases(t):
     if t == 0:
-      return [ce_phase(config, t, name='base')]
+      return [dataclasses.replace(ce_phase(config, t, name='base'), trainable=model_only)]
     sched = main_schedule(config.train, t, lr_by_task=False)
     bias_sched = dict(lr=sched['lr'] / 100, epochs=2 * sched['epochs'], gamma=sched['gamma'],
                       milestones=tuple(2 * m + 1 for m in sched['milestones']))
     return [Phase('train', loss, stream='mixed', batch_size=config.train.batch_size,
-                  teacher='task_start', **sched),
+                  teacher='task_start', trainable=model_only, **sched),
             Phase('bias_correction', bias_loss, stream='mixed', data='heldout', batch_size=config.train.batch_size,
                   bn_train=False, trainable=only_bias, optimizer=Optimizer(momentum=0.0, weight_decay=0.0),
                   **bias_sched)]
@@ -91,7 +114,7 @@ def make(config) -> Method:
     if ctx.t == 0 or not ctx.memory.size:
       return {'train': (ctx.new_indices(), ctx.memory.indices)}
     new, mem, val_new, val_mem = heldout_split(ctx.memory.per_class(), ctx.new_classes(),
-                                               int(config.memory.size), float(opts.heldout_fraction))
+                                               float(opts.heldout_fraction))
     return {'train': (new, mem), 'heldout': (val_new, val_mem)}
 
   return Method('bic', phases, predict=predict, task_data=task_data,

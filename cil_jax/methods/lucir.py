@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cil_jax.losses import NEG, cross_entropy
-from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule, require_head, with_head
+from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule, require_model_setup, with_head
 from cil_jax.methods.eeil import with_balanced_set
 
 OPTIONS = {
@@ -147,7 +147,7 @@ def imprint(weight: np.ndarray, features: np.ndarray, labels: np.ndarray, start:
 # --- the method --------------------------------------------------------------------------------
 
 def make(config) -> Method:
-  require_head(config, 'cosine', 'LUCIR')
+  require_model_setup(config, 'cosine', 'LUCIR')
   opts = config.method
   lambda_base, margin, k = float(opts.lambda_base), float(opts.margin), int(opts.k)
   if k < 1:
