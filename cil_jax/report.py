@@ -3,10 +3,11 @@
     python -m cil_jax.report runs/fmnist/* --out docs/results/fmnist
 
 Each workdir holds config.json and results.json (written by a run). Runs are grouped by method
-(FT with memory.size=0 is reported as "ft (no memory)"); each group gives the mean ± standard
-deviation (population, shown only for 2 runs or more) over its runs (seeds) of: average incremental top-1 and top-5 (task 0 included), last-task
-top-1 and forgetting. Writes <out>.md, <out>.csv (one row per run plus one per group) and
-<out>.png (top-1 on all seen classes after each task, mean over runs), and prints the Markdown.
+(FT with memory.size=0 is reported as "ft (no memory)"); each group gives the mean ± sample
+standard deviation (ddof=1, shown for 2 runs or more) over its runs (seeds) of: average incremental
+top-1 and top-5 (task 0 included), last-task top-1 and forgetting. Writes <out>.md, <out>.csv (one
+row per run plus one per group) and <out>.png (top-1 on all seen classes after each task, mean over
+runs), and prints the Markdown.
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def load_runs(workdirs: list[str]) -> list[dict]:
 
 
 def summarize(runs: list[dict]) -> dict[str, dict]:
-  """label -> {n, mean/std per column, mean top1_all curve}."""
+  """label -> {n, mean/std per column, mean top1_all curve}; std is the sample std over seeds (ddof=1)."""
   groups = collections.OrderedDict()
   for r in sorted(runs, key=lambda r: r['label']):
     groups.setdefault(r['label'], []).append(r['results'])
@@ -82,7 +83,8 @@ def summarize(runs: list[dict]) -> dict[str, dict]:
     row = {'n': len(results)}
     for key, _ in COLUMNS:
       vals = np.array([r[key] for r in results if r[key] is not None], np.float64)
-      row[key] = (float(vals.mean()), float(vals.std())) if vals.size else (None, None)
+      std = float(vals.std(ddof=1)) if vals.size > 1 else 0.0
+      row[key] = (float(vals.mean()), std) if vals.size else (None, None)
     curves = np.array([r['top1_all'] for r in results], np.float64)
     row['top1_all'] = curves.mean(0).tolist()
     out[label] = row

@@ -39,7 +39,7 @@ def test_report_groups_seeds_and_writes_files(tmp_path):
   out = str(tmp_path / 'out' / 'table')
   text = report.main(dirs + ['--out', out])
   avg = [metrics.summarize(r, 3)['average_incremental_top1'] for r in (a, b)]
-  assert f'| ssil | 2 | {np.mean(avg):.2f} ± {np.std(avg):.2f} |' in text
+  assert f'| ssil | 2 | {np.mean(avg):.2f} ± {np.std(avg, ddof=1):.2f} |' in text
   ft = metrics.summarize(b, 3)
   assert f'| ft (no memory) | 1 | {ft["average_incremental_top1"]:.2f} | ' in text   # one run: no ± shown
   assert 'bic' not in text                                           # the unfinished run is skipped
