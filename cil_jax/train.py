@@ -271,8 +271,7 @@ class Run:
         params, method_state = method.before_task(ctx)
         self.state = self.state.replace(params=jax.device_put(params, exp.replicated))
         self.method_state = jax.device_put(method_state, exp.replicated)
-    data = method.task_data(ctx) if method.task_data is not None else {'train': (ctx.new_indices(),
-                                                                                 self.memory.indices)}
+    data = method.task_data(ctx)
     for p in range(self.cursor.phase, len(phases)):
       self._run_phase(t, p, phases[p], classes, *data[phases[p].data])
     # Training of task t is done. Saved (unless the last epoch's save holds it) so that a kill during

@@ -177,7 +177,9 @@ def test_task_data_adds_the_balanced_set_only_with_finetuning():
   ctx = types.SimpleNamespace(t=1, tasks=TASKS, memory=memory, train_by_class=train_by_class,
                               new_indices=lambda: np.concatenate(train_by_class[3:5]),
                               new_classes=lambda: train_by_class[3:5])
-  assert lucir.make(_base_config()).task_data is None   # the engine's default: new data + memory
+  plain = lucir.make(_base_config()).task_data(ctx)      # the default: new data + memory
+  assert list(plain) == ['train'] and plain['train'][0].tolist() == list(range(30, 50))
+  assert plain['train'][1].tolist() == list(range(100, 106))
   data = lucir.make(_base_config(class_balanced_finetuning=True)).task_data(ctx)
   new, old = data['balanced']
   assert new.tolist() == [30, 31, 40, 41] and old.tolist() == [100, 101, 103, 104, 105, 106]  # k = 2

@@ -99,6 +99,11 @@ def masked_logits(outputs, params, state, classes):
   return jnp.where(classes.seen, outputs['logits'], NEG)
 
 
+def default_task_data(ctx) -> dict:
+  """{'train': (the task's new data, the memory)}: what most methods train on."""
+  return {'train': (ctx.new_indices(), ctx.memory.indices)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
   """phases(t) -> list[Phase]. Hooks (host side, optional) receive a `TaskContext` (see train.py):
@@ -110,7 +115,7 @@ class Method:
   name: str
   phases: Callable[[int], list[Phase]]
   predict: Callable = masked_logits
-  task_data: Optional[Callable] = None
+  task_data: Callable = default_task_data
   before_task: Optional[Callable] = None
   after_task: Optional[Callable] = None
   init_params: Callable = lambda num_classes, num_tasks: {}

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cil_jax.losses import NEG, blockwise_kd, cross_entropy
-from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, ce_phase, main_schedule
+from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, ce_phase, default_task_data, main_schedule
 
 OPTIONS = {'temperature': 2.0, 'heldout_fraction': 0.2}
 
@@ -112,7 +112,7 @@ def make(config) -> Method:
 
   def task_data(ctx):
     if ctx.t == 0 or not ctx.memory.size:
-      return {'train': (ctx.new_indices(), ctx.memory.indices)}
+      return default_task_data(ctx)
     new, mem, val_new, val_mem = heldout_split(ctx.memory.per_class(), ctx.new_classes(),
                                                float(opts.heldout_fraction))
     return {'train': (new, mem), 'heldout': (val_new, val_mem)}

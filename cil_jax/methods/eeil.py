@@ -10,7 +10,7 @@ on the new classes' block only.
 import numpy as np
 
 from cil_jax.losses import blockwise_kd, cross_entropy
-from cil_jax.methods.base import LossInputs, Method, Phase, ce_phase, main_schedule
+from cil_jax.methods.base import LossInputs, Method, Phase, ce_phase, default_task_data, main_schedule
 from cil_jax.methods.icarl import ce_kd_loss
 
 OPTIONS = {'temperature': 2.0, 'bft_lr_factor': 0.1, 'bft_epochs_factor': 0.75}
@@ -33,7 +33,7 @@ def balanced_set(memory_per_class: list, new_class_indices: list) -> tuple[np.nd
 def with_balanced_set(ctx) -> dict:
   """Task data: {'train': (new data, memory)} plus, from task 1 on with a memory, the class-balanced
   set as 'balanced' (EEIL; also PODNet's and LUCIR's fine-tuning)."""
-  data = {'train': (ctx.new_indices(), ctx.memory.indices)}
+  data = default_task_data(ctx)
   if ctx.t > 0 and ctx.memory.size:
     data['balanced'] = balanced_set(ctx.memory.per_class(), ctx.new_classes())
   return data

@@ -18,6 +18,7 @@ import numpy as np
 
 from cil_jax.losses import NEG, blockwise_kd, cross_entropy
 from cil_jax.methods.base import LossInputs, Method, Phase, main_schedule, seen_cross_entropy
+from cil_jax.models.heads import l2_normalize
 
 OPTIONS = {'temperature': 2.0, 'variant': 'ssil', 'nme': True, 'nme_augment': True}
 
@@ -56,8 +57,7 @@ def class_means(features: np.ndarray, labels: np.ndarray, num_classes: int) -> n
 def nme_scores(outputs, params, state, classes):
   """−‖f̂ − μ_c‖² over the seen classes."""
   del params
-  f = outputs['features']
-  f = f / jnp.maximum(jnp.linalg.norm(f, axis=-1, keepdims=True), 1e-12)
+  f = l2_normalize(outputs['features'])
   mu = state['class_means']
   d = jnp.sum(f * f, -1, keepdims=True) - 2 * f @ mu.T + jnp.sum(mu * mu, -1)[None]
   return jnp.where(classes.seen, -d, NEG)

@@ -24,7 +24,7 @@ OPTIONS = {}
 
 def rectified_probabilities(logits, init_mean, cur_mean, conf, classes):
   p = jax.nn.softmax(jnp.where(classes.seen, logits, NEG), axis=-1)
-  top_is_new = jnp.take_along_axis(classes.new[None].repeat(p.shape[0], 0), jnp.argmax(p, -1)[:, None], 1)[:, 0]
+  top_is_new = classes.new[jnp.argmax(p, -1)]                 # [B]
   task_of = jnp.argmax(classes.blocks, axis=0)                  # [C]
   factor = (init_mean / jnp.maximum(cur_mean, 1e-12)) * (conf[classes.task] / jnp.maximum(conf[task_of], 1e-12))
   rect = jnp.where(classes.old, p * factor, p)

@@ -46,8 +46,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from cil_jax.losses import NEG, cross_entropy
-from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule, require_model_setup, with_head
+from cil_jax.methods.base import (LossInputs, Method, Optimizer, Phase, default_task_data, main_schedule,
+                                  require_model_setup, seen_cross_entropy, with_head)
 from cil_jax.methods.eeil import with_balanced_set
+from cil_jax.methods.icarl import normalize_rows
+from cil_jax.models.heads import l2_normalize
 
 OPTIONS = {
     'lambda_base': 10.0,                 # less-forget weight λ_base; λ = λ_base·sqrt(old / new)
@@ -63,13 +66,9 @@ OPTIONS = {
 
 # --- losses ------------------------------------------------------------------------------------
 
-def _l2n(x, eps=1e-12):
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
-
-
 def less_forget(features, old_features):
   """Per-sample 1 − cos(f, f_old) (CosineEmbeddingLoss with target 1, before its batch mean)."""
-  f, g = _l2n(features.astype(jnp.float32)), _l2n(old_features.astype(jnp.float32))
+  f, g = l2_normalize(features.astype(jnp.float32)), l2_normalize(old_features.astype(jnp.float32))
   return 1.0 - jnp.sum(f * g, axis=-1)
 
 
@@ -103,11 +102,6 @@ def lucir_loss(x: LossInputs, lambda_base: float, margin: float, k: int):
   return ce + lam * lf + mr, {'ce': ce, 'less_forget': lf, 'margin_ranking': mr, 'lambda': lam}
 
 
-def seen_ce(x: LossInputs):
-  ce = cross_entropy(x.out['logits'], x.batch['label'], x.classes.seen).mean()
-  return ce, {'ce': ce}
-
-
 # --- trainable masks ---------------------------------------------------------------------------
 
 def main_trainable(params, classes):
@@ -133,8 +127,7 @@ def imprint(weight: np.ndarray, features: np.ndarray, labels: np.ndarray, start:
   if start == 0:
     raise ValueError('imprinting needs old classes (task >= 1)')
   norm = np.linalg.norm(w[:, :start], axis=0).mean()
-  f = np.asarray(features, np.float64)
-  f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+  f = normalize_rows(np.asarray(features, np.float64))
   for c in range(start, end):
     sel = labels == c
     if not sel.any():
@@ -163,7 +156,7 @@ def make(config) -> Method:
                  teacher='task_start' if t else None, trainable=main_trainable, **sched)
     if t == 0 or not cbf:
       return [main]
-    ft = Phase('balanced_ft', seen_ce, stream='mixed', data='balanced', batch_size=config.train.batch_size,
+    ft = Phase('balanced_ft', seen_cross_entropy, stream='mixed', data='balanced', batch_size=config.train.batch_size,
                epochs=int(opts.cbf_epochs), lr=float(opts.cbf_lr),
                milestones=tuple(int(v) for v in opts.cbf_milestones), gamma=0.1,
                trainable=cbf_trainable,
@@ -180,4 +173,4 @@ def make(config) -> Method:
     weight = imprint(weight, feats, ctx.train_labels[idx], ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))
     return with_head(params, weight=jnp.asarray(weight)), ctx.method_state
 
-  return Method('lucir', phases, task_data=with_balanced_set if cbf else None, before_task=before_task)
+  return Method('lucir', phases, task_data=with_balanced_set if cbf else default_task_data, before_task=before_task)

@@ -48,6 +48,8 @@ from cil_jax.input_pipeline.streams import stream_seed
 from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule, require_model_setup, with_head
 from cil_jax.methods.eeil import with_balanced_set
 from cil_jax.methods.icarl import normalize_rows, nme_scores, update_class_means
+from cil_jax.models import heads
+from cil_jax.models.heads import l2_normalize
 
 OPTIONS = {
     'lambda_c': 8.0,             # POD-spatial weight, divided by the number of stages
@@ -78,10 +80,6 @@ def nca_loss(score, scale, labels, seen, margin):
   return -target + jnp.logaddexp(0.0, jax.nn.logsumexp(others, axis=-1))
 
 
-def _l2n(x, eps=1e-12):
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
-
-
 def _distance(a, b):
   """Per-row L2 distance with a zero (not NaN) gradient where the rows are equal."""
   sq = jnp.sum((a - b) ** 2, axis=-1)
@@ -101,13 +99,13 @@ def pod_spatial(stages, old_stages, concat: bool = False):
     if concat:
       pools = [(jnp.concatenate([p[0] for p in pools], -1), jnp.concatenate([p[1] for p in pools], -1))]
     for s, t in pools:
-      total = total + jnp.mean(_distance(_l2n(s), _l2n(t)))
+      total = total + jnp.mean(_distance(l2_normalize(s), l2_normalize(t)))
   return total
 
 
 def pod_flat(features, old_features):
   """‖f̂ − f̂_old‖² of the normalised features, batch mean."""
-  d = _l2n(features.astype(jnp.float32)) - _l2n(old_features.astype(jnp.float32))
+  d = l2_normalize(features.astype(jnp.float32)) - l2_normalize(old_features.astype(jnp.float32))
   return jnp.sum(d * d) / features.shape[0]
 
 
@@ -188,7 +186,6 @@ def make(config) -> Method:
   require_model_setup(config, 'lsc', 'PODNet')
   opts = dict(config.method)
   k = int(opts['proxies'])
-  from cil_jax.models import heads
   if k != heads.LSCHead.proxies:
     raise ValueError(f'method.proxies={k} but the lsc head has {heads.LSCHead.proxies} proxies per class '
                      '(models/heads.py); use method.proxies=10')
