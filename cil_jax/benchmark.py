@@ -169,8 +169,9 @@ def bench_input(mode: str = 'memory', root: str = '', num_images: int = 0, image
     memory = everything[::10]
     plan = streams.make_plan('new+replay', everything, memory, batch_size, replay_batch_size, seed)
     if plan.steps < 2:
-      raise ValueError(f'{len(split)} images make {plan.steps} batch(es) of {batch_size}; '
-                       'need at least 2 (one warm-up)')
+      raise ValueError(f'{len(split)} images make {plan.steps} batch(es) of {batch_size} new images; the benchmark '
+                       f'needs at least 2 (one warm-up): use a folder of at least {2 * batch_size} images, or '
+                       f'--batch-size {max(1, len(split) // 4)} --replay-batch-size {max(1, len(split) // 40)}')
     loader = streams.ImageLoader(split, split.labels, augment, image_size)
     it = loader.train(plan).as_numpy_iterator()
     next(it)                                 # warm-up batch
@@ -198,8 +199,8 @@ def format_result(r: dict) -> str:
 
 def main(argv=None) -> dict:
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('--method', default='ssil', choices=sorted(methods_lib.REGISTRY))
-  p.add_argument('--model', default='resnet18', choices=sorted(models.MODELS))
+  p.add_argument('--method', default='ssil', choices=methods_lib.NAMES)
+  p.add_argument('--model', default='resnet18', choices=models.NAMES)
   p.add_argument('--image-size', type=int, default=0, help='0: the model\'s (224 / 32 / 28) or the input mode\'s')
   p.add_argument('--num-classes', type=int, default=1000)
   p.add_argument('--num-tasks', type=int, default=10, help='T: base = step = num-classes / T')
@@ -212,11 +213,15 @@ def main(argv=None) -> dict:
   p.add_argument('--num-images', type=int, default=0, help='memory: 20000, jpeg-synthetic: 2048')
   p.add_argument('--json', default='', help='also write the result to this file')
   a = p.parse_args(argv)
-  if a.input:
-    result = bench_input(a.input, a.root, a.num_images, a.image_size, a.batch_size, a.replay_batch_size)
-  else:
-    result = bench_train_step(a.method, a.model, a.image_size, a.num_classes, a.batch_size,
-                              a.replay_batch_size, a.steps, a.dtype, a.num_tasks)
+  from cil_jax.input_pipeline.sources import DataError
+  try:
+    if a.input:
+      result = bench_input(a.input, a.root, a.num_images, a.image_size, a.batch_size, a.replay_batch_size)
+    else:
+      result = bench_train_step(a.method, a.model, a.image_size, a.num_classes, a.batch_size,
+                                a.replay_batch_size, a.steps, a.dtype, a.num_tasks)
+  except (ValueError, DataError) as e:  # a setting to change, not a bug: one line
+    raise SystemExit(f'error: {e}') from None
   if jax.process_index() == 0:
     print(format_result(result), flush=True)
     if a.json:

@@ -6,13 +6,16 @@ smoke (a seconds-long version of the same experiment for tests).
 """
 from __future__ import annotations
 
+import difflib
+import glob
+import json
+import os
 from typing import Any
 
 import ml_collections
 
 from cil_jax import methods as methods_lib
-from cil_jax import models
-from cil_jax.models import heads
+from cil_jax import models, scenario
 from cil_jax.input_pipeline import sources
 
 
@@ -24,7 +27,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.name = 'fashion_mnist'  # see sources.LOADERS
   c.dataset.root = ''               # files on disk (IDX folder, CIFAR pickles, ImageNet train/ val/)
   c.dataset.data_dir = ''           # tfds data_dir ('' = tfds default)
-  c.dataset.download = True         # Fashion-MNIST: let tfds download it when no local copy exists
+  c.dataset.download = False        # True: let tfds download a missing small dataset (needs internet)
   c.dataset.num_classes = 0         # ImageNet only: 0 = 1000
   c.dataset.image_size = 0          # ImageNet only: crop side, 0 = 224
   c.dataset.augment = ''            # '' = the dataset's default: imagenet | crop_flip | none
@@ -42,12 +45,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.memory.selection = 'random'     # 'random' (seeded) | 'herding' (iCaRL)
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = 'small_convnet'    # see models.MODELS
+  c.model.name = 'small_convnet'    # see models.NAMES
   c.model.last_relu = True          # False for LUCIR / PODNet
   c.model.head = 'linear'           # linear | cosine (LUCIR) | lsc (PODNet): see models/heads.py
   c.model.dtype = 'float32'         # compute dtype: float32 | bfloat16 (params stay float32)
 
-  c.method = ml_collections.ConfigDict({'name': 'ssil'})  # plus the method's OPTIONS (set_method)
+  c.method = ml_collections.ConfigDict({'name': 'ssil'})  # plus the method's options (methods.OPTIONS, set_method)
 
   c.train = ml_collections.ConfigDict()
   c.train.lr = 0.1
@@ -76,17 +79,19 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.debug = ml_collections.ConfigDict()
   c.debug.kill_at_step = -1         # tests: send kill_signal to the process after this global step
-  c.debug.kill_signal = 'KILL'      # KILL (a crash) | TERM (preemption: save, then exit)
+  c.debug.kill_signal = 'KILL'      # KILL (a crash) | TERM (preemption) | INT (Ctrl-C): save, then exit
   return c
 
 
 def set_method(config: ml_collections.ConfigDict, name: str, **options: Any) -> None:
   """Sets config.method to the method's options with their defaults, then `options`."""
-  module = methods_lib.get(name)
-  unknown = set(options) - set(module.OPTIONS)
+  if name not in methods_lib.OPTIONS:
+    raise ValueError(f'method.name={name!r} is unknown; choose one of {list(methods_lib.NAMES)}')
+  defaults = methods_lib.OPTIONS[name]
+  unknown = set(options) - set(defaults)
   if unknown:
-    raise ValueError(f'method {name!r} has no option(s) {sorted(unknown)}; it has {sorted(module.OPTIONS)}')
-  config.method = ml_collections.ConfigDict(dict(name=name, **{**module.OPTIONS, **options}))
+    raise ValueError(f'method {name!r} has no option(s) {sorted(unknown)}; it has {sorted(defaults)}')
+  config.method = ml_collections.ConfigDict(dict(name=name, **{**defaults, **options}))
 
 
 def parse_arg(arg: str | None) -> dict:
@@ -97,6 +102,8 @@ def parse_arg(arg: str | None) -> dict:
       out['smoke'] = True
     elif part[0] == 't' and part[1:].isdigit():
       out['tasks'] = int(part[1:])
+      if out['tasks'] < 1:
+        raise ValueError(f'config argument {part!r}: the number of tasks must be at least 1 (e.g. t5)')
     elif part[0] == "m" and part[1:].isdigit():
       out['memory'] = int(part[1:])
     else:
@@ -105,25 +112,108 @@ def parse_arg(arg: str | None) -> dict:
   return out
 
 
+def classes_per_task(num_classes: int, tasks: int, what: str) -> int:
+  """base = step of `tasks` equal tasks. `:tN` must divide the classes: a remainder would silently
+  add a smaller last task (or change T)."""
+  if num_classes % tasks:
+    divisors = [f't{d}' for d in range(2, num_classes + 1) if num_classes % d == 0][:8]
+    raise ValueError(f't{tasks} does not divide the {num_classes} classes of {what}; use one of '
+                     f'{", ".join(divisors)}, or set scenario.base / scenario.step yourself')
+  return num_classes // tasks
+
+
+def check_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]) -> None:
+  """Command-line overrides (dotted field -> value) must name existing fields; `method.name` cannot
+  be switched there, since the config file sets that method's options and schedule."""
+  for path, value in overrides.items():
+    node, parts = config, path.split('.')
+    for i, part in enumerate(parts):
+      fields = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+      if part not in fields:
+        section = '.'.join(parts[:i])
+        close = difflib.get_close_matches(part, fields, n=1)
+        hint = f"; did you mean '{'.'.join(parts[:i] + close + parts[i + 1:])}'?" if close else ''
+        where = f'{section} fields' if section else 'top-level fields'
+        raise ValueError(f"unknown config field '{path}'{hint} ({where}: {', '.join(fields) or 'none'})")
+      node = node[part]
+  name = overrides.get('method.name')
+  if name is not None and name != config.method.name:
+    if name not in methods_lib.OPTIONS:
+      raise ValueError(f'method.name={name!r} is unknown; choose one of {list(methods_lib.NAMES)}')
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    files = sorted(os.path.relpath(f, root) for f in glob.glob(os.path.join(root, 'configs', f'{name}_*.py')))
+    raise ValueError(f'method.name cannot be switched on the command line (the config file sets the method\'s '
+                     f'options and schedule); use --config with one of {", ".join(files)}')
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Names the valid choices for every enumerated field before any compute."""
   def choice(field, value, valid):
     if value not in valid:
       raise ValueError(f'{field}={value!r} is unknown; choose one of {sorted(valid)}')
   choice('dataset.name', config.dataset.name, sources.LOADERS)
-  choice('method.name', config.method.name, methods_lib.REGISTRY)
-  choice('model.name', config.model.name, models.MODELS)
-  choice('model.dtype', config.model.dtype, ('float32', 'bfloat16'))
-  choice('model.head', config.model.head, heads.HEADS)
+  choice('method.name', config.method.name, methods_lib.NAMES)
+  choice('model.name', config.model.name, models.NAMES)
+  choice('model.dtype', config.model.dtype, models.DTYPES)
+  choice('model.head', config.model.head, models.HEADS)
   choice('memory.policy', config.memory.policy, ('fixed', 'growing'))
   choice('memory.selection', config.memory.selection, ('random', 'herding'))
-  if isinstance(config.scenario.class_order, str):
-    choice('scenario.class_order', config.scenario.class_order, ('ssil', 'facil', 'identity'))
-  expected = set(methods_lib.get(config.method.name).OPTIONS) | {'name'}
+  order = config.scenario.class_order
+  if isinstance(order, str) and not scenario.is_order_list(order) and order not in ('ssil', 'facil', 'identity'):
+    raise ValueError(f"scenario.class_order={order!r} is unknown; choose 'ssil', 'facil', 'identity' or an "
+                     "explicit order of all classes, e.g. --config.scenario.class_order=3,1,0,2")
+  expected = set(methods_lib.OPTIONS[config.method.name]) | {'name'}
   given = set(config.method.keys())
   if given != expected:
     raise ValueError(f'config.method for {config.method.name!r} must have exactly the fields {sorted(expected)}; '
                      f'unknown: {sorted(given - expected)}, missing: {sorted(expected - given)} '
                      '(build it with config_base.set_method)')
-  if config.train.epochs < 1:
-    raise ValueError(f'train.epochs={config.train.epochs} must be >= 1')
+  def at_least(field, value, low):
+    if value < low:
+      raise ValueError(f'{field}={value} must be >= {low}')
+  t = config.train
+  for field, low in (('epochs', 1), ('batch_size', 1), ('replay_batch_size', 0), ('factor', 1)):
+    at_least(f'train.{field}', t[field], low)
+  for field in ('lr', 'gamma'):
+    if not t[field] > 0:
+      raise ValueError(f'train.{field}={t[field]} must be > 0')
+  at_least('train.momentum', t.momentum, 0)
+  at_least('train.weight_decay', t.weight_decay, 0)
+  ms = list(t.milestones)
+  if any(not isinstance(m, int) or m < 1 for m in ms) or ms != sorted(set(ms)):
+    raise ValueError(f'train.milestones={tuple(ms)} must be increasing epochs >= 1 (e.g. 40,80), or () for none')
+  at_least('memory.size', config.memory.size, 0)
+  at_least('scenario.base', config.scenario.base, 1)
+  at_least('scenario.step', config.scenario.step, 1)
+  at_least('dataset.max_per_class', config.dataset.max_per_class, 0)
+  at_least('eval.batch_size', config.eval.batch_size, 1)
+  at_least('checkpoint.keep', config.checkpoint.keep, 1)
+  at_least('checkpoint.every_steps', config.checkpoint.every_steps, 0)
+  at_least('checkpoint.every_epochs', config.checkpoint.every_epochs, 0)
+
+
+# Fields that cannot change a run's results (where data lives, logging, checkpoint cadence,
+# profiling, evaluation batch size, test hooks): free to differ between a run and its resume.
+FREE_FIELDS = ('dataset.root', 'dataset.data_dir', 'dataset.download', 'eval.batch_size', 'log_every_steps',
+               'checkpoint', 'profile', 'debug')
+
+
+def flatten(tree: dict, prefix: str = '') -> dict:
+  """{'a': {'b': 1}} -> {'a.b': 1}."""
+  out = {}
+  for key, value in tree.items():
+    name = f'{prefix}{key}'
+    if isinstance(value, dict):
+      out.update(flatten(value, name + '.'))
+    else:
+      out[name] = value
+  return out
+
+
+def result_fields(config) -> dict:
+  """The dotted fields that decide a run's results: every field but FREE_FIELDS. `config` is a
+  ConfigDict or the dict of a workdir's config.json (tuples compare as the lists JSON holds)."""
+  if isinstance(config, ml_collections.ConfigDict):
+    config = json.loads(config.to_json_best_effort())
+  return {k: v for k, v in flatten(config).items()
+          if not any(k == f or k.startswith(f + '.') for f in FREE_FIELDS)}

@@ -2,6 +2,8 @@
 
 Logits always span all classes; a boolean mask selects the classes a term may see. Masked entries
 are replaced by a large negative number (not -inf) so empty blocks give zeros, never NaNs.
+Losses and statistics are computed in float32 or wider (`at_least_f32`): bfloat16 activations are
+cast up, float64 (under jax_enable_x64) is kept.
 """
 from __future__ import annotations
 
@@ -11,9 +13,15 @@ import jax.numpy as jnp
 NEG = -1e30
 
 
+def at_least_f32(x):
+  """x cast up to float32 when narrower (bfloat16, float16, ints, bools); float32 and float64 are
+  kept. Never downcasts, so x64 runs stay float64. Works on jax and numpy arrays alike."""
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def masked_log_softmax(z, mask):
   """log-softmax of z over the classes where mask is True; 0 elsewhere."""
-  zm = jnp.where(mask, z, NEG)
+  zm = jnp.where(mask, at_least_f32(z), NEG)
   out = zm - jax.nn.logsumexp(zm, axis=-1, keepdims=True)
   return jnp.where(mask, out, 0.0)
 
@@ -31,8 +39,8 @@ def blockwise_kd(z, z_teacher, blocks, temperature):
   reference's `kl_div(..., reduction='batchmean') * T**2` summed over blocks.
   """
   t = temperature
-  zs = z[:, None, :] / t          # [B, 1, C]
-  zt = z_teacher[:, None, :] / t
+  zs = at_least_f32(z)[:, None, :] / t          # [B, 1, C]; cast before dividing by T
+  zt = at_least_f32(z_teacher)[:, None, :] / t
   m = blocks[None]                # [1, K, C]
   log_q = masked_log_softmax(zs, m)
   log_p = masked_log_softmax(zt, m)

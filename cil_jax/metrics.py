@@ -16,25 +16,27 @@ import numpy as np
 def task_row(labels: np.ndarray, top5: np.ndarray, aware_pred: np.ndarray, task_of_class: np.ndarray,
              task: int) -> dict:
   """Accuracies after `task` from per-sample labels, top-5 predictions and task-aware predictions."""
-  hit1 = top5[:, 0] == labels
-  hit5 = (top5 == labels[:, None]).any(1)
-  aware = aware_pred == labels
+  hits = np.stack([top5[:, 0] == labels, (top5 == labels[:, None]).any(1), aware_pred == labels,
+                   np.ones(len(labels), bool)], axis=1)
   sample_task = task_of_class[labels]
-  row = {'top1': [], 'top5': [], 'task_aware': []}
-  for j in range(task + 1):
-    m = sample_task == j
-    row['top1'].append(_pct(hit1[m]))
-    row['top5'].append(_pct(hit5[m]))
-    row['task_aware'].append(_pct(aware[m]))
-  row['top1_all'] = _pct(hit1)
-  row['top5_all'] = _pct(hit5)
-  row['old'] = _pct(hit1[sample_task < task]) if task > 0 else None
-  row['new'] = _pct(hit1[sample_task == task])
+  counts = np.stack([hits[sample_task == j].sum(0) for j in range(task + 1)])
+  return row_from_counts(counts, task)
+
+
+def row_from_counts(counts: np.ndarray, task: int) -> dict:
+  """Accuracies after `task` from counts [tasks, 4] (top-1 hits, top-5 hits, task-aware hits,
+  samples) per task of the sample's label, as the evaluation step accumulates them."""
+  counts = np.asarray(counts, np.int64)[:task + 1]
+  pct = lambda hits, n: float(100.0 * (hits / n)) if n else None  # noqa: E731  (= 100 * mean, as before)
+  row = {'top1': [pct(c[0], c[3]) for c in counts], 'top5': [pct(c[1], c[3]) for c in counts],
+         'task_aware': [pct(c[2], c[3]) for c in counts]}
+  total = counts.sum(0)
+  row['top1_all'] = pct(total[0], total[3])
+  row['top5_all'] = pct(total[1], total[3])
+  old = counts[:task].sum(0)
+  row['old'] = pct(old[0], old[3]) if task > 0 else None
+  row['new'] = pct(counts[task][0], counts[task][3])
   return row
-
-
-def _pct(hits: np.ndarray) -> float | None:
-  return float(100.0 * hits.mean()) if hits.size else None
 
 
 def forgetting(matrix: list[list[float]]) -> float | None:
@@ -60,16 +62,19 @@ def summarize(rows: list[dict], num_tasks: int | None = None) -> dict:
 
 
 def format_table(summary: dict) -> str:
-  """A plain-text table: one line per task, then the averages."""
+  """A plain-text table: one line per task (counted from 1, as the progress output), then the averages."""
   lines = ['task |  top-1 |  top-5 |   old  |   new  | per-task top-1',
            '-----+--------+--------+--------+--------+---------------']
   fmt = lambda v: '   -  ' if v is None else f'{v:6.2f}'  # noqa: E731
   for k in range(summary['tasks_done']):
     per = ' '.join(f'{v:5.1f}' for v in summary['top1'][k])
-    lines.append(f'{k:4d} | {fmt(summary["top1_all"][k])} | {fmt(summary["top5_all"][k])} | '
+    lines.append(f'{k + 1:4d} | {fmt(summary["top1_all"][k])} | {fmt(summary["top5_all"][k])} | '
                  f'{fmt(summary["old"][k])} | {fmt(summary["new"][k])} | {per}')
-  lines.append(f'average incremental accuracy (task 0 included): top-1 {summary["average_incremental_top1"]:.2f}'
+  lines.append(f'average incremental accuracy (first task included): top-1 {summary["average_incremental_top1"]:.2f}'
                f'  top-5 {summary["average_incremental_top5"]:.2f}')
   if summary['forgetting_top1'] is not None:
     lines.append(f'forgetting (top-1): {summary["forgetting_top1"]:.2f}')
+  if summary.get('wall_time_s') is not None:
+    minutes, seconds = divmod(int(round(summary['wall_time_s'])), 60)
+    lines.append(f'wall time {minutes} min {seconds} s' if minutes else f'wall time {seconds} s')
   return '\n'.join(lines)

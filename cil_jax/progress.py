@@ -1,38 +1,66 @@
-"""A terminal progress bar: task/phase/epoch, loss terms and img/s. Redraws in place on a TTY,
-prints a line per update otherwise (log files stay readable)."""
+"""A terminal progress line: task/phase/epoch, loss terms and a smoothed img/s, within 80 columns.
+Redraws in place on a TTY, prints a line per update otherwise (log files stay readable)."""
 from __future__ import annotations
 
 import sys
 import time
 
+WIDTH = 80
+SMOOTHING = 0.3   # weight of the newest interval in the img/s moving average
+
+
+def _elapsed(seconds: float) -> str:
+  s = int(seconds)
+  if s < 60:
+    return f'{s}s'
+  if s < 3600:
+    return f'{s // 60}m{s % 60:02d}s'
+  return f'{s // 3600}h{s // 60 % 60:02d}m'
+
 
 class Progress:
-  def __init__(self, stream=None, width: int = 24):
+  def __init__(self, stream=None, width: int = WIDTH):
     self.stream = stream or sys.stderr
     self.tty = self.stream.isatty()
     self.width = width
     self.start = time.perf_counter()
     self._last_t, self._last_images = self.start, 0
-    self._rate = 0.0
+    self._rate = None
+    self._skip_next = True
+
+  def line(self, header: str, step: int, steps: int, images: int, metrics: dict, now: float | None = None) -> str:
+    """The text of one update: `header [bar] step/steps loss .. <terms> <img/s> <elapsed>`; loss terms
+    that do not fit in the width are left out (TensorBoard has them all)."""
+    now = time.perf_counter() if now is None else now
+    if images > self._last_images:  # a repeated update (end of epoch) keeps the last rate
+      if not self._skip_next:  # the first interval after a pause holds a compile or a data warm-up
+        rate = (images - self._last_images) / max(now - self._last_t, 1e-9)
+        self._rate = rate if self._rate is None else SMOOTHING * rate + (1 - SMOOTHING) * self._rate
+      self._skip_next = False
+      self._last_t, self._last_images = now, images
+    rate = '-' if self._rate is None else f'{self._rate:,.0f}'
+    tail = f' {rate} img/s {_elapsed(now - self.start)}'
+    count = f' {step}/{steps}'
+    names = ['loss'] + sorted(k for k in metrics if k != 'loss')
+    terms = [f' {k} {metrics[k]:.4g}' for k in names if k in metrics]
+    bar_width = max(0, min(10, self.width - len(header) - len(count) - len(tail) - len(terms[0] if terms else '') - 3))
+    done = int(bar_width * step / max(steps, 1))
+    text = f'{header} [{"#" * done}{"." * (bar_width - done)}]{count}' if bar_width else f'{header}{count}'
+    for term in terms:
+      if len(text) + len(term) + len(tail) > self.width:
+        break
+      text += term
+    return (text + tail)[:self.width]
 
   def update(self, header: str, step: int, steps: int, images: int, metrics: dict) -> None:
-    now = time.perf_counter()
-    if images > self._last_images:  # a repeated update (end of epoch) keeps the last rate
-      self._rate = (images - self._last_images) / max(now - self._last_t, 1e-9)
-      self._last_t, self._last_images = now, images
-    rate = self._rate
-    done = int(self.width * step / max(steps, 1))
-    bar = '#' * done + '.' * (self.width - done)
-    terms = ' '.join(f'{k} {v:.4f}' for k, v in sorted(metrics.items()))
-    line = f'{header} [{bar}] {step}/{steps} {terms} {rate:,.0f} img/s {now - self.start:,.0f}s'
-    if self.tty:
-      self.stream.write('\r\033[K' + line)
-    else:
-      self.stream.write(line + '\n')
+    line = self.line(header, step, steps, images, metrics)
+    self.stream.write('\r\033[K' + line if self.tty else line + '\n')
     self.stream.flush()
 
   def reset_rate(self, images: int) -> None:
+    """Starts the next rate interval now (after a pause such as an evaluation or a compile)."""
     self._last_t, self._last_images = time.perf_counter(), images
+    self._skip_next = True
 
   def message(self, text: str) -> None:
     self.stream.write(('\r\033[K' if self.tty else '') + text + '\n')

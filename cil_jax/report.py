@@ -2,12 +2,16 @@
 
     python -m cil_jax.report runs/fmnist/* --out docs/results/fmnist
 
-Each workdir holds config.json and results.json (written by a run). Runs are grouped by method
-(FT with memory.size=0 is reported as "ft (no memory)"); each group gives the mean ± sample
-standard deviation (ddof=1, shown for 2 runs or more) over its runs (seeds) of: average incremental
-top-1 and top-5 (task 0 included), last-task top-1 and forgetting. Writes <out>.md, <out>.csv (one
-row per run plus one per group) and <out>.png (top-1 on all seen classes after each task, mean over
-runs), and prints the Markdown.
+Each workdir holds config.json and results.json (written by a run). Runs are grouped by experiment:
+the same config but for the seeds (config_base.result_fields without seed and scenario.seed; free
+fields such as logging or eval batch size may differ), so a group's runs are the seeds of one
+experiment. A group is labelled by its method (FT with memory.size=0 is "ft (no memory)"); groups that
+share a method label also name the fields in which they differ, e.g. "ssil (train.epochs=1)". Each
+group gives the mean ± sample standard deviation (ddof=1, shown for 2 runs or more) over its seeds of:
+average incremental top-1 and top-5 (task 0 included), last-task top-1 and forgetting. Writes
+<out>.md, <out>.csv (one row per run, then the mean and std of each group) and <out>.png (top-1 on
+all seen classes after each task, mean over seeds; groups may have different numbers of tasks), and
+prints the Markdown. Skipped paths (missing, given twice, unfinished runs) are named on stderr.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ import os
 import sys
 
 import numpy as np
+
+from cil_jax import config_base
 
 COLUMNS = (('average_incremental_top1', 'avg top-1'), ('average_incremental_top5', 'avg top-5'),
            ('last_top1', 'last top-1'), ('forgetting_top1', 'forgetting'))
@@ -47,6 +53,11 @@ def plot_accuracy(results: dict[str, dict], path: str) -> None:
   os.replace(tmp, path)
 
 
+# Seeds of one experiment: the fields that runs grouped together may differ in (besides FREE_FIELDS).
+SEED_FIELDS = ('seed', 'scenario.seed')
+_UNSET = object()   # a field a group's config.json does not have
+
+
 def method_label(config: dict) -> str:
   name = config['method']['name']
   if name == 'ft' and int(config['memory']['size']) == 0:
@@ -54,39 +65,94 @@ def method_label(config: dict) -> str:
   return name
 
 
-def load_runs(workdirs: list[str]) -> list[dict]:
-  """[{workdir, label, seed, results}] for every finished run; unfinished ones are reported and skipped."""
-  runs = []
+def experiment_fields(config: dict) -> dict:
+  """The dotted fields that make runs one experiment: config_base.result_fields less the seeds."""
+  return {k: v for k, v in config_base.result_fields(config).items() if k not in SEED_FIELDS}
+
+
+def _canonical(value) -> str:
+  return '\0unset' if value is _UNSET else json.dumps(value, sort_keys=True)
+
+
+def _short(value) -> str:
+  if value is _UNSET:
+    return '–'
+  return json.dumps(value, separators=(',', ':')) if isinstance(value, (list, dict)) else str(value)
+
+
+def group_labels(fields: dict[str, dict], methods: dict[str, str]) -> dict[str, str]:
+  """group key -> its label: the method label, plus (field=value, ...) for the fields whose values
+  differ among the groups that share that method label (none when it is unique)."""
+  sharing = collections.defaultdict(list)
+  for key, label in methods.items():
+    sharing[label].append(key)
+  out = {}
+  for label, keys in sharing.items():
+    if len(keys) == 1:
+      out[keys[0]] = label
+      continue
+    names = list(dict.fromkeys(name for k in keys for name in fields[k]))   # config order
+    differ = [n for n in names if len({_canonical(fields[k].get(n, _UNSET)) for k in keys}) > 1]
+    for k in keys:
+      out[k] = f'{label} (' + ', '.join(f'{n}={_short(fields[k].get(n, _UNSET))}' for n in differ) + ')'
+  return out
+
+
+def load_runs(workdirs: list[str]) -> tuple[list[dict], int]:
+  """([{workdir, label, seed, results}] for every finished run, number of paths skipped). Each skipped
+  path (missing, not a directory, given before, unfinished) is named on stderr with the reason."""
+  runs, skipped, seen = [], 0, {}
+
+  def skip(w, why):
+    nonlocal skipped
+    skipped += 1
+    print(f'skipping {w}: {why}', file=sys.stderr)
+
   for w in workdirs:
     if not os.path.isdir(w):
+      skip(w, 'not a directory' if os.path.exists(w) else 'no such directory')
       continue
+    real = os.path.realpath(w)   # one workdir spelt two ways is still one run
+    if real in seen:
+      skip(w, f'same workdir as {seen[real]}')
+      continue
+    seen[real] = w
     cfg_path, res_path = os.path.join(w, 'config.json'), os.path.join(w, 'results.json')
     if not (os.path.exists(cfg_path) and os.path.exists(res_path)):
-      print(f'skipping {w}: no config.json / results.json (not a finished run)', file=sys.stderr)
+      skip(w, 'no config.json / results.json (not a finished run)')
       continue
     config, results = json.load(open(cfg_path)), json.load(open(res_path))
     expected = results.get('num_tasks')
     if expected is not None and results['tasks_done'] < expected:
-      print(f'skipping {w}: {results["tasks_done"]}/{expected} tasks done', file=sys.stderr)
+      skip(w, f'{results["tasks_done"]}/{expected} tasks done')
       continue
-    runs.append({'workdir': w, 'label': method_label(config), 'seed': config['seed'], 'results': results})
-  return runs
+    fields = experiment_fields(config)
+    runs.append({'workdir': w, 'method': method_label(config), 'fields': fields,
+                 'key': json.dumps(fields, sort_keys=True), 'seed': config.get('seed'), 'results': results})
+  labels = group_labels({r['key']: r['fields'] for r in runs}, {r['key']: r['method'] for r in runs})
+  for r in runs:
+    r['label'] = labels[r['key']]
+  return runs, skipped
 
 
 def summarize(runs: list[dict]) -> dict[str, dict]:
   """label -> {n, mean/std per column, mean top1_all curve}; std is the sample std over seeds (ddof=1)."""
   groups = collections.OrderedDict()
   for r in sorted(runs, key=lambda r: r['label']):
-    groups.setdefault(r['label'], []).append(r['results'])
+    groups.setdefault(r['label'], []).append(r)
   out = {}
-  for label, results in groups.items():
+  for label, group in groups.items():
+    results = [r['results'] for r in group]
     row = {'n': len(results)}
     for key, _ in COLUMNS:
       vals = np.array([r[key] for r in results if r[key] is not None], np.float64)
       std = float(vals.std(ddof=1)) if vals.size > 1 else 0.0
       row[key] = (float(vals.mean()), std) if vals.size else (None, None)
-    curves = np.array([r['top1_all'] for r in results], np.float64)
-    row['top1_all'] = curves.mean(0).tolist()
+    lengths = [len(r['top1_all']) for r in results]
+    if len(set(lengths)) > 1:   # one config, different T: not seeds of one experiment (e.g. other code)
+      raise SystemExit(f'error: the runs of {label!r} have different numbers of tasks: '
+                       + ', '.join(f'{r["workdir"]} ({n})' for r, n in zip(group, lengths)))
+    row['top1_all'] = np.mean(np.array([r['top1_all'] for r in results], np.float64), 0).tolist()
     out[label] = row
   return out
 
@@ -104,7 +170,8 @@ def markdown(table: dict[str, dict]) -> str:
         cells.append('–')
       else:  # a single run has no spread to show
         cells.append(f'{mean:.2f} ± {std:.2f}' if row['n'] > 1 else f'{mean:.2f}')
-    lines.append(f'| {label} | {row["n"]} | ' + ' | '.join(cells) + ' |')
+    name = label.replace('|', '\\|')   # a field value must not split the Markdown row
+    lines.append(f'| {name} | {row["n"]} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
 
@@ -125,7 +192,7 @@ def main(argv=None) -> str:
   p.add_argument('workdirs', nargs='+')
   p.add_argument('--out', default=None, help='output path prefix for .md, .csv and .png')
   a = p.parse_args(argv)
-  runs = load_runs(a.workdirs)
+  runs, skipped = load_runs(a.workdirs)
   if not runs:
     raise SystemExit('no finished runs among the given workdirs')
   table = summarize(runs)
@@ -138,7 +205,12 @@ def main(argv=None) -> str:
     plot_accuracy({k: {'top1_all': v['top1_all'], 'average_incremental_top1': v['average_incremental_top1'][0]}
                    for k, v in table.items()}, a.out + '.png')
   print(text)
+  print(f'{_count(len(runs), "run")} used in {_count(len(table), "group")}, {skipped} skipped', file=sys.stderr)
   return text
+
+
+def _count(n: int, noun: str) -> str:
+  return f'{n} {noun}' + ('' if n == 1 else 's')
 
 
 if __name__ == '__main__':

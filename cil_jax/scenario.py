@@ -25,9 +25,12 @@ def label_map(num_classes: int, class_order, seed: int) -> np.ndarray:
     'ssil'     SS-IL code base: perm = RandomState(seed).permutation(C); original c becomes perm[c].
     'facil'    FACIL/MGRB: order = RandomState(seed).permutation(C); incremental j is original order[j].
     'identity' incremental label = original label.
-    a list     explicit learning order (FACIL convention): incremental j is original order[j].
+    a list     explicit learning order (FACIL convention): incremental j is original order[j]; also as
+               a string '3,1,2,...' or '[3, 1, 2, ...]' (what --config.scenario.class_order=... gives).
   For the same seed 'ssil' and 'facil' are inverse permutations of each other.
   """
+  if isinstance(class_order, str) and is_order_list(class_order):
+    class_order = [int(v) for v in class_order.strip().strip('[]()').split(',') if v.strip()]
   if isinstance(class_order, str):
     if class_order == 'identity':
       return np.arange(num_classes, dtype=np.int64)
@@ -43,6 +46,12 @@ def label_map(num_classes: int, class_order, seed: int) -> np.ndarray:
     raise ScenarioError(
         f'scenario.class_order must be a permutation of 0..{num_classes - 1}; got {len(order)} entries')
   return _order_to_map(order)
+
+
+def is_order_list(text: str) -> bool:
+  """'3,1,2' or '[3, 1, 2]': an explicit class order written as text."""
+  body = text.strip().strip('[]()').replace(' ', '')
+  return bool(body) and all(v.isdigit() for v in body.split(','))
 
 
 def _order_to_map(order: np.ndarray) -> np.ndarray:

@@ -102,19 +102,29 @@ def make_train_step(model, phase, tx, normalize, replicated, sharded):
 
 
 def make_eval_step(model, predict, normalize, replicated, sharded):
-  """eval(params, batch_stats, method_state, images, labels, classes) -> (top-5, task-aware prediction)."""
+  """eval(counts, params, batch_stats, method_state, images, labels, valid, classes) -> counts.
 
-  def step(params, batch_stats, method_state, images, labels, classes):
+  counts: int32 [T, 4] per task of the sample's label: top-1 hits, top-5 hits, task-aware hits,
+  samples (padding excluded). Accumulated on the devices over an evaluation and fetched once, so
+  no batch is gathered to the host. Task-aware = argmax over the sample's own task's classes, with
+  the method's prediction (NME, rectified or bias-corrected scores).
+  """
+
+  def step(counts, params, batch_stats, method_state, images, labels, valid, classes):
     out = model.apply({'params': params['model'], 'batch_stats': batch_stats}, normalize(images), train=False)
     scores = predict(out, params, method_state, classes)
     top5 = jax.lax.top_k(scores, min(5, scores.shape[-1]))[1]
     sample_task = jnp.argmax(classes.blocks[:, labels], axis=0)   # [B]
     own_block = classes.blocks[sample_task]                         # [B, C]: that task's classes
     aware = jnp.argmax(jnp.where(own_block, scores, NEG), axis=-1)
-    return top5, aware
+    hits = jnp.stack([top5[:, 0] == labels, (top5 == labels[:, None]).any(-1), aware == labels,
+                      jnp.ones_like(valid)], axis=-1) & valid[:, None]   # [B, 4]
+    return counts + jax.ops.segment_sum(hits.astype(jnp.int32), sample_task, num_segments=classes.blocks.shape[0])
 
-  return jax.jit(step, in_shardings=(replicated, replicated, replicated, sharded, sharded, replicated),
-                 out_shardings=(sharded, sharded))
+  return jax.jit(step, donate_argnums=(0,),
+                 in_shardings=(replicated, replicated, replicated, replicated, sharded, sharded, sharded,
+                               replicated),
+                 out_shardings=replicated)
 
 
 def make_outputs_step(model, normalize, replicated, sharded):

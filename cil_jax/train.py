@@ -3,9 +3,11 @@ checkpoint. Resumable at any step from the workdir; the engine knows no method.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -21,6 +23,7 @@ from cil_jax import checkpoint as ckpt_lib
 from cil_jax import metrics as metrics_lib
 from cil_jax import methods as methods_lib
 from cil_jax import models, parallel, report, scenario
+from cil_jax import workdir as workdir_lib
 from cil_jax.input_pipeline import sources, streams
 from cil_jax.methods.base import Classes
 from cil_jax.progress import Progress
@@ -40,7 +43,11 @@ class Cursor:
 
 
 class Preempted(Exception):
-  pass
+  """SIGTERM or SIGINT: the run saved a checkpoint at the current step and stops."""
+
+  def __init__(self, signum: int):
+    super().__init__(signal.Signals(signum).name)
+    self.signum = signum
 
 
 class Experiment:
@@ -68,6 +75,11 @@ class Experiment:
       if len(self.train_by_class[k]) == 0:
         raise sources.DataError(f'class {k} (original {np.flatnonzero(self.label_map == k)[0]}) has no '
                                 'training images; check the dataset')
+    for t in range(self.tasks.num_tasks):  # found now, not as a crash after the task's training
+      if not sum(len(self.test_by_class[k]) for k in range(self.tasks.start(t), self.tasks.end(t))):
+        originals = [int(np.flatnonzero(self.label_map == k)[0]) for k in range(self.tasks.start(t), self.tasks.end(t))]
+        raise sources.DataError(f'task {t + 1} (original classes {originals}) has no test images, so it cannot be '
+                                'evaluated; check the test/val split of the dataset')
     pi, pc = jax.process_index(), jax.process_count()
     self.train_loader = streams.ImageLoader(source.train, self.train_labels, source.augment, source.image_size, pi, pc)
     self.test_loader = streams.ImageLoader(source.test, self.test_labels, 'none', source.image_size, pi, pc)
@@ -184,7 +196,7 @@ class Run:
     self.global_step = 0
     self.images_seen = 0
     self.progress = Progress()
-    self.preempted = False
+    self.preempted = 0  # the signal number received, 0 for none
     self.writer = tf.summary.create_file_writer(os.path.join(exp.workdir, 'tensorboard')) \
         if jax.process_index() == 0 else None
     self._restore()
@@ -208,10 +220,7 @@ class Run:
     step = self.ckpt.latest()
     if step is None:
       return
-    meta = self.ckpt.restore_meta(step)
-    if meta['seed'] != int(self.cfg.seed):
-      raise ValueError(f'the workdir holds a run with seed {meta["seed"]} but config.seed={self.cfg.seed}; '
-                       'use a new --workdir or the same seed')
+    meta = self.ckpt.restore_meta(step)  # the workdir's config was checked against this one (workdir.py)
     target = {'state': self.state, 'teacher': self.state.teacher_copy() if meta['has_teacher'] else {},
               'method_state': self.method_state}
     if meta['has_phase_optimizer']:  # a phase with its own optimizer was interrupted
@@ -229,32 +238,48 @@ class Run:
     self.rows = meta['rows']
     self.global_step = meta['global_step']
     self.images_seen = meta['images_seen']
-    self.progress.message(f'resumed from checkpoint {step}: task {self.cursor.task}, phase {self.cursor.phase}, '
-                          f'epoch {self.cursor.epoch}, step {self.cursor.step}')
+    self.progress.message(f'resumed from checkpoint {step}: {self._where()}')
+
+  def _where(self) -> str:
+    """The cursor for people: tasks, phases and epochs counted from 1, as everywhere in the output."""
+    c, num_tasks = self.cursor, self.exp.tasks.num_tasks
+    if c.task >= num_tasks:
+      return f'all {num_tasks} tasks done'
+    phases = self.exp.method.phases(c.task)
+    if c.phase >= len(phases):
+      return f'task {c.task + 1}/{num_tasks}, training done, evaluation next'
+    phase = phases[c.phase]
+    return (f'task {c.task + 1}/{num_tasks}, {phase.name} epoch {c.epoch + 1}/{phase.epochs}, '
+            f'step {c.step}')
 
   # --- the loop ---------------------------------------------------------------------------------
 
   def run(self) -> dict:
-    old_handler = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
+    handlers = {}
+    if _main_thread():  # SIGTERM (preemption) and Ctrl-C: save at the current step, then exit
+      handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
       while self.cursor.task < self.exp.tasks.num_tasks:
         self._run_task(self.cursor.task)
-        if self.preempted:  # SIGTERM during the evaluation: the task's checkpoint is saved
-          raise Preempted()
-    except Preempted:
-      self.progress.message('SIGTERM: checkpoint saved, exiting; run the same command to resume')
+        if self.preempted:  # a signal during the evaluation: the task's checkpoint is saved
+          raise Preempted(self.preempted)
+    except Preempted as e:
       self.ckpt.wait()
+      self.progress.message(f'{signal.Signals(e.signum).name}: checkpoint saved at {self._where()}; run the same '
+                            'command to resume')
       raise
     finally:
       self.ckpt.wait()
       self.ckpt.close()
-      if old_handler is not None:
-        signal.signal(signal.SIGTERM, old_handler)
+      for sig, handler in handlers.items():
+        signal.signal(sig, handler)
     return metrics_lib.summarize(self.rows, self.exp.tasks.num_tasks)
 
-  def _on_sigterm(self, signum, frame):
-    del signum, frame
-    self.preempted = True
+  def _on_signal(self, signum, frame):
+    del frame
+    if self.preempted and signum == signal.SIGINT:  # a second Ctrl-C: stop now, without the save
+      raise KeyboardInterrupt
+    self.preempted = signum
 
   def _run_task(self, t: int):
     exp, cfg = self.exp, self.cfg
@@ -284,8 +309,8 @@ class Run:
     row = self._evaluate(t, classes)
     self.rows.append(row)
     self._write_results()
-    self.progress.message(f'task {t}: top-1 {row["top1_all"]:.2f} on {exp.tasks.end(t)} seen classes '
-                          f'(per task: {", ".join(f"{v:.1f}" for v in row["top1"])})')
+    self.progress.message(f'task {t + 1}/{exp.tasks.num_tasks}: top-1 {row["top1_all"]:.2f} on {exp.tasks.end(t)} '
+                          f'seen classes (per task: {" ".join(f"{v:.1f}" for v in row["top1"])})')
     self.teacher = None
     self.cursor = Cursor(t + 1)
     self.save()
@@ -311,7 +336,7 @@ class Run:
       start = self.cursor.step if (self.cursor.phase, self.cursor.epoch) == (p, epoch) else 0
       self.cursor = Cursor(t, p, epoch, start)
       lr = jax.device_put(jnp.asarray(phase.lr_at(epoch), jnp.float32), exp.replicated)
-      header = (f'task {t + 1}/{exp.tasks.num_tasks} {phase.name} epoch {epoch + 1}/{phase.epochs} '
+      header = (f'task {t + 1}/{exp.tasks.num_tasks} {phase.name} ep {epoch + 1}/{phase.epochs} '
                 f'lr {phase.lr_at(epoch):.3g}')
       batches = parallel.prefetch_to_device(exp.train_loader.train(plan, start).as_numpy_iterator(), exp.sharded)
       pending = pending_step = last_metrics = None
@@ -334,7 +359,7 @@ class Run:
           self._debug_kill()
           if self.preempted:
             self.save()
-            raise Preempted()
+            raise Preempted(self.preempted)
       except tf.errors.OpError as e:
         self._raise_data_error(e, plan, k)
       if last_metrics is not None:  # one sync per epoch: the epoch's last step
@@ -352,8 +377,9 @@ class Run:
   def _log(self, header, step, steps, metrics):
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
     if not np.isfinite(values['loss']):
-      raise FloatingPointError(f'loss is {values["loss"]} at global step {self.global_step}; lower train.lr or '
-                               'check the data')
+      raise FloatingPointError(f'loss is {values["loss"]} at {header.split(" lr ")[0]}, step {step}: training '
+                               'diverged; lower train.lr (with a new --workdir: the lr is part of the experiment) '
+                               'or check the data')
     self.progress.update(header, step, steps, self.images_seen, values)
     if self.writer is not None:
       with self.writer.as_default(step=self.global_step):
@@ -417,26 +443,24 @@ class Run:
     else:
       ds = exp.train_eval_loader.eval(plan, valid)
     outs = []
-    for batch in ds.as_numpy_iterator():
-      images = parallel.to_global({'image': batch['image']}, exp.sharded)['image']
-      outs.append(exp.outputs_step(self.state.variables, images))
+    with self._naming_bad_images(exp.source.train, plan, 'a pass over training images'):
+      for batch in ds.as_numpy_iterator():
+        images = parallel.to_global({'image': batch['image']}, exp.sharded)['image']
+        outs.append(exp.outputs_step(self.state.variables, images))
     ok = valid.reshape(-1)
-    return {k: _gather([o[k] for o in outs])[ok] for k in ('logits', 'features')}
+    return {k: _to_host([o[k] for o in outs])[ok] for k in ('logits', 'features')}
 
   def _evaluate(self, t: int, classes) -> dict:
     exp = self.exp
     indices = np.concatenate([exp.test_by_class[k] for k in range(exp.tasks.end(t))])
     plan, valid = streams.eval_plan(indices, int(self.cfg.eval.batch_size))
-    tops, awares = [], []
-    for batch in exp.test_loader.eval(plan, valid).as_numpy_iterator():
-      b = parallel.to_global({'image': batch['image'], 'label': batch['label']}, exp.sharded)
-      top5, aware = exp.eval_step(self.state.params, self.state.batch_stats, self.method_state, b['image'],
-                                  b['label'], classes)
-      tops.append(top5)
-      awares.append(aware)
-    ok = valid.reshape(-1)
-    labels = exp.test_labels[plan.reshape(-1)][ok]
-    row = metrics_lib.task_row(labels, _gather(tops)[ok], _gather(awares)[ok], exp.tasks.task_of_class(), t)
+    counts = jax.device_put(jnp.zeros((exp.tasks.num_tasks, 4), jnp.int32), exp.replicated)
+    with self._naming_bad_images(exp.source.test, plan, 'evaluation'):
+      for batch in exp.test_loader.eval(plan, valid).as_numpy_iterator():
+        b = parallel.to_global({k: batch[k] for k in ('image', 'label', 'valid')}, exp.sharded)
+        counts = exp.eval_step(counts, self.state.params, self.state.batch_stats, self.method_state, b['image'],
+                               b['label'], b['valid'], classes)
+    row = metrics_lib.row_from_counts(np.asarray(jax.device_get(counts)), t)  # the one fetch of the evaluation
     if self.writer is not None:
       with self.writer.as_default(step=t):
         tf.summary.scalar('eval/top1_all_seen', row['top1_all'])
@@ -447,24 +471,33 @@ class Run:
       self.writer.flush()
     return row
 
+  @contextlib.contextmanager
+  def _naming_bad_images(self, split, plan: np.ndarray, what: str):
+    """A tf.data failure in an evaluation or host-side pass names the unreadable image."""
+    try:
+      yield
+    except tf.errors.OpError as e:
+      problem = sources.find_bad_image(split, np.unique(plan))
+      if problem:
+        raise sources.DataError(f'{problem} (read during {what}); remove or replace the file, then rerun the same '
+                                'command (the run resumes from its last checkpoint)') from e
+      raise sources.DataError(f'reading images for {what} failed: {e.message}; rerun the same command to resume '
+                              'from the last checkpoint') from e
+
   def _write_results(self):
     if jax.process_index() != 0:
       return
     summary = metrics_lib.summarize(self.rows, self.exp.tasks.num_tasks)
-    _atomic_write(os.path.join(self.exp.workdir, 'results.json'), json.dumps(summary, indent=1))
+    workdir_lib.atomic_write(os.path.join(self.exp.workdir, workdir_lib.RESULTS), json.dumps(summary, indent=1))
     report.plot_accuracy({self.cfg.method.name: summary}, os.path.join(self.exp.workdir, 'accuracy.png'))
 
 
-def _gather(arrays) -> np.ndarray:
-  """Batch-sharded device arrays (possibly across hosts) -> one host numpy array."""
-  return np.concatenate([np.asarray(multihost_utils.process_allgather(x, tiled=True)) for x in arrays])
-
-
-def _atomic_write(path: str, text: str):
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    f.write(text)
-  os.replace(tmp, path)
+def _to_host(arrays) -> np.ndarray:
+  """Batch-sharded device arrays -> one host numpy array, after all of them were dispatched. One
+  process: a copy of each array's shards (no collective). Several: one all-gather of the lot."""
+  if jax.process_count() == 1:
+    return np.concatenate([np.asarray(x) for x in arrays])
+  return np.asarray(multihost_utils.process_allgather(jnp.concatenate(arrays), tiled=True))
 
 
 def _main_thread() -> bool:
@@ -472,16 +505,41 @@ def _main_thread() -> bool:
   return threading.current_thread() is threading.main_thread()
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Runs (or resumes) the experiment in `workdir`; returns the results summary."""
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    _atomic_write(os.path.join(workdir, 'config.json'), config.to_json_best_effort(indent=1))
-  t0 = time.perf_counter()
-  exp = Experiment(config, workdir)
-  run = Run(exp)
-  summary = run.run()
-  summary['wall_time_s'] = time.perf_counter() - t0
+def _print_summary(summary: dict) -> None:
   if jax.process_index() == 0:
     print('\n' + metrics_lib.format_table(summary), file=sys.stdout, flush=True)
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Runs (or resumes) the experiment in `workdir`; returns the results summary.
+
+  A workdir holding another experiment is refused before anything runs; a finished run only prints
+  its results (a read-only workdir is fine then); a start that fails before its first checkpoint
+  leaves no trace in a workdir it created.
+  """
+  done = workdir_lib.finished_summary(config, workdir)  # refuses another experiment's workdir
+  if done is not None:
+    Progress().message(f'{workdir} holds this finished run; its results:')
+    _print_summary(done)
+    return done
+  created = not os.path.exists(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  lock = workdir_lib.Lock(workdir) if jax.process_index() == 0 else None
+  try:
+    t0 = time.perf_counter()
+    exp = Experiment(config, workdir)
+    if jax.process_index() == 0:
+      workdir_lib.write_config(config, workdir)
+    summary = Run(exp).run()
+  except BaseException:
+    if created and not workdir_lib.holds_experiment(workdir):  # nothing computed: leave no trace
+      if lock is not None:
+        lock.release()
+      shutil.rmtree(workdir, ignore_errors=True)
+    raise
+  finally:
+    if lock is not None:
+      lock.release()
+  summary['wall_time_s'] = time.perf_counter() - t0
+  _print_summary(summary)
   return summary

@@ -3,7 +3,7 @@
     python main.py                        # this file
     python main.py --config configs/default.py:smoke
 """
-from cil_jax.config_base import base_config, parse_arg, set_method
+from cil_jax.config_base import base_config, classes_per_task, parse_arg, set_method
 
 
 def get_config(arg=None):
@@ -19,7 +19,7 @@ def get_config(arg=None):
   c.train.milestones = (2,)
   c.train.batch_size, c.train.replay_batch_size = 128, 32
   if opts['tasks']:
-    c.scenario.base = c.scenario.step = 10 // opts['tasks']
+    c.scenario.base = c.scenario.step = classes_per_task(10, opts['tasks'], 'Fashion-MNIST')
   if opts['smoke']:
     c.dataset.max_per_class = 64
     c.memory.size = 40 if opts['memory'] is None else opts['memory']

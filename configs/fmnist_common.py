@@ -3,15 +3,14 @@
 lr 0.1, batch 128 (SS-IL: + 32 replay). Method-specific stages (EEIL's balanced fine-tuning, BiC's
 bias correction) take their length from these epochs as in their reference code.
 `:smoke` shrinks it to seconds; `:t5` etc. and `:m<N>` as everywhere."""
-from cil_jax.config_base import base_config, parse_arg, set_method
+from cil_jax.config_base import base_config, classes_per_task, parse_arg, set_method
 
 
 def fmnist_config(method: str, arg=None, **method_options):
   opts = parse_arg(arg)
   c = base_config()
   c.dataset.name = 'fashion_mnist'
-  tasks = opts['tasks'] or 5
-  c.scenario.base = c.scenario.step = 10 // tasks
+  c.scenario.base = c.scenario.step = classes_per_task(10, opts['tasks'] or 5, 'Fashion-MNIST')
   c.memory.size = 2000 if opts['memory'] is None else opts['memory']
   c.model.name = 'small_convnet'
   set_method(c, method, **method_options)

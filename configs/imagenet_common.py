@@ -3,7 +3,7 @@
 ResNet-18 from scratch, T = 10 (base = step = 100), M = 20000, SGD momentum 0.9, coupled weight
 decay 1e-4. `:t5` / `:t20` give base = step = 200 / 50, `:m5000` etc. the memory sizes of Table 1.
 """
-from cil_jax.config_base import base_config, parse_arg
+from cil_jax.config_base import base_config, classes_per_task, parse_arg
 
 
 def imagenet_config(arg):
@@ -12,10 +12,7 @@ def imagenet_config(arg):
   c.dataset.name = 'imagenet'
   c.dataset.num_classes = 1000
   c.model.name = 'resnet18'
-  tasks = opts['tasks'] or 10
-  if 1000 % tasks:
-    raise ValueError(f'ImageNet-1K has 1000 classes; t{tasks} does not divide them')
-  c.scenario.base = c.scenario.step = 1000 // tasks
+  c.scenario.base = c.scenario.step = classes_per_task(1000, opts['tasks'] or 10, 'ImageNet-1K')
   c.memory.size = 20000 if opts['memory'] is None else opts['memory']
   c.eval.batch_size = 400
   c.log_every_steps = 50
@@ -23,7 +20,7 @@ def imagenet_config(arg):
   if opts['smoke']:  # the same file, tiny: for tests on an ImageNet-format fixture folder
     c.dataset.num_classes = 4
     c.dataset.image_size = 32
-    c.scenario.base = c.scenario.step = 2
+    c.scenario.base = c.scenario.step = classes_per_task(4, opts['tasks'] or 2, 'the 4-class smoke setting')
     c.memory.size = 8 if opts['memory'] is None else opts['memory']
     c.eval.batch_size = 8
     c.log_every_steps = 1

@@ -3,7 +3,10 @@
   python3 main.py --trainer ssil --dataset Imagenet --replay-batch-size 32 --base-classes 100
       --step-size 100 --nepochs 100 --schedule 40 80 --gammas 0.1 0.1 --memory-budget 20000
 
-100 epochs every task (factor 1), lr 0.1/(t+1), decay x0.1 at 40/80, batch 128 new + 32 replay, T = 2.
+The command passes no --factor, so the reference's default 4 applies (its main.py divides epochs and
+schedule by the factor from task 1 on for every trainer named ft or ssil): task 0 trains 100 epochs,
+x0.1 at 40/80; tasks >= 1 train 25 epochs, x0.1 at 10/20. lr 0.1/(t+1), batch 128 new + 32 replay,
+KD temperature 2.
 """
 from cil_jax.config_base import set_method
 from configs.imagenet_common import imagenet_config
@@ -13,9 +16,9 @@ def get_config(arg=None):
   c, smoke = imagenet_config(arg)
   set_method(c, 'ssil', temperature=2.0)
   c.train.lr = 0.1
-  c.train.epochs, c.train.milestones, c.train.gamma, c.train.factor = 100, (40, 80), 0.1, 1
+  c.train.epochs, c.train.milestones, c.train.gamma, c.train.factor = 100, (40, 80), 0.1, 4
   c.train.batch_size, c.train.replay_batch_size = 128, 32
   if smoke:
-    c.train.epochs, c.train.milestones = 1, ()
+    c.train.epochs, c.train.milestones, c.train.factor = 1, (), 1
     c.train.batch_size, c.train.replay_batch_size = 8, 4
   return c

@@ -2,6 +2,8 @@
 import json
 import math
 
+import pytest
+
 from cil_jax import benchmark
 
 
@@ -45,3 +47,11 @@ def test_input_benchmark_synthetic_jpegs():
                                  replay_batch_size=4)
   _positive_finite(result, ('img_per_s', 'ms_per_batch'))
   assert (result['augment'], result['num_images'], result['batches']) == ('imagenet', 48, 2)
+
+
+def test_input_benchmark_on_a_small_image_folder(imagenet_dir):
+  """The default batch does not fit 40 images: one line with sizes that fit, and those sizes work."""
+  with pytest.raises(SystemExit, match=r'error: 40 images make 0 batch\(es\) of 128 .*--batch-size 10 '):
+    benchmark.main(['--input', 'files', '--root', imagenet_dir])
+  r = benchmark.main(['--input', 'files', '--root', imagenet_dir, '--batch-size', '10', '--replay-batch-size', '1'])
+  assert r['num_images'] == 40 and r['batches'] == 3 and r['img_per_s'] > 0

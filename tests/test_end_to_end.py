@@ -35,12 +35,23 @@ def test_each_method_end_to_end(method, idx_dir, tmp_path):
   assert summary['tasks_done'] == 5
 
 
-def test_fashion_mnist_through_tfds_mock(tmp_path):
+def test_fashion_mnist_from_a_prepared_tfds_copy(tmp_path, monkeypatch):
+  """No dataset.root: a prepared tfds copy is read before the Debian package's IDX files (tfds's
+  builder patched to hold 40 images per class, so nothing is downloaded or read from elsewhere)."""
+  import numpy as np
+  import tensorflow as tf
   import tensorflow_datasets as tfds
-  c = _config('default.py', **{'dataset.max_per_class': 24})
-  with tfds.testing.mock_data(num_examples=200):
-    summary = train.train_and_evaluate(c, str(tmp_path))
-  _check(summary, 5)
+  from conftest import _class_images
+
+  def as_dataset(self, split, batch_size):
+    labels = np.tile(np.arange(10), 40 if split == 'train' else 8)
+    images = _class_images(np.random.RandomState(3), labels, (28, 28, 1))
+    return {'image': tf.constant(images), 'label': tf.constant(labels, tf.int64)}
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'is_prepared', lambda self: True)
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'as_dataset', as_dataset)
+  monkeypatch.setattr('cil_jax.input_pipeline.sources.FASHION_MNIST_DEB_DIR', str(tmp_path / 'no_deb'))
+  c = _config('default.py', **{'dataset.data_dir': str(tmp_path / 'tfds')})
+  _check(train.train_and_evaluate(c, str(tmp_path / 'w')), 5)
 
 
 @pytest.mark.parametrize('config', ['ssil_imagenet.py', 'ft_imagenet.py'])
@@ -113,3 +124,39 @@ def test_herding_memory_and_profiler_trace(idx_dir, tmp_path):
   meta = ckpt.restore_meta(ckpt.latest())
   counts = meta['memory_counts']
   assert sum(counts) == 40 and len(counts) == 8  # M = 40 over the 8 classes seen before the last task
+
+
+def test_corrupt_images_outside_the_training_loop_are_named(imagenet_dir, tmp_path):
+  """A corrupt val/ image (evaluation) and a corrupt training image read by a host-side pass (class
+  means, statistics, imprinting, herding) are named like a training image."""
+  import shutil
+  import numpy as np
+  from cil_jax.input_pipeline import sources
+  root = tmp_path / 'imagenet'
+  shutil.copytree(imagenet_dir, root)
+  (root / 'val' / 'n00000001' / 'n00000001_2.JPEG').write_bytes(b'not a jpeg')
+  (root / 'train' / 'n00000003' / 'n00000003_4.JPEG').write_bytes(b'not a jpeg either')
+  c = _config('ssil_imagenet.py', **{'dataset.root': str(root)})
+  run = train.Run(train.Experiment(c, str(tmp_path / 'w')))
+  with pytest.raises(sources.DataError, match=r'n00000001_2\.JPEG .*\(read during evaluation\); remove or replace'):
+    run._evaluate(1, train.Classes.for_task(run.exp.tasks, 1))   # all classes seen
+  everything = np.arange(len(run.exp.train_labels))
+  with pytest.raises(sources.DataError, match=r'n00000003_4\.JPEG .*\(read during a pass over training images\)'):
+    run.outputs(everything, augment=False, seed=0)
+  with pytest.raises(sources.DataError, match=r'n00000003_4\.JPEG'):
+    run.outputs(everything, augment=True, seed=0)
+  run.ckpt.close()
+
+
+def test_a_task_without_test_images_is_an_error_before_training(tmp_path):
+  import numpy as np
+  from conftest import _class_images, _write_idx
+  from cil_jax.input_pipeline import sources
+  rng = np.random.RandomState(0)
+  for prefix, labels in (('train', np.tile(np.arange(10), 48)), ('t10k', np.tile(np.arange(8), 8))):
+    _write_idx(tmp_path / f'{prefix}-images-idx3-ubyte.gz', _class_images(rng, labels, (28, 28)))
+    _write_idx(tmp_path / f'{prefix}-labels-idx1-ubyte.gz', labels)
+  c = _config('default.py', **{'dataset.root': str(tmp_path), 'scenario.class_order': 'identity'})
+  with pytest.raises(sources.DataError, match=r'task 5 \(original classes \[8, 9\]\) has no test images'):
+    train.train_and_evaluate(c, str(tmp_path / 'w'))
+  assert not (tmp_path / 'w').exists()

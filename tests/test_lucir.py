@@ -300,8 +300,8 @@ def test_class_balanced_finetuning_step_moves_only_seen_columns():
 # --- end to end ------------------------------------------------------------------------------------
 
 def test_lucir_fmnist_smoke_end_to_end(idx_dir, tmp_path):
-  """t3: tasks of 3, 3, 3 and 1 classes; the last has fewer new classes than K = 2 (4 tasks, not the
-  default 5, to keep this file's time down: each task compiles its own step)."""
-  c = _config('lucir_fmnist.py', 't3,smoke', **{'dataset.root': idx_dir})
+  """Base = step = 3: tasks of 3, 3, 3 and 1 classes; the last has fewer new classes than K = 2 (4
+  tasks, not the default 5, to keep this file's time down: each task compiles its own step)."""
+  c = _config('lucir_fmnist.py', 'smoke', **{'dataset.root': idx_dir, 'scenario.base': 3, 'scenario.step': 3})
   assert c.model.head == 'cosine' and not c.model.last_relu and c.train.reset_optimizer_each_task
   _check(train.train_and_evaluate(c, str(tmp_path)), 4)

@@ -1,10 +1,12 @@
-"""The report command: metrics from rows, grouping by method over seeds, Markdown / CSV / PNG."""
+"""The report command: metrics from rows, grouping runs by config over seeds, Markdown / CSV / PNG."""
 import csv
 import json
+import os
 
 import numpy as np
+import pytest
 
-from cil_jax import metrics, report
+from cil_jax import config_base, metrics, report
 
 
 def _row(task, accs):
@@ -13,12 +15,45 @@ def _row(task, accs):
           'new': accs[-1]}
 
 
-def _workdir(tmp_path, name, method, seed, rows, memory=100, num_tasks=3):
+def _rows(num_tasks, start=90.0):
+  """num_tasks result rows, accuracies falling by 10 per task."""
+  return [_row(k, [start - 10.0 * (k - j) for j in range(k + 1)]) for k in range(num_tasks)]
+
+
+def _workdir(tmp_path, name, method, seed, rows, memory=100, num_tasks=3, config=None, fields=None):
+  """A finished (or, with fewer rows than num_tasks, unfinished) workdir. `config` replaces the minimal
+  config.json (method / memory / seed); `fields` overrides dotted fields of it, e.g. {'train.epochs': 1}."""
   d = tmp_path / name
   d.mkdir()
-  (d / 'config.json').write_text(json.dumps({'method': {'name': method}, 'memory': {'size': memory}, 'seed': seed}))
+  config = config or {'method': {'name': method}, 'memory': {'size': memory}, 'seed': seed}
+  for dotted, value in (fields or {}).items():
+    *parents, leaf = dotted.split('.')
+    node = config
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = value
+  (d / 'config.json').write_text(json.dumps(config))
   (d / 'results.json').write_text(json.dumps(metrics.summarize(rows, num_tasks)))
   return str(d)
+
+
+def _full_config(method, seed, **fields):
+  """config.json as a run writes it: every field of base_config, both seeds set to `seed`."""
+  c = config_base.base_config()
+  config_base.set_method(c, method)
+  c.seed = c.scenario.seed = seed
+  config = json.loads(c.to_json_best_effort())
+  for dotted, value in fields.items():
+    section, leaf = dotted.split('.')
+    config[section][leaf] = value
+  return config
+
+
+def _table_row(text, label):
+  """The cells of the Markdown row of `label`."""
+  lines = [l for l in text.splitlines() if l.startswith(f'| {label} |')]
+  assert len(lines) == 1, f'no single row {label!r} in\n{text}'
+  return [c.strip() for c in lines[0].strip('|').split('|')]
 
 
 def test_summary_numbers_by_hand():
@@ -48,3 +83,109 @@ def test_report_groups_seeds_and_writes_files(tmp_path):
   assert len(rows) == 1 + 3 + 2 + 1   # 3 runs, mean and std for ssil, mean only for ft
   assert (tmp_path / 'out' / 'table.png').stat().st_size > 1000
   assert open(out + '.md').read().strip() == text
+
+
+def test_runs_of_one_method_with_different_configs_are_separate_rows(tmp_path):
+  full, smoke = _rows(3), _rows(3, start=60.0)
+  dirs = [_workdir(tmp_path, f'full{s}', 'ssil', s, full, fields={'train.epochs': 100, 'scenario.seed': s})
+          for s in (0, 1, 2)]
+  dirs += [_workdir(tmp_path, f'short{s}', 'ssil', s, smoke, fields={'train.epochs': 1, 'scenario.seed': s})
+           for s in (0, 1)]
+  dirs += [_workdir(tmp_path, 'ft0', 'ft', 0, smoke, fields={'train.epochs': 1})]
+  text = report.main(dirs)
+  # only the field that tells the two ssil experiments apart; the unique ft label stays as it is
+  assert _table_row(text, 'ssil (train.epochs=1)')[1] == '2'
+  assert _table_row(text, 'ssil (train.epochs=100)')[1] == '3'
+  assert _table_row(text, 'ft')[1] == '1'
+  assert len(text.splitlines()) == 2 + 3
+
+
+def test_grouping_on_full_configs_ignores_seeds_and_free_fields(tmp_path):
+  def run(name, method, seed, **fields):
+    return _workdir(tmp_path, name, method, seed, _rows(3), config=_full_config(method, seed, **fields))
+  dirs = [run('a0', 'ssil', 0),
+          run('a1', 'ssil', 1, **{'eval.batch_size': 64, 'checkpoint.every_epochs': 5}),   # free fields
+          run('b0', 'ssil', 0, **{'scenario.base': 5, 'scenario.step': 5}),
+          run('c0', 'ft', 0, **{'memory.size': 0})]
+  out = str(tmp_path / 'full')
+  text = report.main(dirs + ['--out', out])
+  small, large = 'ssil (scenario.base=2, scenario.step=2)', 'ssil (scenario.base=5, scenario.step=5)'
+  assert _table_row(text, small)[1] == '2'
+  assert _table_row(text, large)[1] == '1'
+  assert _table_row(text, 'ft (no memory)')[1] == '1'
+  rows = list(csv.reader(open(out + '.csv')))[1:]
+  assert [r[0] for r in rows[:4]] == [small, small, large, 'ft (no memory)']
+  assert [r[:2] for r in rows[4:]] == [['ft (no memory)', 'mean'], [small, 'mean'], [small, 'std'], [large, 'mean']]
+
+
+def test_csv_rows_per_run_then_per_group(tmp_path):
+  a, b = _rows(3), _rows(3, start=70.0)
+  dirs = [_workdir(tmp_path, 'e1s0', 'ssil', 0, a, fields={'train.epochs': 1}),
+          _workdir(tmp_path, 'e2s0', 'ssil', 0, b, fields={'train.epochs': 2}),
+          _workdir(tmp_path, 'e1s1', 'ssil', 1, b, fields={'train.epochs': 1})]
+  out = str(tmp_path / 'table')
+  report.main(dirs + ['--out', out])
+  rows = list(csv.reader(open(out + '.csv')))
+  assert rows[0][:3] == ['method', 'seed', 'workdir']
+  one, two = 'ssil (train.epochs=1)', 'ssil (train.epochs=2)'
+  assert [r[:3] for r in rows[1:4]] == [[one, '0', dirs[0]], [two, '0', dirs[1]], [one, '1', dirs[2]]]
+  assert [r[:2] for r in rows[4:]] == [[one, 'mean'], [one, 'std'], [two, 'mean']]
+  avg = [metrics.summarize(r, 3)['average_incremental_top1'] for r in (a, b)]
+  np.testing.assert_allclose(float(rows[4][3]), np.mean(avg))
+  np.testing.assert_allclose(float(rows[5][3]), np.std(avg, ddof=1))
+  np.testing.assert_allclose(float(rows[6][3]), avg[1])
+
+
+def test_a_workdir_given_twice_counts_once(tmp_path, monkeypatch, capsys):
+  d = _workdir(tmp_path, 'ssil0', 'ssil', 0, _rows(3))
+  other = _workdir(tmp_path, 'ssil1', 'ssil', 1, _rows(3, start=80.0))
+  monkeypatch.chdir(tmp_path)
+  text = report.main([d, d, d + os.sep, os.path.join('.', 'ssil0'), other])
+  assert _table_row(text, 'ssil')[1] == '2'
+  err = capsys.readouterr().err
+  assert err.count('skipping') == 3 and 'same workdir as' in err
+  assert err.strip().splitlines()[-1] == '2 runs used in 1 group, 3 skipped'
+
+
+def test_missing_paths_are_reported(tmp_path, capsys):
+  d = _workdir(tmp_path, 'ssil0', 'ssil', 0, _rows(3))
+  (tmp_path / 'a_file').write_text('')
+  missing = str(tmp_path / 'nope')
+  report.main([d, missing, str(tmp_path / 'a_file'), _workdir(tmp_path, 'half', 'ssil', 1, _rows(2))])
+  err = capsys.readouterr().err
+  assert f'skipping {missing}: no such directory' in err
+  assert f'skipping {tmp_path / "a_file"}: not a directory' in err
+  assert '2/3 tasks done' in err
+  assert err.strip().splitlines()[-1] == '1 run used in 1 group, 3 skipped'
+
+
+def test_nothing_usable_is_a_one_line_error(tmp_path):
+  with pytest.raises(SystemExit, match='no finished runs among the given workdirs'):
+    report.main([str(tmp_path / 'nope')])
+
+
+def test_groups_with_different_numbers_of_tasks(tmp_path):
+  dirs = [_workdir(tmp_path, f't3s{s}', 'ssil', s, _rows(3), num_tasks=3, fields={'scenario.step': 4})
+          for s in (0, 1)]
+  dirs += [_workdir(tmp_path, f't5s{s}', 'ssil', s, _rows(5, start=80.0 + s), num_tasks=5,
+                    fields={'scenario.step': 2}) for s in (0, 1)]
+  out = str(tmp_path / 'table')
+  text = report.main(dirs + ['--out', out])
+  assert _table_row(text, 'ssil (scenario.step=4)')[1] == '2'
+  assert _table_row(text, 'ssil (scenario.step=2)')[1] == '2'
+  table = report.summarize(report.load_runs(dirs)[0])
+  assert len(table['ssil (scenario.step=4)']['top1_all']) == 3
+  np.testing.assert_allclose(table['ssil (scenario.step=2)']['top1_all'],
+                             np.mean([metrics.summarize(_rows(5, start=80.0 + s), 5)['top1_all'] for s in (0, 1)], 0))
+  assert (tmp_path / 'table.png').stat().st_size > 1000
+  assert len(list(csv.reader(open(out + '.csv')))) == 1 + 4 + 4
+
+
+def test_runs_of_one_group_with_different_lengths_are_an_error(tmp_path):
+  # same config, different task counts: results from different code, not seeds of one experiment
+  dirs = [_workdir(tmp_path, 'x0', 'ssil', 0, _rows(3), num_tasks=3),
+          _workdir(tmp_path, 'x1', 'ssil', 1, _rows(5), num_tasks=5)]
+  with pytest.raises(SystemExit) as e:
+    report.main(dirs)
+  message = str(e.value)
+  assert '\n' not in message and dirs[0] in message and dirs[1] in message and 'ssil' in message

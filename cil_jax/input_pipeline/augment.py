@@ -6,6 +6,8 @@ Outputs are uint8; normalisation happens on the accelerator (4x less host-to-dev
 """
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 
 RRC_SCALE = (0.08, 1.0)
@@ -43,34 +45,63 @@ def _to_uint8(image):
   return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
-def random_resized_crop_flip(encoded, seed, size: int):
-  """torchvision RandomResizedCrop(size, scale=(0.08, 1), ratio=(3/4, 4/3)) + horizontal flip.
+def random_resized_crop_window(height, width, seed, scale=RRC_SCALE, ratio=RRC_RATIO):
+  """torchvision RandomResizedCrop.get_params as tf ops: the window (top, left, h, w), int32 scalars.
 
-  When 10 attempts find no window, tf falls back to the whole image (torchvision falls back to a
-  ratio-clamped centre crop): a documented minor difference.
+  The 10 tries are drawn at once and the first that fits wins; if none fits, the ratio-clamped
+  centre crop. A pure function of (height, width, seed).
   """
+  s_area, s_ratio, s_pos = _seeds(seed, 3)
+  height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
+  hf, wf = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
+  # area uniform in scale, aspect log-uniform in ratio (tf's bounding-box op draws the height and
+  # the ratio uniformly, which gives smaller crops)
+  area = hf * wf * tf.random.stateless_uniform([10], s_area, scale[0], scale[1], tf.float64)
+  aspect = tf.exp(tf.random.stateless_uniform([10], s_ratio, math.log(ratio[0]), math.log(ratio[1]),
+                                              tf.float64))
+  ws = tf.cast(tf.round(tf.sqrt(area * aspect)), tf.int32)  # tf.round ties to even, as Python's round
+  hs = tf.cast(tf.round(tf.sqrt(area / aspect)), tf.int32)
+  fits = (ws > 0) & (ws <= width) & (hs > 0) & (hs <= height)
+  first = tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)
+  in_ratio = wf / hf
+  fallback_h = tf.where(in_ratio < ratio[0], tf.cast(tf.round(wf / ratio[0]), tf.int32), height)
+  fallback_w = tf.where(in_ratio > ratio[1], tf.cast(tf.round(hf * ratio[1]), tf.int32), width)
+  found = tf.reduce_any(fits)
+  h = tf.where(found, hs[first], fallback_h)
+  w = tf.where(found, ws[first], fallback_w)
+  # uniform integer offsets in [0, H - h] x [0, W - w]; the fallback is centred
+  room = tf.stack([height - h, width - w])
+  u = tf.random.stateless_uniform([2], s_pos, dtype=tf.float64)
+  offsets = tf.minimum(tf.cast(tf.floor(u * tf.cast(room + 1, tf.float64)), tf.int32), room)
+  offsets = tf.where(found, offsets, room // 2)
+  return offsets[0], offsets[1], h, w
+
+
+def random_resized_crop_flip(encoded, seed, size: int):
+  """torchvision RandomResizedCrop(size, scale=(0.08, 1), ratio=(3/4, 4/3)) + horizontal flip."""
   s_box, s_flip = _seeds(seed, 2)
   image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-  begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      tf.shape(image), bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, [1, 1, 4]), seed=s_box,
-      area_range=RRC_SCALE, aspect_ratio_range=RRC_RATIO, max_attempts=10,
-      use_image_if_no_bounding_boxes=True)
-  image = tf.slice(image, begin, crop_size)
+  shape = tf.shape(image)
+  top, left, h, w = random_resized_crop_window(shape[0], shape[1], s_box)
+  image = image[top:top + h, left:left + w]
   image = tf.image.resize(image, [size, size], method='bilinear', antialias=True)
   image = tf.image.stateless_random_flip_left_right(image, seed=s_flip)
   return _to_uint8(image)
 
 
 def resize_center_crop(encoded, size: int):
-  """torchvision Resize(size * 256 / 224) + CenterCrop(size): the ImageNet test transform."""
+  """torchvision Resize(size * 256 / 224) + CenterCrop(size): the ImageNet test transform.
+
+  As torchvision: the shorter side becomes the resize side (images smaller than the crop are
+  upsized), the longer one int(resize * long / short), and the crop offsets round half to even.
+  """
   image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
   resize = int(round(size * 256 / 224))
   h, w = tf.shape(image)[0], tf.shape(image)[1]
-  scale = tf.cast(resize, tf.float32) / tf.cast(tf.minimum(h, w), tf.float32)
-  nh = tf.cast(tf.round(tf.cast(h, tf.float32) * scale), tf.int32)
-  nw = tf.cast(tf.round(tf.cast(w, tf.float32) * scale), tf.int32)
-  image = tf.image.resize(image, [tf.maximum(nh, resize), tf.maximum(nw, resize)], method='bilinear',
-                          antialias=True)
-  top = (tf.shape(image)[0] - size) // 2
-  left = (tf.shape(image)[1] - size) // 2
+  short = tf.minimum(h, w)
+  # integer floor division: exactly torchvision's truncation, and the shorter side gets `resize`
+  nh, nw = resize * h // short, resize * w // short
+  image = tf.image.resize(image, [nh, nw], method='bilinear', antialias=True)
+  top = tf.cast(tf.round(tf.cast(nh - size, tf.float32) / 2), tf.int32)
+  left = tf.cast(tf.round(tf.cast(nw - size, tf.float32) / 2), tf.int32)
   return _to_uint8(image[top:top + size, left:left + size])

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+_log = logging.getLogger(__name__)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FASHION_MNIST_DEB_DIR = '/usr/share/datasets/fashion-mnist'
@@ -109,16 +111,52 @@ def _absl_errors_only():
     logger.setLevel(level)
 
 
-def _tfds_arrays(name: str, data_dir: str | None, download: bool) -> tuple[Split, Split] | None:
-  """Whole train/test splits of a small tfds dataset, or None when tfds has not prepared it."""
+def _one_line(e: BaseException, limit: int = 300) -> str:
+  """An exception as one short line: tfds errors span lines, and main.py prints one `error:` line."""
+  text = ' '.join(str(e).split())
+  if len(text) > limit:
+    text = text[:limit - 3] + '...'
+  return f'{type(e).__name__}: {text}' if text else type(e).__name__
+
+
+def _tfds_builder(name: str, data_dir: str | None):
+  """(builder, the data_dir it reads): dataset.data_dir, else tfds's default ($TFDS_DATA_DIR or
+  ~/tensorflow_datasets), which only the builder knows for sure."""
   import tensorflow_datasets as tfds
+  with _absl_errors_only():
+    builder = tfds.builder(name, data_dir=data_dir)
+  root = getattr(builder, 'data_dir_root', None) or getattr(builder, '_data_dir_root', None)
+  if root is None:
+    from tensorflow_datasets.core import constants
+    root = data_dir or constants.DATA_DIR
+  return builder, os.fspath(root)
+
+
+def _is_prepared(builder) -> bool:
+  with _absl_errors_only():
+    return builder.is_prepared()
+
+
+def _describe_dir(path: str) -> str:
+  if '://' in path:  # a bucket: checking it could wait on the network
+    return path
+  return f'{path} ({"exists" if os.path.isdir(path) else "does not exist"})'
+
+
+def _tfds_arrays(name: str, data_dir: str | None, download: bool) -> tuple[tuple[Split, Split] | None, str]:
+  """Whole train/test splits of a small tfds dataset, or None and why tfds could not give them."""
+  import tensorflow_datasets as tfds
+  where = data_dir or "tfds's default data_dir"
+  downloading = False
   try:
-    with _absl_errors_only():
-      builder = tfds.builder(name, data_dir=data_dir)
-      prepared = builder.is_prepared()
-    if not prepared:
+    builder, where = _tfds_builder(name, data_dir)
+    if not _is_prepared(builder):
       if not download:
-        return None
+        return None, f'tfds has no prepared {name!r} in {_describe_dir(where)}'
+      # offline, tfds retries for minutes before it fails: say what it is waiting for
+      _log.warning('dataset.download=True: downloading %r with tfds into %s (needs internet access; offline it '
+                   'retries for minutes, set dataset.download=False to fail at once)', name, where)
+      downloading = True
       builder.download_and_prepare()
     out = []
     for split in ('train', 'test'):
@@ -127,13 +165,26 @@ def _tfds_arrays(name: str, data_dir: str | None, download: bool) -> tuple[Split
       if images.ndim == 3:
         images = images[..., None]
       out.append(Split(labels=np.asarray(ds['label'], np.int64), images=images))
-    return out[0], out[1]
-  except DataError:
-    raise
-  except Exception as e:  # noqa: BLE001 - no network, broken cache...: fall back to files
-    if download:
-      raise DataError(f'tfds could not prepare {name!r}: {e}') from e
-    return None
+    return (out[0], out[1]), ''
+  except Exception as e:  # noqa: BLE001 - no network, broken cache...: the caller names the other ways
+    action = 'download {!r} into' if downloading else 'read {!r} from'
+    return None, f'tfds could not {action.format(name)} {where} ({_one_line(e)})'
+
+
+def _not_found(title: str, name: str, why: str, download: bool, files: str) -> str:
+  """The error for a small dataset found nowhere: what was looked at, then every way out."""
+  ways = [f'set dataset.root to {files}',
+          f'set dataset.data_dir to a tfds data_dir where {name!r} is prepared (`tfds build {name} '
+          '--data_dir=DIR` where there is internet access, then copy DIR here)']
+  if not download:
+    ways.append('set dataset.download=True to let tfds download it (needs internet access)')
+  return f'{title} not found: {why}; ' + ', or '.join(ways)
+
+
+FASHION_MNIST_FILES = ('a folder holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, '
+                       't10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (Debian/Ubuntu: '
+                       '`apt-get install dataset-fashion-mnist` installs them where they are found without '
+                       'dataset.root)')
 
 
 def load_fashion_mnist(cfg) -> Source:
@@ -141,23 +192,19 @@ def load_fashion_mnist(cfg) -> Source:
   tfds download (dataset.download, needs internet)."""
   root = cfg.get('root') or None
   data_dir = cfg.get('data_dir') or None
+  download = bool(cfg.get('download', False))
   splits = None
   if root is None:
-    splits = _tfds_arrays('fashion_mnist', data_dir, download=False)
+    splits, why = _tfds_arrays('fashion_mnist', data_dir, download=False)
     if splits is None and os.path.isdir(FASHION_MNIST_DEB_DIR):
       root = FASHION_MNIST_DEB_DIR
-    if splits is None and root is None and cfg.get('download', False):
-      try:
-        splits = _tfds_arrays('fashion_mnist', data_dir, download=True)
-      except DataError:
-        splits = None
+    elif splits is None and download:
+      splits, why = _tfds_arrays('fashion_mnist', data_dir, download=True)
+    if splits is None and root is None:
+      raise DataError(_not_found('Fashion-MNIST', 'fashion_mnist',
+                                 f'dataset.root is unset, the Debian package dataset-fashion-mnist is not '
+                                 f'installed and {why}', download, FASHION_MNIST_FILES))
   if splits is None:
-    if root is None:
-      raise DataError(
-          'Fashion-MNIST not found. Install its IDX files (Debian/Ubuntu: `apt-get install '
-          'dataset-fashion-mnist`), or set dataset.root to a folder holding train-images-idx3-ubyte.gz '
-          'and the three other IDX files, or prepare tfds `fashion_mnist` (dataset.data_dir for a prepared '
-          'copy; dataset.download=True downloads it where there is internet access).')
     splits = load_idx_split(root, 'train'), load_idx_split(root, 't10k')
   return Source('fashion_mnist', 10, splits[0], splits[1], mean=(0.2860,), std=(0.3530,),
                 augment=cfg.get('augment') or 'crop_flip', image_size=28)
@@ -201,21 +248,29 @@ def load_cifar_pickles(root: str, num_classes: int) -> tuple[Split, Split]:
   return _cifar_from_dict(train, b'labels'), _cifar_from_dict(test, b'labels')
 
 
+CIFAR_FILES = {
+    10: 'the folder of the official CIFAR-10 python pickles (cifar-10-batches-py/data_batch_1..5 and '
+        'test_batch: cifar-10-python.tar.gz unpacked)',
+    100: 'the folder of the official CIFAR-100 python pickles (cifar-100-python/train and test: '
+         'cifar-100-python.tar.gz unpacked)',
+}
+
+
 def _load_cifar(cfg, num_classes: int) -> Source:
+  """dataset.root's python pickles; else tfds if prepared; else a tfds download (dataset.download)."""
   name = f'cifar{num_classes}'
   root = cfg.get('root') or None
-  splits = None if root else _tfds_arrays(name, cfg.get('data_dir') or None, download=False)
-  if splits is None and root is None and cfg.get('download', False):
-    try:
-      splits = _tfds_arrays(name, cfg.get('data_dir') or None, download=True)
-    except DataError:
-      splits = None
-  if splits is None:
-    if root is None:
-      raise DataError(f'{name} not found: set dataset.root to the folder of the official CIFAR python pickles '
-                      f'(cifar-*-python.tar.gz unpacked), or prepare tfds {name!r} (dataset.data_dir for a '
-                      'prepared copy; dataset.download=True downloads it where there is internet access)')
+  data_dir = cfg.get('data_dir') or None
+  download = bool(cfg.get('download', False))
+  if root:
     splits = load_cifar_pickles(root, num_classes)
+  else:
+    splits, why = _tfds_arrays(name, data_dir, download=False)
+    if splits is None and download:
+      splits, why = _tfds_arrays(name, data_dir, download=True)
+    if splits is None:
+      raise DataError(_not_found(f'CIFAR-{num_classes}', name, f'dataset.root is unset and {why}', download,
+                                 CIFAR_FILES[num_classes]))
   mean = (0.5071, 0.4866, 0.4409) if num_classes == 100 else (0.4914, 0.4822, 0.4465)
   std = (0.2673, 0.2564, 0.2762) if num_classes == 100 else (0.2470, 0.2435, 0.2616)
   return Source(name, num_classes, splits[0], splits[1], mean=mean, std=std,
@@ -224,36 +279,76 @@ def _load_cifar(cfg, num_classes: int) -> Source:
 
 # --- ImageNet (tfds prepared data or train/ val/ class folders) ----------------------------------
 
+def _visible(names) -> list[str]:
+  # tools leave hidden entries (.ipynb_checkpoints, macOS ._* files): they are never classes or images
+  return sorted(n for n in names if not n.startswith('.'))
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+  text = ', '.join(repr(n) for n in names[:shown])
+  return text + (f' and {len(names) - shown} more' if len(names) > shown else '')
+
+
 def load_image_folder(root: str, classes: list[str] | None = None) -> tuple[Split, list[str]]:
-  """torchvision ImageFolder layout: root/<class>/<image>; classes sorted by name."""
+  """torchvision ImageFolder layout: root/<class>/<image>; classes sorted by name. Given `classes`
+  (the training set's), root must hold exactly those class folders, as a test set must."""
   if not os.path.isdir(root):
     raise DataError(f'image folder {root} does not exist')
-  classes = classes or sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+  found = [d for d in _visible(os.listdir(root)) if os.path.isdir(os.path.join(root, d))]
+  test_set = classes is not None
+  if test_set:
+    have = set(found)
+    missing = [c for c in classes if c not in have]
+    if missing:
+      raise DataError(f'{root} has no folder for class {missing[0]!r}, which the training set has'
+                      + (f' ({len(missing)} classes missing: {_some(missing)})' if len(missing) > 1 else '')
+                      + '; it needs one folder of images per training class')
+    extra = sorted(set(found) - set(classes))
+    if extra:
+      raise DataError(f'{root} has folder(s) for class(es) {_some(extra)}, which the training set does not have; '
+                      'the test set must hold exactly the training set\'s class folders: remove them, or add '
+                      'those classes\' training images to the training set')
+  else:
+    classes = found
+  if not classes:
+    raise DataError(f'no images found under {root} (expected {root}/<class>/<image>.JPEG)')
   files, labels = [], []
   for c, name in enumerate(classes):
     folder = os.path.join(root, name)
-    if not os.path.isdir(folder):
-      raise DataError(f'{root} has no folder for class {name!r}, which the training set has')
-    for f in sorted(os.listdir(folder)):
-      if f.lower().endswith(IMAGE_EXTENSIONS):
-        files.append(os.path.join(folder, f))
-        labels.append(c)
-  if not files:
-    raise DataError(f'no images found under {root} (expected {root}/<class>/<image>.JPEG)')
+    images = [f for f in _visible(os.listdir(folder)) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    if not images:
+      kinds = '/'.join(IMAGE_EXTENSIONS)
+      if test_set:  # a class without test images would give a task evaluated on nothing
+        raise DataError(f'{folder} has no image files ({kinds}), so class {name!r} would have no test images; '
+                        'put its test images there')
+      raise DataError(f'{folder} has no image files ({kinds}), so class {name!r} would have no training images; '
+                      'put its images there, or remove the folder (and the same class folder of the test set, val/)')
+    files.extend(os.path.join(folder, f) for f in images)
+    labels.extend([c] * len(images))
   return Split(labels=np.asarray(labels, np.int64), files=np.asarray(files)), classes
 
 
-def _tfds_records(name: str, data_dir: str | None, split: str, cache_dir: str | None) -> Split:
-  """Random-access tfds data source (needs data prepared as array_record) with raw encoded images."""
+def _tfds_records(name: str, data_dir: str | None, split: str, cache_dir: str | None) -> tuple[Split, int | None]:
+  """Random-access tfds data source (needs data prepared as array_record) with raw encoded images, and
+  the dataset's number of classes when tfds knows it."""
   import tensorflow_datasets as tfds
-  builder = tfds.builder(name, data_dir=data_dir)
+  builder, where = _tfds_builder(name, data_dir)
+  build = (f'`tfds build {name} --file_format=array_record --data_dir={where}` ({name} first needs '
+           f'ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in {where}/downloads/manual)')
+  folders = 'set dataset.root to a folder holding train/<class>/*.JPEG and val/<class>/*.JPEG'
   try:
     source = builder.as_data_source(split=split, decoders={'image': tfds.decode.SkipDecoding()})
   except Exception as e:  # noqa: BLE001
-    raise DataError(
-        f'tfds {name!r} split {split!r} cannot be read with random access ({e}). Prepare it with '
-        f'`tfds build {name} --file_format=array_record` (manual download for imagenet2012), or set '
-        'dataset.root to a folder holding train/ and val/ class folders') from e
+    if not _is_prepared(builder):  # tfds's own message would name a dataset folder that is not there
+      raise DataError(f'dataset.root is unset and tfds {name!r} is not prepared in {_describe_dir(where)}, the '
+                      "data_dir tfds reads (dataset.data_dir, or tfds's default when that is unset); either "
+                      f'prepare it there with {build}, or {folders}') from e
+    raise DataError(f'tfds {name!r} in {where} cannot be read with random access ({_one_line(e)}); '
+                    f'either rebuild it there with {build}, or {folders}') from e
+  try:
+    num_classes = int(builder.info.features['label'].num_classes)
+  except Exception:  # noqa: BLE001 - a dataset without a ClassLabel: the labels tell
+    num_classes = None
   labels = None
   cache = os.path.join(cache_dir, f'{name}_{split}_labels.npy') if cache_dir else None
   if cache and os.path.exists(cache):
@@ -265,20 +360,30 @@ def _tfds_records(name: str, data_dir: str | None, split: str, cache_dir: str | 
     if cache:
       os.makedirs(cache_dir, exist_ok=True)
       np.save(cache, labels)
-  return Split(labels=labels, records=source)
+  return Split(labels=labels, records=source), num_classes
 
 
 def load_imagenet(cfg, cache_dir: str | None = None) -> Source:
   root = cfg.get('root') or None
+  num_classes = int(cfg.get('num_classes') or 1000)
+  setting = f'dataset.num_classes={num_classes}' if cfg.get('num_classes') else 'dataset.num_classes=0 (1000)'
   if root:
     train, classes = load_image_folder(os.path.join(root, 'train'))
+    found, what = len(classes), f'{os.path.join(root, "train")} has {len(classes)} class folders'
+    subset = 'the full dataset' if found < num_classes else 'a dataset'
+    subset = f'point dataset.root at {subset} with {num_classes} class folders in train/ and val/'
+    if found != num_classes:  # checked before val/ is listed: a wrong root fails here, at once
+      raise DataError(f'{what} but {setting}; {subset}, or set dataset.num_classes={found} along with '
+                      f'scenario.base and scenario.step that fit {found} classes')
     test, _ = load_image_folder(os.path.join(root, 'val'), classes)
   else:  # tfds; a missing or tfrecord-only preparation fails in _tfds_records with the fix
-    train = _tfds_records('imagenet2012', cfg.get('data_dir') or None, 'train', cache_dir)
-    test = _tfds_records('imagenet2012', cfg.get('data_dir') or None, 'validation', cache_dir)
-  num_classes = int(cfg.get('num_classes') or 1000)
-  if train.labels.max() >= num_classes:
-    raise DataError(f'the training set has {train.labels.max() + 1} classes but dataset.num_classes={num_classes}')
+    train, found = _tfds_records('imagenet2012', cfg.get('data_dir') or None, 'train', cache_dir)
+    test, _ = _tfds_records('imagenet2012', cfg.get('data_dir') or None, 'validation', cache_dir)
+    found = found or int(train.labels.max()) + 1
+    if found != num_classes:
+      raise DataError(f'tfds imagenet2012 has {found} classes but {setting}; set dataset.num_classes={found} '
+                      f'(with scenario.base and scenario.step that fit), or set dataset.root to train/ and val/ '
+                      f'folders holding {num_classes} classes')
   return Source('imagenet', num_classes, train, test, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                 augment=cfg.get('augment') or 'imagenet', image_size=int(cfg.get('image_size') or 224))
 
@@ -316,6 +421,18 @@ def check_image(split: Split, i: int) -> str | None:
         im.load()
   except Exception as e:  # noqa: BLE001 - any decoder failure means the image is unusable
     return f'corrupt or unreadable image {split.describe(i)} ({type(e).__name__}: {e})'
+  return None
+
+
+def find_bad_image(split: Split, indices) -> str | None:
+  """The message of the first unreadable image among `indices`, else None: lets any pass that
+  tf.data failed in (training, evaluation, host-side passes) name the file to fix."""
+  if split.images is not None:
+    return None
+  for i in np.asarray(indices, np.int64).reshape(-1):
+    problem = check_image(split, int(i))
+    if problem:
+      return problem
   return None
 
 

@@ -44,6 +44,8 @@ def _shuffled_batches(indices: np.ndarray, batch: int, rng: np.random.RandomStat
 def _cycled_batches(indices: np.ndarray, batch: int, steps: int, rng: np.random.RandomState) -> np.ndarray:
   """`steps` batches drawn from reshuffled passes over `indices`: every exemplar equally often."""
   need = steps * batch
+  if need == 0:
+    return np.zeros((steps, batch), indices.dtype)
   passes = -(-need // len(indices))
   return np.concatenate([rng.permutation(indices) for _ in range(passes)])[:need].reshape(steps, batch)
 

@@ -1,11 +1,59 @@
-"""Method registry: name -> module with `make(config) -> Method` and `OPTIONS` (config.method defaults)."""
-from cil_jax.methods import bic, eeil, ft, icarl, il2m, joint, lucir, podnet, ssil
+"""Method registry: every method's config options (`config.method`) with their defaults, documented
+once here, and `get(name)` -> the method's module (`make(config) -> Method`), imported on demand.
 
-REGISTRY = {'ft': ft, 'ssil': ssil, 'icarl': icarl, 'il2m': il2m, 'eeil': eeil, 'bic': bic, 'joint': joint,
-            'podnet': podnet, 'lucir': lucir}
+This module imports nothing heavy, so configs load and are validated without JAX or TensorFlow.
+"""
+import importlib
+
+OPTIONS = {
+    'ssil': {'temperature': 2.0},        # T of the task-wise KD
+    'ft': {},
+    'joint': {},
+    'il2m': {},
+    'icarl': {
+        'temperature': 2.0,
+        'variant': 'ssil',               # 'ssil': CE + task-wise KD (SS-IL code base); 'original': sigmoid BCE
+        'nme': True,                     # evaluate by nearest class mean (False: the CNN head)
+        'nme_augment': True,             # class means on train-transform images (the SS-IL code base)
+    },
+    'eeil': {
+        'temperature': 2.0,
+        'bft_lr_factor': 0.1,            # balanced fine-tuning lr = main lr x this
+        'bft_epochs_factor': 0.75,       # balanced fine-tuning epochs (and milestones) = main x this
+    },
+    'bic': {
+        'temperature': 2.0,
+        'heldout_fraction': 0.2,         # share of the memory held out to train the bias layer
+    },
+    'lucir': {
+        'lambda_base': 10.0,             # less-forget weight λ_base; λ = λ_base·sqrt(old / new)
+        'margin': 0.5,                   # margin ranking margin
+        'k': 2,                          # hardest new-class negatives per old-class sample
+        'class_balanced_finetuning': False,  # the paper's CBF stage (never called in the SS-IL code base)
+        'cbf_epochs': 20,
+        'cbf_lr': 0.01,
+        'cbf_milestones': (10,),
+        'imprint_augment': False,        # imprint from train-transform features (False: test transform)
+    },
+    'podnet': {
+        'lambda_c': 8.0,                 # POD-spatial weight, divided by the number of stages
+        'lambda_f': 10.0,                # POD-flat weight
+        'adaptive_weights': False,       # True: both weights x sqrt(seen / new) (PODNet paper)
+        'pod_spatial_concat': False,     # True: PODNet paper's concatenated width+height pooling
+        'nca_margin': 0.6,
+        'proxies': 10,                   # K; must equal the lsc head's (models/heads.py)
+        'finetune_epochs': 20,           # classifier fine-tuning on the balanced set (t >= 1); 0 = none
+        'finetune_lr': 0.01,
+        'imprint_augment': True,         # KMeans on train-transform features (the reference's loader)
+        'nme': False,                    # evaluate by nearest class mean instead of the class scores
+        'nme_augment': True,             # NME means on train-transform features (the SS-IL code base)
+    },
+}
+NAMES = tuple(sorted(OPTIONS))
 
 
 def get(name: str):
-  if name not in REGISTRY:
-    raise ValueError(f'method.name={name!r} is unknown; choose one of {sorted(REGISTRY)}')
-  return REGISTRY[name]
+  """The module of method `name` (cil_jax/methods/<name>.py)."""
+  if name not in OPTIONS:
+    raise ValueError(f'method.name={name!r} is unknown; choose one of {list(NAMES)}')
+  return importlib.import_module(f'cil_jax.methods.{name}')

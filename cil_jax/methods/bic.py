@@ -24,8 +24,6 @@ import numpy as np
 from cil_jax.losses import NEG, blockwise_kd, cross_entropy
 from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, ce_phase, default_task_data, main_schedule
 
-OPTIONS = {'temperature': 2.0, 'heldout_fraction': 0.2}
-
 
 def apply_bias(logits, bias, block):
   """α·z + β on the classes of `block` (bool [C]); bias = (α, β)."""
@@ -118,4 +116,4 @@ def make(config) -> Method:
     return {'train': (new, mem), 'heldout': (val_new, val_mem)}
 
   return Method('bic', phases, predict=predict, task_data=task_data,
-                init_params=lambda c, t: {'bias': jnp.tile(jnp.array([[1.0, 0.0]], jnp.float32), (t, 1))})
+                init_params=lambda c, t: {'bias': jnp.tile(jnp.array([[1.0, 0.0]]), (t, 1))})  # default float

@@ -13,8 +13,6 @@ from cil_jax.losses import blockwise_kd, cross_entropy
 from cil_jax.methods.base import LossInputs, Method, Phase, ce_phase, default_task_data, main_schedule
 from cil_jax.methods.icarl import ce_kd_loss
 
-OPTIONS = {'temperature': 2.0, 'bft_lr_factor': 0.1, 'bft_epochs_factor': 0.75}
-
 
 def bft_loss(x: LossInputs, temperature: float):
   ce = cross_entropy(x.out['logits'], x.batch['label'], x.classes.seen).mean()

@@ -6,8 +6,6 @@ With memory.size=0 this is the no-memory lower bound.
 """
 from cil_jax.methods.base import Method, ce_phase
 
-OPTIONS = {}
-
 
 def make(config) -> Method:
   def phases(t):

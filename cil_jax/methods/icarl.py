@@ -16,11 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax.losses import NEG, blockwise_kd, cross_entropy
+from cil_jax.losses import NEG, at_least_f32, blockwise_kd, cross_entropy
 from cil_jax.methods.base import LossInputs, Method, Phase, main_schedule, seen_cross_entropy
 from cil_jax.models.heads import l2_normalize
-
-OPTIONS = {'temperature': 2.0, 'variant': 'ssil', 'nme': True, 'nme_augment': True}
 
 
 def ce_kd_loss(x: LossInputs, temperature: float):
@@ -46,12 +44,13 @@ def normalize_rows(f):
 
 
 def class_means(features: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-  """μ_c = mean of the L2-normalised features of class c (zeros for classes without samples)."""
-  f = normalize_rows(features)
+  """μ_c = mean of the L2-normalised features of class c (zeros for classes without samples), summed
+  in float64, returned in the features' dtype (at least float32)."""
+  f = normalize_rows(at_least_f32(np.asarray(features)))
   sums = np.zeros((num_classes, f.shape[1]), np.float64)
   np.add.at(sums, labels, f)
   counts = np.bincount(labels, minlength=num_classes)[:, None]
-  return (sums / np.maximum(counts, 1)).astype(np.float32)
+  return (sums / np.maximum(counts, 1)).astype(f.dtype)
 
 
 def nme_scores(outputs, params, state, classes):
@@ -65,11 +64,13 @@ def nme_scores(outputs, params, state, classes):
 
 def update_class_means(ctx, augment: bool) -> dict:
   """Means over the new classes' training images + the old classes' exemplars (before the memory
-  update); old-class means are recomputed with the current model too."""
+  update); old-class means are recomputed with the current model too. Stored in the dtype the state
+  was created with (init_state), so it stays fixed for the run."""
   idx = np.concatenate([ctx.new_indices(), ctx.memory.indices])
   feats = ctx.outputs(idx, augment=augment)['features']
   means = class_means(feats, ctx.train_labels[idx], ctx.tasks.num_classes)
-  return dict(ctx.method_state, class_means=jnp.asarray(means))
+  dtype = ctx.method_state['class_means'].dtype
+  return dict(ctx.method_state, class_means=jnp.asarray(means, dtype))
 
 
 def make(config) -> Method:
@@ -91,4 +92,4 @@ def make(config) -> Method:
     return Method('icarl', phases)
   return Method('icarl', phases, predict=nme_scores,
                 after_task=lambda ctx: update_class_means(ctx, bool(opts.nme_augment)),
-                init_state=lambda c, t, d: {'class_means': jnp.zeros((c, d), jnp.float32)})
+                init_state=lambda c, t, d: {'class_means': jnp.zeros((c, d))})  # default float: f64 under x64

@@ -16,10 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax.losses import NEG
+from cil_jax.losses import NEG, at_least_f32
 from cil_jax.methods import ft
-
-OPTIONS = {}
 
 
 def rectified_probabilities(logits, init_mean, cur_mean, conf, classes):
@@ -57,9 +55,10 @@ def after_task(ctx) -> dict:
   t, tasks = ctx.t, ctx.tasks
   idx = np.concatenate([ctx.new_indices(), ctx.memory.indices])
   logits = ctx.outputs(idx, augment=True)['logits'][:, :tasks.end(t)]
-  probs = np.asarray(jax.nn.softmax(logits, axis=-1), np.float64)
+  probs = np.asarray(jax.nn.softmax(at_least_f32(logits), axis=-1), np.float64)
   stats = statistics(probs, ctx.train_labels[idx], t, tasks.start(t), tasks.end(t), ctx.method_state)
-  return {k: jnp.asarray(v, jnp.float32) for k, v in stats.items()}
+  # the state keeps the dtype init_state gave it (the default float: float64 under x64)
+  return {k: jnp.asarray(v, ctx.method_state[k].dtype) for k, v in stats.items()}
 
 
 def make(config):

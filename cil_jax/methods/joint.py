@@ -5,8 +5,6 @@ import numpy as np
 
 from cil_jax.methods.base import Method, ce_phase
 
-OPTIONS = {}
-
 
 def make(config) -> Method:
   def phases(t):

@@ -45,30 +45,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax.losses import NEG, cross_entropy
+from cil_jax.losses import NEG, at_least_f32, cross_entropy
 from cil_jax.methods.base import (LossInputs, Method, Optimizer, Phase, default_task_data, main_schedule,
                                   require_model_setup, seen_cross_entropy, with_head)
 from cil_jax.methods.eeil import with_balanced_set
 from cil_jax.methods.icarl import normalize_rows
 from cil_jax.models.heads import l2_normalize
 
-OPTIONS = {
-    'lambda_base': 10.0,                 # less-forget weight λ_base; λ = λ_base·sqrt(old / new)
-    'margin': 0.5,                       # margin ranking margin
-    'k': 2,                              # hardest new-class negatives per old-class sample
-    'class_balanced_finetuning': False,  # the paper's CBF stage (never called in the SS-IL code base)
-    'cbf_epochs': 20,
-    'cbf_lr': 0.01,
-    'cbf_milestones': (10,),
-    'imprint_augment': False,            # imprint from train-transform features (False: test transform)
-}
-
 
 # --- losses ------------------------------------------------------------------------------------
 
 def less_forget(features, old_features):
   """Per-sample 1 − cos(f, f_old) (CosineEmbeddingLoss with target 1, before its batch mean)."""
-  f, g = l2_normalize(features.astype(jnp.float32)), l2_normalize(old_features.astype(jnp.float32))
+  f, g = l2_normalize(at_least_f32(features)), l2_normalize(at_least_f32(old_features))
   return 1.0 - jnp.sum(f * g, axis=-1)
 
 
@@ -122,7 +111,9 @@ def cbf_trainable(params, classes):
 
 def imprint(weight: np.ndarray, features: np.ndarray, labels: np.ndarray, start: int, end: int) -> np.ndarray:
   """Weight [D, C] with columns [start, end) replaced by normalise(mean of the class's normalised
-  features) · mean norm of the columns [0, start); other columns unchanged."""
+  features) · mean norm of the columns [0, start); other columns unchanged. Computed in float64,
+  returned in the weight's dtype (at least float32)."""
+  dtype = at_least_f32(np.asarray(weight)).dtype
   w = np.array(weight, np.float64, copy=True)
   if start == 0:
     raise ValueError('imprinting needs old classes (task >= 1)')
@@ -134,7 +125,7 @@ def imprint(weight: np.ndarray, features: np.ndarray, labels: np.ndarray, start:
       raise ValueError(f'class {c} has no training image to imprint its weights from')
     mu = f[sel].mean(0)
     w[:, c] = mu / max(np.linalg.norm(mu), 1e-12) * norm
-  return w.astype(np.float32)
+  return w.astype(dtype)
 
 
 # --- the method --------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax.losses import NEG
+from cil_jax.losses import NEG, at_least_f32
 from cil_jax.input_pipeline.streams import stream_seed
 from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule, require_model_setup, with_head
 from cil_jax.methods.eeil import with_balanced_set
@@ -51,19 +51,6 @@ from cil_jax.methods.icarl import normalize_rows, nme_scores, update_class_means
 from cil_jax.models import heads
 from cil_jax.models.heads import l2_normalize
 
-OPTIONS = {
-    'lambda_c': 8.0,             # POD-spatial weight, divided by the number of stages
-    'lambda_f': 10.0,            # POD-flat weight
-    'adaptive_weights': False,   # True: both weights x sqrt(seen / new) (PODNet paper)
-    'pod_spatial_concat': False,  # True: PODNet paper's concatenated width+height pooling
-    'nca_margin': 0.6,
-    'proxies': 10,               # K; must equal the lsc head's (models/heads.py)
-    'finetune_epochs': 20,       # classifier fine-tuning on the balanced set (t >= 1); 0 = none
-    'finetune_lr': 0.01,
-    'imprint_augment': True,     # KMeans on train-transform features (the reference's loader)
-    'nme': False,                # evaluate by nearest class mean instead of the class scores
-    'nme_augment': True,         # NME means on train-transform features (the SS-IL code base)
-}
 
 KMEANS_N_INIT = 10
 
@@ -91,8 +78,8 @@ def pod_spatial(stages, old_stages, concat: bool = False):
   """Σ_stages batch-mean L2 distance of the normalised width/height pools of the squared outputs."""
   total = 0.0
   for h, g in zip(stages, old_stages):
-    h = jnp.square(h.astype(jnp.float32))
-    g = jnp.square(g.astype(jnp.float32))
+    h = jnp.square(at_least_f32(h))
+    g = jnp.square(at_least_f32(g))
     b = h.shape[0]
     # NHWC: summing over axis 2 pools the width ([B, H, C]); over axis 1 the height ([B, W, C])
     pools = [(h.sum(2).reshape(b, -1), g.sum(2).reshape(b, -1)), (h.sum(1).reshape(b, -1), g.sum(1).reshape(b, -1))]
@@ -105,7 +92,7 @@ def pod_spatial(stages, old_stages, concat: bool = False):
 
 def pod_flat(features, old_features):
   """‖f̂ − f̂_old‖² of the normalised features, batch mean."""
-  d = l2_normalize(features.astype(jnp.float32)) - l2_normalize(old_features.astype(jnp.float32))
+  d = l2_normalize(at_least_f32(features)) - l2_normalize(at_least_f32(old_features))
   return jnp.sum(d * d) / features.shape[0]
 
 
@@ -155,23 +142,26 @@ def finetune_trainable(params, classes):
 
 def kmeans_proxies(features: np.ndarray, k: int, seed: int) -> np.ndarray:
   """K proxies of one class: KMeans centres of its normalised features ([K, D]); with fewer than K
-  images, the normalised features repeated cyclically."""
+  images, the normalised features repeated cyclically. Computed in float64, returned in the features'
+  dtype (at least float32)."""
+  dtype = at_least_f32(np.asarray(features)).dtype
   f = normalize_rows(np.asarray(features, np.float64))
   if len(f) < k:
-    return f[np.arange(k) % len(f)].astype(np.float32)
+    return f[np.arange(k) % len(f)].astype(dtype)
   from sklearn.cluster import KMeans
   from sklearn.exceptions import ConvergenceWarning
   with warnings.catch_warnings():
     warnings.simplefilter('ignore', ConvergenceWarning)  # fewer distinct points than clusters
     km = KMeans(n_clusters=k, n_init=KMEANS_N_INIT, random_state=seed).fit(f)
-  return km.cluster_centers_.astype(np.float32)
+  return km.cluster_centers_.astype(dtype)
 
 
 def imprint(proxies: np.ndarray, features: np.ndarray, labels: np.ndarray, new_classes, k: int,
             seed: int, t: int) -> np.ndarray:
   """New proxies (rows c·K..c·K+K−1 of each new class c) from KMeans; other rows unchanged. The
-  centres are scaled by the mean norm of the old classes' proxies (rows below the first new class)."""
-  out = np.array(proxies, np.float32, copy=True)
+  centres are scaled by the mean norm of the old classes' proxies (rows below the first new class).
+  Returned in the proxies' dtype (at least float32)."""
+  out = at_least_f32(np.array(proxies, copy=True))
   first = min(new_classes)
   old = out[:first * k]
   norm = float(np.linalg.norm(old, axis=1).mean()) if len(old) else 1.0
@@ -226,10 +216,11 @@ def make(config) -> Method:
     idx = ctx.new_indices()
     feats = ctx.outputs(idx, augment=bool(opts['imprint_augment']), tag=7)['features']
     proxies = imprint(proxies, feats, ctx.train_labels[idx], new, k, int(config.seed), ctx.t)
-    return with_head(params, proxies=jnp.asarray(proxies), scale=jnp.ones((), jnp.float32)), ctx.method_state
+    scale = jnp.ones_like(params['model']['head']['scale'])   # keeps the parameter's dtype
+    return with_head(params, proxies=jnp.asarray(proxies), scale=scale), ctx.method_state
 
   if not opts['nme']:
     return Method('podnet', phases, task_data=with_balanced_set, before_task=before_task)
   return Method('podnet', phases, predict=nme_scores, task_data=with_balanced_set, before_task=before_task,
                 after_task=lambda ctx: update_class_means(ctx, bool(opts['nme_augment'])),
-                init_state=lambda c, t, d: {'class_means': jnp.zeros((c, d), jnp.float32)})
+                init_state=lambda c, t, d: {'class_means': jnp.zeros((c, d))})  # default float: f64 under x64

@@ -13,8 +13,6 @@ import jax.numpy as jnp
 from cil_jax.losses import blockwise_kd, masked_log_softmax
 from cil_jax.methods.base import LossInputs, Method, Phase, ce_phase, main_schedule
 
-OPTIONS = {'temperature': 2.0}
-
 
 def separated_cross_entropy(logits, labels, is_replay, old_mask, new_mask):
   """Per-sample CE: replay samples over old classes, new samples over new classes."""

@@ -1,2 +1,13 @@
-"""Model zoo: `create(name, num_classes, last_relu, dtype)`."""
-from cil_jax.models.resnet import MODELS, create  # noqa: F401
+"""Model zoo: `create(name, num_classes, last_relu, dtype, head)`.
+
+The names are listed here without importing Flax, so configs are validated before anything heavy
+is imported (tests check they match resnet.MODELS and heads.HEADS).
+"""
+NAMES = ('resnet18', 'resnet18_cifar', 'resnet32_cifar', 'resnet34', 'small_convnet')
+HEADS = ('cosine', 'linear', 'lsc')
+DTYPES = ('bfloat16', 'float32')
+
+
+def create(name: str, num_classes: int, last_relu: bool = True, dtype: str = 'float32', head: str = 'linear'):
+  from cil_jax.models import resnet
+  return resnet.create(name, num_classes, last_relu=last_relu, dtype=dtype, head=head)

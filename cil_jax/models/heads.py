@@ -16,10 +16,11 @@ import jax.numpy as jnp
 
 
 def torch_uniform(fan_in: int):
-  """PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+  """PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)), in the default float dtype unless given
+  (float32; float64 under x64, as the flax initialisers of η, the proxies and the scale)."""
   bound = 1.0 / jnp.sqrt(fan_in)
 
-  def init(key, shape, dtype=jnp.float32):
+  def init(key, shape, dtype=float):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
   return init
 

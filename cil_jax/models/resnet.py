@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Sequence
 
+from cil_jax.losses import at_least_f32
 from cil_jax.models import heads
 
 import flax.linen as nn
@@ -81,7 +82,7 @@ class ResNet(nn.Module):
           stages.append(x)
         if not last or self.last_relu:
           x = nn.relu(x)
-    features = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+    features = at_least_f32(jnp.mean(x, axis=(1, 2)))  # bfloat16 compute: float32 features
     return {**heads.create(self.head, self.num_classes)(features), 'features': features, 'stages': stages}
 
 
@@ -105,7 +106,7 @@ class SmallConvNet(nn.Module):
         x = nn.relu(x)
       if s < len(self.widths) - 1:
         x = nn.max_pool(x, (2, 2), (2, 2))
-    features = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+    features = at_least_f32(jnp.mean(x, axis=(1, 2)))  # bfloat16 compute: float32 features
     return {**heads.create(self.head, self.num_classes)(features), 'features': features, 'stages': stages}
 
 

@@ -1,0 +1,118 @@
+"""A workdir holds one experiment: its config, checkpoints, results and logs.
+
+A run may resume a workdir only with a config that gives the same results (`config_base.result_fields`);
+anything else is refused before any compute, and a refused or failed start writes nothing there. One
+process at a time holds the workdir (a lock file, released by the OS even when the process is killed).
+Light on purpose (no JAX, no TensorFlow): main.py checks a workdir before the heavy imports.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from cil_jax import config_base
+
+CONFIG = 'config.json'
+RESULTS = 'results.json'
+LOCK = 'lock'
+
+
+class WorkdirError(ValueError):
+  """The workdir cannot be used by this run; the message says why and what to do."""
+
+
+def _load_json(path: str) -> Any:
+  with open(path) as f:
+    return json.load(f)
+
+
+def holds_experiment(workdir: str) -> bool:
+  """True when a run has computed something here (a checkpoint or results)."""
+  ckpt = os.path.join(workdir, 'checkpoints')
+  has_ckpt = os.path.isdir(ckpt) and any(not n.startswith('.') for n in os.listdir(ckpt))
+  return has_ckpt or os.path.exists(os.path.join(workdir, RESULTS))
+
+
+def _show(value) -> str:
+  return json.dumps(value) if isinstance(value, (list, dict)) else repr(value)
+
+
+def check_compatible(config, workdir: str) -> None:
+  """Refuses a config that would give other results than the experiment the workdir holds."""
+  if not holds_experiment(workdir):
+    return
+  path = os.path.join(workdir, CONFIG)
+  if not os.path.exists(path):
+    raise WorkdirError(f'{workdir} holds checkpoints or results but no {CONFIG}, so its experiment is unknown; '
+                       'use a new --workdir (or delete this one to start over)')
+  try:
+    there = config_base.result_fields(_load_json(path))
+  except (OSError, ValueError) as e:
+    raise WorkdirError(f'{path} is unreadable ({e}); use a new --workdir') from e
+  here = config_base.result_fields(config)
+  differ = sorted(k for k in set(there) | set(here) if there.get(k, '<absent>') != here.get(k, '<absent>'))
+  if differ:
+    shown = ', '.join(f'{k} {_show(there.get(k, "<absent>"))} there, {_show(here.get(k, "<absent>"))} here'
+                      for k in differ[:6])
+    more = f' and {len(differ) - 6} more' if len(differ) > 6 else ''
+    raise WorkdirError(
+        f'{workdir} holds another experiment ({shown}{more}); use a new --workdir for this config, or rerun with '
+        f'the workdir\'s config to resume it (e.g. --config.{differ[0]}={_flag_value(there.get(differ[0]))})')
+
+
+def _flag_value(value) -> str:
+  if isinstance(value, list):
+    return ','.join(str(v) for v in value) if value else "''"
+  return str(value)
+
+
+def finished_summary(config, workdir: str) -> dict | None:
+  """The results of a finished run of this config in `workdir`, else None (read-only: works on a
+  read-only workdir)."""
+  path = os.path.join(workdir, RESULTS)
+  if not os.path.exists(path):
+    return None
+  check_compatible(config, workdir)
+  summary = _load_json(path)
+  if summary.get('num_tasks') is None or summary['tasks_done'] < summary['num_tasks']:
+    return None
+  return summary
+
+
+def write_config(config, workdir: str) -> None:
+  """The effective config, written once the run has started (so a refused start leaves no trace)."""
+  text = config.to_json_best_effort(indent=1)
+  atomic_write(os.path.join(workdir, CONFIG), text)
+
+
+def atomic_write(path: str, text: str) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+class Lock:
+  """An exclusive lock on the workdir for this process (fcntl; freed by the OS when the process dies)."""
+
+  def __init__(self, workdir: str):
+    import fcntl
+    self.path = os.path.join(workdir, LOCK)
+    self.file = open(self.path, 'a+')
+    try:
+      fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      self.file.seek(0)
+      owner = self.file.read().strip() or 'unknown'
+      self.file.close()
+      raise WorkdirError(f'another process (pid {owner}) is running in {workdir}; wait for it to finish, or stop '
+                         'it, or use another --workdir') from None
+    self.file.seek(0)
+    self.file.truncate()
+    self.file.write(str(os.getpid()))
+    self.file.flush()
+
+  def release(self) -> None:
+    if not self.file.closed:
+      self.file.close()  # closing frees the flock; the file stays (removing it could race a waiting process)

@@ -1,0 +1,174 @@
+"""Config files: the ImageNet configs against the SS-IL README commands (as its main.py runs them),
+the task-count argument, and errors a person can act on, fast."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cil_jax import config_base, methods
+from helpers import load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _ssil_main(epochs, schedule, gamma, lr, batch, ft_or_ssil, t):
+  """The reference main.py: trainers named ft/ssil get lr/(t+1) and, from task 1 on, epochs and
+  schedule // factor (default 4, and the README commands pass 4 where they pass it); the others
+  run the command's values every task."""
+  if ft_or_ssil:
+    lr = lr / (t + 1)
+    if t >= 1:
+      epochs, schedule = epochs // 4, tuple(m // 4 for m in schedule)
+  return dict(epochs=epochs, milestones=tuple(schedule), gamma=gamma, lr=lr, batch=batch)
+
+
+def _expected(method, t):
+  """(phase name, epochs, milestones, gamma, lr, batch, replay batch, cosine) per phase of task t,
+  written from the README commands and the reference trainers, not from our code."""
+  def main(name, *args, replay=0, ft_or_ssil=False):
+    p = _ssil_main(*args, ft_or_ssil=ft_or_ssil, t=t)
+    return (name, p['epochs'], p['milestones'], p['gamma'], p['lr'], p['batch'], replay, False)
+  if method == 'ssil':   # --replay-batch-size 32 --nepochs 100 --schedule 40 80 --gammas 0.1 0.1 (no --factor)
+    if t == 0:
+      return [main('base', 100, (40, 80), 0.1, 0.1, 128, ft_or_ssil=True)]
+    return [main('train', 100, (40, 80), 0.1, 0.1, 128, replay=32, ft_or_ssil=True)]
+  if method in ('ft', 'ft_nomem', 'il2m'):  # IL2M evaluates FT's models: FT's training
+    return [main('train', 100, (40, 80), 0.1, 0.1, 128, ft_or_ssil=True)]
+  if method == 'joint':  # no reference command: FT's epochs and factor, the base lr every task
+    p = _ssil_main(100, (40, 80), 0.1, 0.1, 128, True, t)
+    return [('train', p['epochs'], p['milestones'], 0.1, 0.1, 128, 0, False)]
+  if method == 'icarl':
+    return [main('base' if t == 0 else 'train', 60, (20, 30, 40, 50), 0.2, 0.1, 128)]
+  if method == 'eeil':  # balance_fine_tune: lr/10, int(nepochs * 3/4) epochs, the same schedule
+    first = main('base' if t == 0 else 'train', 40, (10, 20, 30), 0.1, 0.1, 128)
+    return [first] if t == 0 else [first, ('balanced_ft', 30, (10, 20, 30), 0.1, 0.01, 128, 0, False)]
+  if method == 'bic':  # bias stage: lr/100, 2 x nepochs, decay after epoch 2·m (i.e. from 2·m + 1)
+    first = main('base' if t == 0 else 'train', 100, (30, 60, 90), 0.1, 0.1, 256)
+    return [first] if t == 0 else [first, ('bias_correction', 200, (61, 121, 181), 0.1, 0.001, 256, 0, False)]
+  if method == 'lucir':  # --nepochs 90 --schedule 30 60
+    return [main('base' if t == 0 else 'train', 90, (30, 60), 0.1, 0.1, 128)]
+  if method == 'podnet':  # --lr 0.05 --batch-size 64, cosine over 90 epochs; 20 fine-tuning epochs at 0.01
+    first = ('base' if t == 0 else 'train', 90, (), 0.1, 0.05, 64, 0, True)
+    return [first] if t == 0 else [first, ('classifier_ft', 20, (), 0.1, 0.01, 64, 0, False)]
+  raise AssertionError(method)
+
+
+IMAGENET_METHODS = sorted(f[:-len('_imagenet.py')] for f in os.listdir(os.path.join(ROOT, 'configs'))
+                          if f.endswith('_imagenet.py'))
+
+
+@pytest.mark.parametrize('method', IMAGENET_METHODS)
+def test_imagenet_configs_run_the_readme_commands(method):
+  c = load_config(f'{method}_imagenet.py', None)
+  assert (c.dataset.name, c.dataset.num_classes, c.model.name) == ('imagenet', 1000, 'resnet18')
+  assert (c.scenario.base, c.scenario.step) == (100, 100)
+  assert c.memory.size == (0 if method in ('ft_nomem', 'joint') else 20000)
+  assert (c.train.momentum, c.train.weight_decay) == (0.9, 1e-4)
+  m = methods.get(c.method.name).make(c)
+  for t in (0, 1, 2):
+    got = [(p.name, p.epochs, tuple(p.milestones), p.gamma, p.lr, p.batch_size, p.replay_batch_size, p.cosine)
+           for p in m.phases(t)]
+    want = _expected(method, t)
+    assert len(got) == len(want), (method, t, got)
+    for g, w in zip(got, want):
+      assert g[:4] == w[:4] and g[5:] == w[5:], (method, t, g, w)
+      assert g[4] == pytest.approx(w[4], rel=1e-12), (method, t, g, w)
+
+
+def test_every_method_has_a_module_and_the_light_names_match_the_real_ones():
+  from cil_jax import models
+  from cil_jax.models import heads, resnet
+  assert sorted(resnet.MODELS) == sorted(models.NAMES)
+  assert sorted(heads.HEADS) == sorted(models.HEADS)
+  for name in methods.NAMES:
+    assert callable(methods.get(name).make)
+
+
+@pytest.mark.parametrize('config,classes', [('default.py', 10), ('ssil_fmnist.py', 10), ('ssil_cifar100.py', 100),
+                                            ('ssil_imagenet.py', 1000)])
+def test_task_argument_must_divide_the_classes(config, classes):
+  for tasks in (2, 5, 10):
+    c = load_config(config, f't{tasks}')
+    assert c.scenario.base == c.scenario.step == classes // tasks
+  for bad in [b for b in (3, 4, 6, 7, 30) if classes % b] + [classes + 1]:
+    with pytest.raises(ValueError, match=f't{bad} does not divide'):
+      load_config(config, f't{bad}')
+  with pytest.raises(ValueError, match='t0'):
+    load_config(config, 't0')
+
+
+def test_smoke_keeps_the_task_count_or_refuses():
+  c = load_config('ssil_imagenet.py', 'smoke')
+  assert c.dataset.num_classes // c.scenario.step == 2
+  c = load_config('ssil_imagenet.py', 't2,smoke')
+  assert c.dataset.num_classes // c.scenario.step == 2
+  c = load_config('ssil_imagenet.py', 't4,smoke')   # 4 tasks of the 4-class fixture
+  assert (c.dataset.num_classes, c.scenario.base, c.scenario.step) == (4, 1, 1)
+  with pytest.raises(ValueError, match='smoke'):
+    load_config('ssil_imagenet.py', 't5,smoke')
+  c = load_config('default.py', 't5,smoke')
+  assert c.scenario.base == c.scenario.step == 2
+
+
+def _main(*args, cwd=ROOT, env=None):
+  t0 = time.perf_counter()
+  r = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args], cwd=cwd, capture_output=True,
+                     text=True, timeout=300, env=env)
+  return r, time.perf_counter() - t0
+
+
+def _one_line_error(r):
+  assert r.returncode != 0
+  lines = [line for line in r.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1 and lines[0].startswith('error: ') and 'Traceback' not in r.stderr, r.stderr
+  return lines[0]
+
+
+@pytest.mark.parametrize('args,expect', [
+    (['--config.train.lrr=0.1'], ["'train.lrr'", "'train.lr'", 'train fields']),
+    (['--config.trian.lr=0.1'], ["'trian.lr'", "'train.lr'"]),
+    (['--config.method.temprature=3'], ["'method.temprature'", "'method.temperature'"]),
+    (['--config.train.lr=fast'], ['train.lr', 'fast']),
+    (['--config.train.epochs=0'], ['train.epochs=0']),
+    (['--config.method.name=icarl'], ['method.name', 'configs/icarl_fmnist.py']),
+    (['--config.model.name=resnet50'], ["model.name='resnet50' is unknown", 'resnet18']),
+    (['--config', 'configs/default.py:t3'], ['t3 does not divide']),
+    (['--config', 'configs/nowhere.py'], ['configs/nowhere.py']),
+])
+def test_config_errors_are_one_line_before_any_heavy_import(args, expect, tmp_path):
+  if args[0] != '--config':
+    args = ['--config', 'configs/default.py:smoke'] + args
+  r, seconds = _main(*args, '--workdir', str(tmp_path / 'w'))
+  line = _one_line_error(r)
+  for text in expect:
+    assert text in line, line
+  assert not os.path.exists(tmp_path / 'w')   # refused before anything is written
+  assert seconds < 4, f'{seconds:.1f} s: validation must not wait for JAX / TensorFlow imports'
+
+
+def test_configs_import_without_jax_or_tensorflow():
+  code = ('import sys; sys.path.insert(0, "."); from configs import lucir_imagenet; from cil_jax import config_base; '
+          'config_base.validate(lucir_imagenet.get_config("t5")); '
+          'heavy = [m for m in sys.modules if m.split(".")[0] in ("jax", "tensorflow", "flax", "optax")]; '
+          'assert not heavy, heavy')
+  r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+  assert r.returncode == 0, r.stderr
+
+
+def test_explicit_class_order_on_the_command_line():
+  from cil_jax import scenario
+  c = load_config('default.py', None)
+  order = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
+  c.scenario.class_order = ','.join(map(str, order))   # what --config.scenario.class_order=9,8,... gives
+  config_base.validate(c)
+  assert scenario.label_map(10, c.scenario.class_order, 0).tolist() == [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
+  c.scenario.class_order = '[1, 0, 2, 3, 4, 5, 6, 7, 8, 9]'
+  assert scenario.label_map(10, c.scenario.class_order, 0).tolist() == [1, 0, 2, 3, 4, 5, 6, 7, 8, 9]
+  c.scenario.class_order = '1,0,2'
+  with pytest.raises(ValueError, match='permutation of 0..9'):
+    scenario.label_map(10, c.scenario.class_order, 0)
+  c.scenario.class_order = 'sssil'
+  with pytest.raises(ValueError, match="'ssil'"):
+    config_base.validate(c)
