@@ -17,14 +17,19 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-config_flags.DEFINE_config_file('config', os.path.join(ROOT, 'configs', 'default.py'),
-                                'Experiment config file (file.py[:arg]).', lock_config=True)
-flags.DEFINE_string('workdir', None, 'Where checkpoints, results and TensorBoard logs go '
-                    '(default: runs/<config name>[_<arg>]).')
-flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (multi-host; the '
-                  'coordinator is taken from the environment, e.g. SLURM or TPU pods).')
+DEFAULT_CONFIG = os.path.join(ROOT, 'configs', 'default.py')
 FLAGS = flags.FLAGS
 _config_value = ''  # the --config value as given (file[:arg]), for the default workdir
+
+
+def _define_flags() -> None:
+  # After the light checks: config_flags reads sys.argv's --config.* overrides when defined.
+  config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Experiment config file (file.py[:arg]).',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Where checkpoints, results and TensorBoard logs go '
+                      '(default: runs/<config name>[_<arg>]).')
+  flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (multi-host; the '
+                    'coordinator is taken from the environment, e.g. SLURM or TPU pods).')
 
 
 def _config_arg(argv: list[str]) -> tuple[list[str], int | None]:
@@ -67,16 +72,21 @@ def _load_config_file(value: str):
   return module.get_config(arg or None)
 
 
+def _check_command_line(argv: list[str]) -> list[str]:
+  """argv with --config found from any directory, after checking its overrides name real fields."""
+  from cil_jax import config_base
+  global _config_value
+  argv, i = _config_arg(argv)
+  _config_value = (argv[i][len('--config='):] if argv[i].startswith('--config=') else argv[i]) if i is not None \
+      else DEFAULT_CONFIG
+  config_base.check_overrides(_load_config_file(_config_value), _overrides(argv))
+  return argv
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with every config error as one line that names the fix."""
   from cil_jax import config_base
   try:
-    argv, i = _config_arg(argv)
-    value = (argv[i][len('--config='):] if argv[i].startswith('--config=') else argv[i]) if i is not None \
-        else FLAGS['config'].default
-    global _config_value
-    _config_value = value
-    config_base.check_overrides(_load_config_file(value), _overrides(argv))
     rest = FLAGS(argv)
     config_base.validate(FLAGS.config)
   except (flags.Error, ValueError, TypeError) as e:
@@ -158,4 +168,9 @@ def main(argv):
 
 if __name__ == '__main__':
   sys.path.insert(0, ROOT)
+  try:
+    sys.argv = _check_command_line(sys.argv)
+  except (ValueError, TypeError) as e:
+    sys.exit(f'error: {e}')
+  _define_flags()
   app.run(main, flags_parser=_parse_flags)

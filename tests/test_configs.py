@@ -136,9 +136,12 @@ def _one_line_error(r):
     (['--config.model.name=resnet50'], ["model.name='resnet50' is unknown", 'resnet18']),
     (['--config', 'configs/default.py:t3'], ['t3 does not divide']),
     (['--config', 'configs/nowhere.py'], ['configs/nowhere.py']),
+    (['--no-config', '--config.train.lrr=0.1'], ["'train.lrr'"]),   # the default config file
 ])
 def test_config_errors_are_one_line_before_any_heavy_import(args, expect, tmp_path):
-  if args[0] != '--config':
+  if args[0] == '--no-config':
+    args = args[1:]
+  elif args[0] != '--config':
     args = ['--config', 'configs/default.py:smoke'] + args
   r, seconds = _main(*args, '--workdir', str(tmp_path / 'w'))
   line = _one_line_error(r)
