@@ -68,8 +68,13 @@ def _load_config_file(value: str):
   path, _, arg = value.partition(':')
   spec = importlib.util.spec_from_file_location('_config_file', path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  try:
+    spec.loader.exec_module(module)
+    return module.get_config(arg or None)
+  except (ValueError, TypeError):  # the config's own message (e.g. ":t3 does not divide ...")
+    raise
+  except Exception as e:  # noqa: BLE001 - a broken config file: one line naming it
+    raise ValueError(f'config file {path} failed: {type(e).__name__}: {e}') from e
 
 
 def _check_command_line(argv: list[str]) -> list[str]:
@@ -154,7 +159,7 @@ def main(argv):
       jax.distributed.initialize()
     train.train_and_evaluate(config, workdir)
   except KeyboardInterrupt:  # Ctrl-C before the training loop took over the signal (or a second one)
-    print('interrupted (Ctrl-C); what was saved stays: run the same command to resume', file=sys.stderr)
+    print('interrupted (Ctrl-C); checkpoints saved before stay: run the same command to resume', file=sys.stderr)
     sys.exit(130)
   except Exception as e:  # noqa: BLE001 - one clear line for what a person can fix, a traceback for bugs
     from cil_jax import train

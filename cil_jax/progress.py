@@ -28,9 +28,11 @@ class Progress:
     self._rate = None
     self._skip_next = True
 
-  def line(self, header: str, step: int, steps: int, images: int, metrics: dict, now: float | None = None) -> str:
-    """The text of one update: `header [bar] step/steps loss .. <terms> <img/s> <elapsed>`; loss terms
-    that do not fit in the width are left out (TensorBoard has them all)."""
+  def line(self, header: str, step: int, steps: int, images: int, metrics: dict, now: float | None = None,
+           extra: str = '') -> str:
+    """The text of one update: `header extra [bar] step/steps loss .. <terms> <img/s> <elapsed>`. What
+    does not fit in the width goes, in this order: loss terms but the loss (TensorBoard has them all),
+    the bar, `extra` (e.g. the lr)."""
     now = time.perf_counter() if now is None else now
     if images > self._last_images:  # a repeated update (end of epoch) keeps the last rate
       if not self._skip_next:  # the first interval after a pause holds a compile or a data warm-up
@@ -43,6 +45,8 @@ class Progress:
     count = f' {step}/{steps}'
     names = ['loss'] + sorted(k for k in metrics if k != 'loss')
     terms = [f' {k} {metrics[k]:.4g}' for k in names if k in metrics]
+    if extra and len(header) + 1 + len(extra) + len(count) + len(tail) + len(terms[0] if terms else '') <= self.width:
+      header = f'{header} {extra}'
     bar_width = max(0, min(10, self.width - len(header) - len(count) - len(tail) - len(terms[0] if terms else '') - 3))
     done = int(bar_width * step / max(steps, 1))
     text = f'{header} [{"#" * done}{"." * (bar_width - done)}]{count}' if bar_width else f'{header}{count}'
@@ -52,8 +56,8 @@ class Progress:
       text += term
     return (text + tail)[:self.width]
 
-  def update(self, header: str, step: int, steps: int, images: int, metrics: dict) -> None:
-    line = self.line(header, step, steps, images, metrics)
+  def update(self, header: str, step: int, steps: int, images: int, metrics: dict, extra: str = '') -> None:
+    line = self.line(header, step, steps, images, metrics, extra=extra)
     self.stream.write('\r\033[K' + line if self.tty else line + '\n')
     self.stream.flush()
 

@@ -42,6 +42,9 @@ class Cursor:
     return self.phase == 0 and self.epoch == 0 and self.step == 0
 
 
+AUGMENTED_PASS_BATCH = 256  # = the default eval.batch_size, which these passes used before
+
+
 class Preempted(Exception):
   """SIGTERM or SIGINT: the run saved a checkpoint at the current step and stops."""
 
@@ -279,6 +282,9 @@ class Run:
     del frame
     if self.preempted and signum == signal.SIGINT:  # a second Ctrl-C: stop now, without the save
       raise KeyboardInterrupt
+    if not self.preempted:
+      self.progress.message(f'{signal.Signals(signum).name}: saving a checkpoint at the next step, then stopping'
+                            + (' (Ctrl-C again stops at once)' if signum == signal.SIGINT else ''))
     self.preempted = signum
 
   def _run_task(self, t: int):
@@ -330,14 +336,14 @@ class Run:
       seed = streams.stream_seed(int(cfg.seed), t, p, epoch)
       plan = streams.make_plan(phase.stream, new_idx, mem_idx, phase.batch_size, phase.replay_batch_size, seed)
       if plan.steps == 0:
-        raise ValueError(f'task {t} phase {phase.name!r} has {len(new_idx) + len(mem_idx)} training examples, fewer '
+        raise ValueError(f'task {t + 1} phase {phase.name!r} has {len(new_idx) + len(mem_idx)} training examples, fewer '
                          f'than its batch of {phase.batch_size + phase.replay_batch_size}: lower train.batch_size '
                          'or use more data / a larger memory.size')
       start = self.cursor.step if (self.cursor.phase, self.cursor.epoch) == (p, epoch) else 0
       self.cursor = Cursor(t, p, epoch, start)
       lr = jax.device_put(jnp.asarray(phase.lr_at(epoch), jnp.float32), exp.replicated)
-      header = (f'task {t + 1}/{exp.tasks.num_tasks} {phase.name} ep {epoch + 1}/{phase.epochs} '
-                f'lr {phase.lr_at(epoch):.3g}')
+      header = f'task {t + 1}/{exp.tasks.num_tasks} {phase.name} ep {epoch + 1}/{phase.epochs}'
+      lr_text = f'lr {phase.lr_at(epoch):.3g}'
       batches = parallel.prefetch_to_device(exp.train_loader.train(plan, start).as_numpy_iterator(), exp.sharded)
       pending = pending_step = last_metrics = None
       self.progress.reset_rate(self.images_seen)
@@ -350,7 +356,7 @@ class Run:
           self.cursor.step = k + 1
           if log_every and (k + 1) % log_every == 0:
             if pending is not None:  # the previous interval's metrics are ready: no stall
-              self._log(header, pending_step, plan.steps, pending)
+              self._log(header, lr_text, pending_step, plan.steps, pending)
             pending, pending_step = metrics, k + 1
           last_metrics = metrics
           self._maybe_profile()
@@ -363,7 +369,7 @@ class Run:
       except tf.errors.OpError as e:
         self._raise_data_error(e, plan, k)
       if last_metrics is not None:  # one sync per epoch: the epoch's last step
-        self._log(header, plan.steps, plan.steps, last_metrics)
+        self._log(header, lr_text, plan.steps, plan.steps, last_metrics)
       last_epoch = epoch == phase.epochs - 1
       self.cursor = Cursor(t, p + 1, 0, 0) if last_epoch else Cursor(t, p, epoch + 1, 0)
       if last_epoch:  # a phase's own optimizer ends with it (and is not saved past it)
@@ -374,13 +380,13 @@ class Run:
       self.cursor = Cursor(t, p + 1, 0, 0)
       self.state = self.state.replace(phase_opt_state=())
 
-  def _log(self, header, step, steps, metrics):
+  def _log(self, header, lr_text, step, steps, metrics):
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
     if not np.isfinite(values['loss']):
-      raise FloatingPointError(f'loss is {values["loss"]} at {header.split(" lr ")[0]}, step {step}: training '
+      raise FloatingPointError(f'loss is {values["loss"]} at {header}, step {step}: training '
                                'diverged; lower train.lr (with a new --workdir: the lr is part of the experiment) '
                                'or check the data')
-    self.progress.update(header, step, steps, self.images_seen, values)
+    self.progress.update(header, step, steps, self.images_seen, values, extra=lr_text)
     if self.writer is not None:
       with self.writer.as_default(step=self.global_step):
         for key, v in values.items():
@@ -437,7 +443,11 @@ class Run:
   def outputs(self, indices: np.ndarray, augment: bool, seed: int) -> dict:
     """Inference-mode logits and features of training images (see TaskContext.outputs)."""
     exp = self.exp
-    plan, valid = streams.eval_plan(indices, int(self.cfg.eval.batch_size))
+    # In-memory augmentation is seeded per batch: an augmented pass uses a batch size of its own, so
+    # eval.batch_size (free to change on resume) cannot change its crops.
+    batch = AUGMENTED_PASS_BATCH if augment else int(self.cfg.eval.batch_size)
+    parallel.check_batch(batch, 'the host-side augmented pass batch')
+    plan, valid = streams.eval_plan(indices, batch)
     if augment:
       ds = exp.train_loader.train(streams.Plan(plan, np.zeros_like(valid), seed))
     else:
@@ -462,7 +472,7 @@ class Run:
                                b['label'], b['valid'], classes)
     row = metrics_lib.row_from_counts(np.asarray(jax.device_get(counts)), t)  # the one fetch of the evaluation
     if self.writer is not None:
-      with self.writer.as_default(step=t):
+      with self.writer.as_default(step=t + 1):  # tasks counted from 1, as in all output
         tf.summary.scalar('eval/top1_all_seen', row['top1_all'])
         tf.summary.scalar('eval/top5_all_seen', row['top5_all'])
         for key in ('old', 'new'):
@@ -524,6 +534,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     return done
   created = not os.path.exists(workdir)
   os.makedirs(workdir, exist_ok=True)
+  before = set(os.listdir(workdir))
   lock = workdir_lib.Lock(workdir) if jax.process_index() == 0 else None
   try:
     t0 = time.perf_counter()
@@ -532,10 +543,18 @@ def train_and_evaluate(config, workdir: str) -> dict:
       workdir_lib.write_config(config, workdir)
     summary = Run(exp).run()
   except BaseException:
-    if created and not workdir_lib.holds_experiment(workdir):  # nothing computed: leave no trace
+    if not workdir_lib.holds_experiment(workdir):  # nothing computed: leave no trace of this start
       if lock is not None:
         lock.release()
-      shutil.rmtree(workdir, ignore_errors=True)
+      if created:
+        shutil.rmtree(workdir, ignore_errors=True)
+      else:
+        for name in set(os.listdir(workdir)) - before:
+          path = os.path.join(workdir, name)
+          if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+          else:
+            os.remove(path)
     raise
   finally:
     if lock is not None:

@@ -28,9 +28,9 @@ def _load_json(path: str) -> Any:
 
 
 def holds_experiment(workdir: str) -> bool:
-  """True when a run has computed something here (a checkpoint or results)."""
+  """True when a run has computed something here (a committed checkpoint or results)."""
   ckpt = os.path.join(workdir, 'checkpoints')
-  has_ckpt = os.path.isdir(ckpt) and any(not n.startswith('.') for n in os.listdir(ckpt))
+  has_ckpt = os.path.isdir(ckpt) and any(n.isdigit() for n in os.listdir(ckpt))  # not Orbax's tmp folders
   return has_ckpt or os.path.exists(os.path.join(workdir, RESULTS))
 
 
@@ -51,14 +51,20 @@ def check_compatible(config, workdir: str) -> None:
   except (OSError, ValueError) as e:
     raise WorkdirError(f'{path} is unreadable ({e}); use a new --workdir') from e
   here = config_base.result_fields(config)
-  differ = sorted(k for k in set(there) | set(here) if there.get(k, '<absent>') != here.get(k, '<absent>'))
-  if differ:
-    shown = ', '.join(f'{k} {_show(there.get(k, "<absent>"))} there, {_show(here.get(k, "<absent>"))} here'
-                      for k in differ[:6])
-    more = f' and {len(differ) - 6} more' if len(differ) > 6 else ''
-    raise WorkdirError(
-        f'{workdir} holds another experiment ({shown}{more}); use a new --workdir for this config, or rerun with '
-        f'the workdir\'s config to resume it (e.g. --config.{differ[0]}={_flag_value(there.get(differ[0]))})')
+  absent = object()
+  differ = sorted(k for k in set(there) | set(here) if there.get(k, absent) != here.get(k, absent))
+  if not differ:
+    return
+  show = lambda v: 'absent' if v is absent else _show(v)  # noqa: E731
+  shown = ', '.join(f'{k} {show(there.get(k, absent))} there, {show(here.get(k, absent))} here' for k in differ[:6])
+  more = f' and {len(differ) - 6} more' if len(differ) > 6 else ''
+  if 'method.name' in differ:  # another method: only its own config files can resume it
+    back = f"the workdir's method config (configs/{there['method.name']}_*.py) and its settings"
+  else:
+    back = ' '.join(f'--config.{k}={_flag_value(there[k])}' for k in differ if k in there) or \
+        f'the config it was started with ({path})'
+  raise WorkdirError(f'{workdir} holds another experiment ({shown}{more}); use a new --workdir for this config, '
+                     f'or resume the workdir with {back}')
 
 
 def _flag_value(value) -> str:

@@ -175,3 +175,23 @@ def test_explicit_class_order_on_the_command_line():
   c.scenario.class_order = 'sssil'
   with pytest.raises(ValueError, match="'ssil'"):
     config_base.validate(c)
+
+
+def test_no_download_unless_asked():
+  assert config_base.base_config().dataset.download is False   # offline, a missing dataset fails at once
+
+
+def test_progress_line_fits_80_columns_keeps_the_loss_and_smooths_the_rate():
+  import io
+  from cil_jax.progress import Progress
+  p = Progress(io.StringIO())
+  metrics = {'loss': 0.123456, 'ce': 0.5, 'kd': 1.25, 'pod_flat': 0.1, 'pod_spatial': 0.3, 'nca': 1.0}
+  first = p.line('task 10/10 bias_correction ep 200/200', 1, 1234, 1000, metrics, now=p.start + 1, extra='lr 0.001')
+  assert ' - img/s ' in first   # the first interval after a pause holds the compile: no rate yet
+  p.line('task 10/10 bias_correction ep 200/200', 2, 1234, 2000, metrics, now=p.start + 2, extra='lr 0.001')
+  line = p.line('task 10/10 bias_correction ep 200/200', 3, 1234, 4000, metrics, now=p.start + 3, extra='lr 0.001')
+  assert len(line) <= 80 and 'loss 0.1235' in line and line.endswith(' 1,300 img/s 3s'), line  # 0.3·2000 + 0.7·1000
+  short = p.line('task 1/5 train ep 1/3', 12, 94, 5000, {'loss': 0.5, 'ce': 0.25, 'kd': 0.25}, now=p.start + 4,
+                 extra='lr 0.1')
+  assert short == 'task 1/5 train ep 1/3 lr 0.1 [#.........] 12/94 loss 0.5 ce 0.25 1,210 img/s 4s', short
+  assert len(short) <= 80   # 'kd 0.25' did not fit

@@ -1,7 +1,6 @@
 """A workdir owns its experiment: resuming with another config is refused before any compute, a
 refused or failed start writes nothing, one process at a time, finished runs only print; and the
 command line's signals and errors end with one clear line."""
-import errno
 import json
 import os
 import subprocess
@@ -56,6 +55,8 @@ def finished(tmp_path_factory, idx_dir):
     (['--config', 'configs/default.py:smoke', '--config.train.lr=0.05'], 'train.lr 0.1 there, 0.05 here'),
     (['--config', 'configs/default.py:smoke', '--config.seed=1'], 'seed 0 there, 1 here'),
     (['--config', 'configs/icarl_fmnist.py:smoke'], "method.name 'ssil' there, 'icarl' here"),
+    (['--config', 'configs/default.py:smoke', '--config.scenario.class_order=identity'],
+     "scenario.class_order 'ssil' there, 'identity' here"),
     (['--config', 'configs/default.py:t5,smoke', '--config.scenario.base=5', '--config.scenario.step=5'],
      'scenario.base 2 there, 5 here'),
 ])
@@ -65,6 +66,10 @@ def test_another_experiment_is_refused_before_any_compute_and_writes_nothing(fin
   r, seconds = _main(*args, f'--config.dataset.root={root}', '--workdir', w)
   line = _error(r)
   assert 'holds another experiment' in line and field in line and 'new --workdir' in line, line
+  if 'method.name' in field:
+    assert "resume the workdir with the workdir's method config (configs/ssil_*.py)" in line, line
+  elif 'train.lr' in field:
+    assert line.endswith('or resume the workdir with --config.train.lr=0.1'), line
   assert seconds < 4, f'{seconds:.1f} s: the refusal must come before the heavy imports'
   assert _tree(w) == before
 
@@ -152,4 +157,19 @@ def test_a_full_disk_is_one_line_even_when_wrapped():
   lines = r.stdout.splitlines()
   assert lines[0].startswith('error: no space left on the device (/w/checkpoints/7)') and 'resume' in lines[0], r.stderr
   assert lines[1] == 'None'   # a bug keeps its traceback
-  assert errno.ENOSPC
+
+
+def test_a_failed_start_in_an_existing_workdir_leaves_it_as_it_was(tmp_path):
+  w = tmp_path / 'existing'
+  w.mkdir()
+  (w / 'notes.txt').write_text('mine')
+  r, _ = _main('--config', 'configs/ssil_imagenet.py:smoke', f'--config.dataset.root={tmp_path}/nowhere',
+               '--workdir', str(w))
+  assert 'does not exist' in _error(r)
+  assert sorted(os.listdir(w)) == ['notes.txt']
+
+
+def test_an_explicit_class_order_from_the_command_line_is_checked(tmp_path, idx_dir):
+  r, _ = _main('--config', 'configs/default.py:smoke', f'--config.dataset.root={idx_dir}',
+               '--config.scenario.class_order=1,0,2', '--workdir', str(tmp_path / 'w'))
+  assert 'scenario.class_order must be a permutation of 0..9; got 3 entries' in _error(r)
