@@ -171,9 +171,6 @@ class Memory:
   def size(self) -> int:
     return int(self.counts.sum())
 
-  def labels(self) -> np.ndarray:
-    return np.repeat(np.arange(len(self.counts)), self.counts)
-
   def update(self, new_class_candidates: Sequence[np.ndarray], memory_size: int, total_classes: int,
              policy: str) -> 'Memory':
     """Adds the new classes (each an index list already in priority order) and re-cuts all sets."""

@@ -7,7 +7,6 @@ replay slots. Plans are pure functions of (seed, task, phase, epoch), so resumin
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -16,7 +15,7 @@ from cil_jax.input_pipeline import augment
 from cil_jax.input_pipeline.sources import Split
 
 # Stream kinds a method may ask for.
-STREAM_KINDS = ('new', 'mixed', 'new+replay', 'memory')
+STREAM_KINDS = ('new', 'mixed', 'new+replay')
 
 
 def stream_seed(seed: int, *keys: int) -> int:
@@ -53,8 +52,7 @@ def _cycled_batches(indices: np.ndarray, batch: int, steps: int, rng: np.random.
 def make_plan(kind: str, new: np.ndarray, memory: np.ndarray, batch: int, replay_batch: int,
               seed: int) -> Plan:
   """kind: 'new' (new data only), 'mixed' (new data + exemplars shuffled together),
-  'new+replay' (batch new + replay_batch exemplars per step; the epoch is set by the new data),
-  'memory' (exemplars only)."""
+  'new+replay' (batch new + replay_batch exemplars per step; the epoch is set by the new data)."""
   rng = np.random.RandomState(seed)
   if kind == 'new+replay' and len(memory) == 0:
     kind = 'new'
@@ -66,9 +64,6 @@ def make_plan(kind: str, new: np.ndarray, memory: np.ndarray, batch: int, replay
     is_mem = np.concatenate([np.zeros(len(new), bool), np.ones(len(memory), bool)])
     pos = _shuffled_batches(np.arange(len(pool)), batch, rng)
     return Plan(pool[pos], is_mem[pos], seed)
-  if kind == 'memory':
-    idx = _shuffled_batches(memory, batch, rng)
-    return Plan(idx, np.ones_like(idx, bool), seed)
   if kind == 'new+replay':
     cur = _shuffled_batches(new, batch, rng)
     rep = _cycled_batches(memory, replay_batch, cur.shape[0], rng)
@@ -185,7 +180,3 @@ class ImageLoader:
     ds = ds.map(lambda i, v: {'image': self._eval_image(i), 'label': tf.gather(self.labels, i), 'valid': v},
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return self._finish(ds.batch(batch, drop_remainder=True))
-
-
-def as_numpy(ds: tf.data.Dataset) -> Iterator[dict]:
-  return ds.as_numpy_iterator()
