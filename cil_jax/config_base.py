@@ -46,7 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'small_convnet'    # see models.NAMES
-  c.model.last_relu = True          # False for LUCIR / PODNet
+  c.model.last_relu = True          # LUCIR / PODNet set False (methods.REQUIRES)
   c.model.head = 'linear'           # linear | cosine (LUCIR) | lsc (PODNet): see models/heads.py
   c.model.dtype = 'float32'         # compute dtype: float32 | bfloat16 (params stay float32)
 
@@ -92,6 +92,9 @@ def set_method(config: ml_collections.ConfigDict, name: str, **options: Any) -> 
   if unknown:
     raise ValueError(f'method {name!r} has no option(s) {sorted(unknown)}; it has {sorted(defaults)}')
   config.method = ml_collections.ConfigDict(dict(name=name, **{**defaults, **options}))
+  for path, value in methods_lib.REQUIRES.get(name, {}).items():
+    section, field = path.split('.')
+    config[section][field] = value
 
 
 def parse_arg(arg: str | None) -> dict:
@@ -162,6 +165,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if isinstance(order, str) and not scenario.is_order_list(order) and order not in ('ssil', 'facil', 'identity'):
     raise ValueError(f"scenario.class_order={order!r} is unknown; choose 'ssil', 'facil', 'identity' or an "
                      "explicit order of all classes, e.g. --config.scenario.class_order=3,1,0,2")
+  needs = methods_lib.REQUIRES.get(config.method.name, {})
+  got = {path: config[path.split('.')[0]][path.split('.')[1]] for path in needs}
+  wrong = [path for path in needs if got[path] != needs[path]]
+  if wrong:
+    raise ValueError(f'{config.method.name} needs {", ".join(f"{p}={v!r}" for p, v in needs.items())} (got '
+                     f'{", ".join(f"{p}={got[p]!r}" for p in wrong)}); drop the override (set_method sets them) '
+                     f'or pass {" ".join(f"--config.{p}={needs[p]}" for p in wrong)}')
   expected = set(methods_lib.OPTIONS[config.method.name]) | {'name'}
   given = set(config.method.keys())
   if given != expected:

@@ -20,6 +20,7 @@ import tensorflow as tf
 from jax.experimental import multihost_utils
 
 from cil_jax import checkpoint as ckpt_lib
+from cil_jax import config_base
 from cil_jax import metrics as metrics_lib
 from cil_jax import methods as methods_lib
 from cil_jax import models, parallel, report, scenario
@@ -527,6 +528,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   its results (a read-only workdir is fine then); a start that fails before its first checkpoint
   leaves no trace in a workdir it created.
   """
+  config_base.validate(config)  # main.py did; a library caller gets the same one check
   done = workdir_lib.finished_summary(config, workdir)  # refuses another experiment's workdir
   if done is not None:
     Progress().message(f'{workdir} holds this finished run; its results:')

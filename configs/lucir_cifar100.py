@@ -7,6 +7,4 @@ from configs.cifar100_common import cifar100_config
 
 def get_config(arg=None):
   c = cifar100_config('lucir', arg)
-  c.model.head, c.model.last_relu = 'cosine', False
-  c.train.reset_optimizer_each_task = True
   return c

@@ -5,6 +5,4 @@ from configs.fmnist_common import fmnist_config
 
 def get_config(arg=None):
   c = fmnist_config('lucir', arg)
-  c.model.head, c.model.last_relu = 'cosine', False
-  c.train.reset_optimizer_each_task = True
   return c

@@ -14,8 +14,6 @@ from configs.imagenet_common import imagenet_config
 def get_config(arg=None):
   c, smoke = imagenet_config(arg)
   set_method(c, 'lucir')
-  c.model.head, c.model.last_relu = 'cosine', False
-  c.train.reset_optimizer_each_task = True
   c.train.lr = 0.1
   c.train.epochs, c.train.milestones, c.train.gamma = 90, (30, 60), 0.1
   c.train.batch_size = 128

@@ -6,8 +6,6 @@ from configs.cifar100_common import cifar100_config
 
 def get_config(arg=None):
   c = cifar100_config('podnet', arg)
-  c.model.head, c.model.last_relu = 'lsc', False
-  c.train.reset_optimizer_each_task = True
   c.train.lr = 0.05
   c.train.milestones = ()   # cosine annealing (the method's phases)
   if parse_arg(arg)['smoke']:

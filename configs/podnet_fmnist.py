@@ -7,8 +7,6 @@ from configs.fmnist_common import fmnist_config
 
 def get_config(arg=None):
   c = fmnist_config('podnet', arg)
-  c.model.head, c.model.last_relu = 'lsc', False
-  c.train.reset_optimizer_each_task = True
   c.train.lr = 0.05
   c.train.milestones = ()   # cosine annealing (the method's phases)
   if parse_arg(arg)['smoke']:

@@ -14,8 +14,6 @@ from configs.imagenet_common import imagenet_config
 def get_config(arg=None):
   c, smoke = imagenet_config(arg)
   set_method(c, 'podnet')
-  c.model.head, c.model.last_relu = 'lsc', False
-  c.train.reset_optimizer_each_task = True
   c.train.lr = 0.05
   c.train.epochs, c.train.milestones = 90, ()   # cosine annealing (the method's phases)
   c.train.batch_size = 64

@@ -137,6 +137,8 @@ def _one_line_error(r):
     (['--config', 'configs/default.py:t3'], ['t3 does not divide']),
     (['--config', 'configs/nowhere.py'], ['configs/nowhere.py']),
     (['--no-config', '--config.train.lrr=0.1'], ["'train.lrr'"]),   # the default config file
+    (['--config', 'configs/lucir_fmnist.py:smoke', '--config.model.head=linear'],
+     ["lucir needs model.head='cosine'", "(got model.head='linear')", 'pass --config.model.head=cosine']),
 ])
 def test_config_errors_are_one_line_before_any_heavy_import(args, expect, tmp_path):
   if args[0] == '--no-config':
@@ -195,3 +197,17 @@ def test_progress_line_fits_80_columns_keeps_the_loss_and_smooths_the_rate():
                  extra='lr 0.1')
   assert short == 'task 1/5 train ep 1/3 lr 0.1 [#.........] 12/94 loss 0.5 ce 0.25 1,210 img/s 4s', short
   assert len(short) <= 80   # 'kd 0.25' did not fit
+
+
+def test_a_method_sets_what_it_needs_from_the_model_and_optimizer():
+  c = config_base.base_config()
+  config_base.set_method(c, 'podnet')
+  assert (c.model.head, c.model.last_relu, c.train.reset_optimizer_each_task) == ('lsc', False, True)
+  config_base.validate(c)
+  c.train.reset_optimizer_each_task = False
+  with pytest.raises(ValueError, match=r"podnet needs model.head='lsc', model.last_relu=False, "
+                                       r"train.reset_optimizer_each_task=True \(got train.reset_optimizer_each_task=False\)"):
+    config_base.validate(c)
+  c = config_base.base_config()
+  config_base.set_method(c, 'ssil')   # no needs: the defaults stay
+  assert (c.model.head, c.model.last_relu, c.train.reset_optimizer_each_task) == ('linear', True, False)

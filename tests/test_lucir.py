@@ -195,19 +195,21 @@ def _base_config(**method_options):
   return config
 
 
-def test_make_needs_the_cosine_head_without_last_relu_and_a_fresh_optimizer():
+def test_lucir_needs_the_cosine_head_without_last_relu_and_a_fresh_optimizer():
+  """set_method sets them (methods.REQUIRES); the config check refuses an override of any."""
+  config_base.validate(_base_config())
   config = _base_config()
   config.model.head = 'linear'
   with pytest.raises(ValueError, match="model.head='cosine'"):
-    lucir.make(config)
+    config_base.validate(config)
   config = _base_config()
   config.model.last_relu = True
   with pytest.raises(ValueError, match='last_relu=False'):
-    lucir.make(config)
+    config_base.validate(config)
   config = _base_config()
   config.train.reset_optimizer_each_task = False
   with pytest.raises(ValueError, match='reset_optimizer_each_task=True'):
-    lucir.make(config)
+    config_base.validate(config)
 
 
 def _fake_params():

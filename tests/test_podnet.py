@@ -171,12 +171,12 @@ def test_phase_layout_and_config_checks():
       ('classifier_ft', None, 'balanced', True, 20, 0.01, False, ())
   assert ft.optimizer == Optimizer(momentum=0.0, weight_decay=1e-4)
   assert [p.name for p in podnet.make(_config(**{'memory.size': 0})).phases(2)] == ['train']
-  with pytest.raises(ValueError, match="model.head='lsc', model.last_relu=False"):
-    podnet.make(_config(**{'model.head': 'linear'}))
+  with pytest.raises(ValueError, match="model.head='lsc', model.last_relu=False"):   # methods.REQUIRES
+    config_base.validate(_config(**{'model.head': 'linear'}))
   with pytest.raises(ValueError, match='last_relu=False'):
-    podnet.make(_config(**{'model.last_relu': True}))
+    config_base.validate(_config(**{'model.last_relu': True}))
   with pytest.raises(ValueError, match='reset_optimizer_each_task=True'):
-    podnet.make(_config(**{'train.reset_optimizer_each_task': False}))
+    config_base.validate(_config(**{'train.reset_optimizer_each_task': False}))
   for name in ('podnet_imagenet.py', 'podnet_cifar100.py', 'podnet_fmnist.py'):
     c = _load(name, None)
     assert (c.model.head, c.model.last_relu, c.train.reset_optimizer_each_task, c.train.lr, c.train.batch_size) \

@@ -51,6 +51,15 @@ OPTIONS = {
 }
 NAMES = tuple(sorted(OPTIONS))
 
+# What a method needs from the rest of the config, applied by config_base.set_method and checked by
+# config_base.validate. LUCIR and PODNet: their own head, features without the last ReLU, and, as
+# their reference code, a fresh optimizer each task (the rows of classes not yet imprinted are held
+# still by masked updates; a momentum buffer carried over from earlier tasks would move them).
+REQUIRES = {
+    'lucir': {'model.head': 'cosine', 'model.last_relu': False, 'train.reset_optimizer_each_task': True},
+    'podnet': {'model.head': 'lsc', 'model.last_relu': False, 'train.reset_optimizer_each_task': True},
+}
+
 
 def get(name: str):
   """The module of method `name` (cil_jax/methods/<name>.py)."""

@@ -122,19 +122,6 @@ class Method:
   init_state: Callable = lambda num_classes, num_tasks, feature_dim: {}
 
 
-def require_model_setup(config, head: str, method: str) -> None:
-  """LUCIR and PODNet need their own head, features without the last ReLU and, as their reference
-  code, a fresh optimizer each task (the rows of classes not yet imprinted are held still by masked
-  updates; a momentum buffer carried over from earlier tasks would move them)."""
-  c = config
-  if c.model.head != head or c.model.last_relu or not c.train.reset_optimizer_each_task:
-    raise ValueError(f"{method} needs model.head={head!r}, model.last_relu=False and "
-                     f"train.reset_optimizer_each_task=True (got {c.model.head!r}, {c.model.last_relu}, "
-                     f"{c.train.reset_optimizer_each_task}); set them in the config (as configs/"
-                     f"{method.lower()}_*.py do) or pass --config.model.head={head} --config.model.last_relu=False "
-                     "--config.train.reset_optimizer_each_task=True")
-
-
 def with_head(params: dict, **arrays) -> dict:
   """params with some of the head's arrays replaced (imprinted weights, proxies, scale)."""
   head = dict(params['model']['head'], **arrays)

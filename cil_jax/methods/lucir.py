@@ -47,7 +47,7 @@ import numpy as np
 
 from cil_jax.losses import NEG, at_least_f32, cross_entropy
 from cil_jax.methods.base import (LossInputs, Method, Optimizer, Phase, default_task_data, main_schedule,
-                                  require_model_setup, seen_cross_entropy, with_head)
+                                  seen_cross_entropy, with_head)
 from cil_jax.methods.eeil import with_balanced_set
 from cil_jax.methods.icarl import normalize_rows
 from cil_jax.models.heads import l2_normalize
@@ -131,7 +131,6 @@ def imprint(weight: np.ndarray, features: np.ndarray, labels: np.ndarray, start:
 # --- the method --------------------------------------------------------------------------------
 
 def make(config) -> Method:
-  require_model_setup(config, 'cosine', 'LUCIR')
   opts = config.method
   lambda_base, margin, k = float(opts.lambda_base), float(opts.margin), int(opts.k)
   if k < 1:

@@ -45,7 +45,7 @@ import numpy as np
 
 from cil_jax.losses import NEG, at_least_f32
 from cil_jax.input_pipeline.streams import stream_seed
-from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule, require_model_setup, with_head
+from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule, with_head
 from cil_jax.methods.eeil import with_balanced_set
 from cil_jax.methods.icarl import normalize_rows, nme_scores, update_class_means
 from cil_jax.models import heads
@@ -173,7 +173,6 @@ def imprint(proxies: np.ndarray, features: np.ndarray, labels: np.ndarray, new_c
 # --- the method --------------------------------------------------------------------------------
 
 def make(config) -> Method:
-  require_model_setup(config, 'lsc', 'PODNet')
   opts = dict(config.method)
   k = int(opts['proxies'])
   if k != heads.LSCHead.proxies:
