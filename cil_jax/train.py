@@ -528,8 +528,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   its results (a read-only workdir is fine then); a start that fails before its first checkpoint
   leaves no trace in a workdir it created.
   """
-  config_base.validate(config)  # main.py did; a library caller gets the same one check
-  done = workdir_lib.finished_summary(config, workdir)  # refuses another experiment's workdir
+  config_base.validate(config)  # main.py did both checks already; a library caller gets the same ones
+  workdir_lib.check_compatible(config, workdir)  # refuses another experiment's workdir
+  done = workdir_lib.finished_summary(workdir)
   if done is not None:
     Progress().message(f'{workdir} holds this finished run; its results:')
     _print_summary(done)

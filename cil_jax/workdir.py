@@ -73,13 +73,12 @@ def _flag_value(value) -> str:
   return str(value)
 
 
-def finished_summary(config, workdir: str) -> dict | None:
-  """The results of a finished run of this config in `workdir`, else None (read-only: works on a
-  read-only workdir)."""
+def finished_summary(workdir: str) -> dict | None:
+  """The results of the finished run in `workdir` (check_compatible first), else None. Read-only:
+  works on a read-only workdir."""
   path = os.path.join(workdir, RESULTS)
   if not os.path.exists(path):
     return None
-  check_compatible(config, workdir)
   summary = _load_json(path)
   if summary.get('num_tasks') is None or summary['tasks_done'] < summary['num_tasks']:
     return None

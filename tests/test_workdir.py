@@ -173,3 +173,18 @@ def test_an_explicit_class_order_from_the_command_line_is_checked(tmp_path, idx_
   r, _ = _main('--config', 'configs/default.py:smoke', f'--config.dataset.root={idx_dir}',
                '--config.scenario.class_order=1,0,2', '--workdir', str(tmp_path / 'w'))
   assert 'scenario.class_order must be a permutation of 0..9; got 3 entries' in _error(r)
+
+
+def test_the_library_entry_point_refuses_another_experiment_mid_run(finished, tmp_path):
+  """train_and_evaluate (not only main.py) checks the workdir, also for a run killed before its
+  first results.json."""
+  import shutil
+  from cil_jax import train
+  from helpers import load_config
+  w, root, _ = finished
+  cut = tmp_path / 'unfinished'
+  shutil.copytree(w, cut)
+  (cut / 'results.json').unlink()
+  c = load_config('default.py', 'smoke', **{'dataset.root': root, 'train.lr': 0.05})
+  with pytest.raises(workdir_lib.WorkdirError, match='train.lr 0.1 there, 0.05 here'):
+    train.train_and_evaluate(c, str(cut))
