@@ -13,16 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def task_row(labels: np.ndarray, top5: np.ndarray, aware_pred: np.ndarray, task_of_class: np.ndarray,
-             task: int) -> dict:
-  """Accuracies after `task` from per-sample labels, top-5 predictions and task-aware predictions."""
-  hits = np.stack([top5[:, 0] == labels, (top5 == labels[:, None]).any(1), aware_pred == labels,
-                   np.ones(len(labels), bool)], axis=1)
-  sample_task = task_of_class[labels]
-  counts = np.stack([hits[sample_task == j].sum(0) for j in range(task + 1)])
-  return row_from_counts(counts, task)
-
-
 def row_from_counts(counts: np.ndarray, task: int) -> dict:
   """Accuracies after `task` from counts [tasks, 4] (top-1 hits, top-5 hits, task-aware hits,
   samples) per task of the sample's label, as the evaluation step accumulates them."""

@@ -190,7 +190,7 @@ class Run:
     self.exp = exp
     cfg = exp.config
     self.cfg = cfg
-    self.ckpt = ckpt_lib.Checkpointer(os.path.join(exp.workdir, 'checkpoints'), keep=int(cfg.checkpoint.keep))
+    self.ckpt = ckpt_lib.Checkpointer(os.path.join(exp.workdir, workdir_lib.CHECKPOINTS), keep=int(cfg.checkpoint.keep))
     self.state, self.method_state = exp.init_state()
     self.teacher = None
     self.memory = scenario.Memory.empty()
@@ -526,7 +526,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   A workdir holding another experiment is refused before anything runs; a finished run only prints
   its results (a read-only workdir is fine then); a start that fails before its first checkpoint
-  leaves no trace in a workdir it created.
+  removes what it wrote (and the workdir, if it made it).
   """
   config_base.validate(config)  # main.py did both checks already; a library caller gets the same ones
   workdir_lib.check_compatible(config, workdir)  # refuses another experiment's workdir
@@ -549,15 +549,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if not workdir_lib.holds_experiment(workdir):  # nothing computed: leave no trace of this start
       if lock is not None:
         lock.release()
+      for name in set(os.listdir(workdir)) - before:
+        path = os.path.join(workdir, name)
+        if os.path.isdir(path):
+          shutil.rmtree(path, ignore_errors=True)
+        else:
+          os.remove(path)
       if created:
-        shutil.rmtree(workdir, ignore_errors=True)
-      else:
-        for name in set(os.listdir(workdir)) - before:
-          path = os.path.join(workdir, name)
-          if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-          else:
-            os.remove(path)
+        os.rmdir(workdir)
     raise
   finally:
     if lock is not None:

@@ -15,6 +15,7 @@ from cil_jax import config_base
 
 CONFIG = 'config.json'
 RESULTS = 'results.json'
+CHECKPOINTS = 'checkpoints'
 LOCK = 'lock'
 
 
@@ -29,7 +30,7 @@ def _load_json(path: str) -> Any:
 
 def holds_experiment(workdir: str) -> bool:
   """True when a run has computed something here (a committed checkpoint or results)."""
-  ckpt = os.path.join(workdir, 'checkpoints')
+  ckpt = os.path.join(workdir, CHECKPOINTS)
   has_ckpt = os.path.isdir(ckpt) and any(n.isdigit() for n in os.listdir(ckpt))  # not Orbax's tmp folders
   return has_ckpt or os.path.exists(os.path.join(workdir, RESULTS))
 
