@@ -37,7 +37,7 @@ import numpy as np
 from cil_jax import methods as methods_lib
 from cil_jax import models, parallel
 from cil_jax.config_base import base_config, set_method
-from cil_jax.methods.base import Classes
+from cil_jax.methods.api import Classes, Optimizer
 from cil_jax.scenario import Tasks
 from cil_jax.step import TrainState, make_optimizer, make_train_step, normalizer
 
@@ -89,9 +89,9 @@ def bench_train_step(method: str = 'ssil', model: str = 'resnet18', image_size: 
   mesh = parallel.make_mesh()
   replicated, sharded = parallel.shardings(mesh)
   net = models.create(model, num_classes, last_relu=True, dtype=dtype)
-  tx = make_optimizer(config.train.momentum, config.train.weight_decay)
+  tx = make_optimizer(Optimizer(momentum=float(config.train.momentum), weight_decay=float(config.train.weight_decay)))
   normalize = normalizer((0.5,) * channels, (0.25,) * channels)
-  step_fn = make_train_step(net, phase, tx, normalize, replicated, sharded)
+  step_fn = make_train_step(net, phase.step, tx, normalize, replicated, sharded)
 
   variables = jax.jit(lambda k: net.init(k, jnp.zeros((1, side, side, channels)), train=False))(
       jax.random.PRNGKey(seed))
@@ -100,7 +100,7 @@ def bench_train_step(method: str = 'ssil', model: str = 'resnet18', image_size: 
   feature_dim = jax.eval_shape(lambda v: net.apply(v, jnp.zeros((1, side, side, channels)), train=False),
                                variables)['features'].shape[-1]
   method_state = jax.device_put(method.init_state(num_classes, tasks.num_tasks, feature_dim), replicated)
-  teacher = state.teacher_copy() if phase.teacher is not None else None
+  teacher = state.teacher_copy() if phase.step.teacher is not None else None
   classes = Classes.for_task(tasks, 1)
   lr = jax.device_put(jnp.asarray(0.01, jnp.float32), replicated)
   rng = np.random.RandomState(seed + jax.process_index())

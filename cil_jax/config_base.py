@@ -125,6 +125,18 @@ def classes_per_task(num_classes: int, tasks: int, what: str) -> int:
   return num_classes // tasks
 
 
+def shrink_to_smoke(c: ml_collections.ConfigDict, *, max_per_class: int, memory: int, batch_size: int,
+                    replay_batch_size: int, eval_batch_size: int) -> None:
+  """The `:smoke` version of a protocol: a few images per class, one epoch without milestones, tiny
+  batches, a log line per step; the rest (method, model, scenario) stays that of the full config."""
+  c.dataset.max_per_class = max_per_class
+  c.memory.size = memory
+  c.train.epochs, c.train.milestones = 1, ()
+  c.train.batch_size, c.train.replay_batch_size = batch_size, replay_batch_size
+  c.eval.batch_size = eval_batch_size
+  c.log_every_steps = 1
+
+
 def check_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]) -> None:
   """Command-line overrides (dotted field -> value) must name existing fields; `method.name` cannot
   be switched there, since the config file sets that method's options and schedule."""
@@ -159,8 +171,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   choice('model.name', config.model.name, models.NAMES)
   choice('model.dtype', config.model.dtype, models.DTYPES)
   choice('model.head', config.model.head, models.HEADS)
-  choice('memory.policy', config.memory.policy, ('fixed', 'growing'))
-  choice('memory.selection', config.memory.selection, ('random', 'herding'))
+  choice('memory.policy', config.memory.policy, scenario.POLICIES)
+  choice('memory.selection', config.memory.selection, scenario.SELECTIONS)
   order = config.scenario.class_order
   if isinstance(order, str) and not scenario.is_order_list(order) and order not in ('ssil', 'facil', 'identity'):
     raise ValueError(f"scenario.class_order={order!r} is unknown; choose 'ssil', 'facil', 'identity' or an "

@@ -18,6 +18,15 @@ class ScenarioError(ValueError):
 
 # --- class order -------------------------------------------------------------------------------
 
+POLICIES = ('fixed', 'growing')       # memory.policy: see per_class_sizes
+SELECTIONS = ('random', 'herding')    # memory.selection: see random_priority / herding_priority
+
+
+def stream_seed(seed: int, *keys: int) -> int:
+  """A 31-bit seed derived from the run seed and (task, phase, epoch, ...)."""
+  return int(np.random.SeedSequence([seed & 0xFFFFFFFF, *keys]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
 def label_map(num_classes: int, class_order, seed: int) -> np.ndarray:
   """Returns `m` with m[original] = incremental label.
 
@@ -108,10 +117,8 @@ def per_class_sizes(memory_size: int, seen: int, total_classes: int, policy: str
   """
   if policy == 'fixed':
     bpc = math.ceil(memory_size / seen)
-  elif policy == 'growing':
+  else:  # 'growing' (POLICIES; the config check allows no other)
     bpc = math.ceil(memory_size / total_classes)
-  else:
-    raise ScenarioError(f"memory.policy={policy!r} is unknown; use 'fixed' or 'growing'")
   sizes = np.full(seen, bpc, dtype=np.int64)
   if previous is not None and len(previous):
     sizes[:len(previous)] = np.minimum(sizes[:len(previous)], previous)
@@ -211,3 +218,29 @@ def herding_priority(class_indices: np.ndarray, features: np.ndarray, k: int) ->
     chosen[i], taken[j] = j, True
     running += f[j]
   return class_indices[chosen]
+
+
+def facil_holdout(train_by_class: Sequence[np.ndarray], tasks: Tasks, fraction: float,
+                  seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+  """FACIL's validation split (datasets/memory_dataset.get_data), for every task at once:
+  (validation indices per task, remaining training indices per class).
+
+  For each task, for each of its classes in order: k = round(n · fraction) of the class's n training
+  images (file order; np.round, half to even) drawn by Python's `random.sample` from a generator
+  seeded with `seed` and shared by all tasks and classes in that order, as FACIL's
+  `random.seed(seed)` then get_data (nothing else draws from Python's `random` before it there).
+  A task's validation set lists each class's drawn images in decreasing file position, as FACIL
+  appends them."""
+  import random
+  rng = random.Random(seed)
+  val_by_task, remaining = [], [np.asarray(c) for c in train_by_class]
+  for t in range(tasks.num_tasks):
+    parts = []
+    for c in range(tasks.start(t), tasks.end(t)):
+      members = np.asarray(train_by_class[c])
+      picks = rng.sample(range(len(members)), int(np.round(len(members) * fraction)))
+      chosen = np.sort(np.asarray(picks, np.int64))[::-1]
+      parts.append(members[chosen])
+      remaining[c] = np.delete(members, chosen)
+    val_by_task.append(np.concatenate(parts) if parts else np.zeros(0, np.int64))
+  return val_by_task, remaining

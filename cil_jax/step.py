@@ -28,11 +28,31 @@ class TrainState:
     return jax.tree.map(jnp.copy, {'params': self.params, 'batch_stats': self.batch_stats})
 
 
-def make_optimizer(momentum: float, weight_decay: float) -> optax.GradientTransformation:
-  """PyTorch SGD: coupled weight decay (added to the gradient, all parameters), then momentum
-  (no dampening, no Nesterov). The learning rate is applied in the step so it can change per epoch
-  without touching the optimizer state."""
-  return optax.chain(optax.add_decayed_weights(weight_decay), optax.trace(decay=momentum, nesterov=False))
+def clip_by_global_norm_torch(max_norm: float) -> optax.GradientTransformation:
+  """PyTorch clip_grad_norm_: g · min(1, max_norm / (‖g‖ + 1e-6)), ‖g‖ over all gradients."""
+  def update(updates, state, params=None):
+    del params
+    norm = optax.global_norm(updates)
+    scale = jnp.minimum(1.0, max_norm / (norm + 1e-6))
+    return jax.tree.map(lambda g: g * scale.astype(g.dtype), updates), state
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def make_optimizer(spec) -> optax.GradientTransformation:
+  """The update direction of an `api.Optimizer`; the step applies p -= lr · update, so the lr can
+  change per epoch or step (and per parameter group) without touching the optimizer state.
+
+  sgd:   coupled weight decay (added to the gradient, all parameters), then momentum (no dampening,
+         no Nesterov), as PyTorch SGD.
+  adamw: Adam's bias-corrected m̂/(sqrt(v̂)+eps) plus wd·p: with the lr outside, p − lr·(m̂/(…) + wd·p)
+         is PyTorch AdamW's decoupled decay p·(1 − lr·wd) − lr·m̂/(…) (and optax.adamw's update).
+  """
+  parts = [] if spec.clip_norm is None else [clip_by_global_norm_torch(float(spec.clip_norm))]
+  if spec.kind == 'adamw':
+    parts += [optax.scale_by_adam(b1=spec.b1, b2=spec.b2, eps=spec.eps), optax.add_decayed_weights(spec.weight_decay)]
+  else:
+    parts += [optax.add_decayed_weights(spec.weight_decay), optax.trace(decay=spec.momentum, nesterov=False)]
+  return optax.chain(*parts)
 
 
 def normalizer(mean, std) -> Callable:
@@ -50,29 +70,39 @@ def _apply_mask(updates, mask):
   return jax.tree.map(lambda u, m: u if m is True else u * jnp.asarray(m, u.dtype), updates, mask)
 
 
-def make_train_step(model, phase, tx, normalize, replicated, sharded):
+def _scaled_updates(params, updates, lr, groups):
+  """p − lr · u; with parameter groups, lr is a dict {group: lr} and `groups(params)` names each leaf's."""
+  if groups is None:
+    return jax.tree.map(lambda p, u: p - lr * u, params, updates)
+  return jax.tree.map(lambda p, u, g: p - lr[g] * u, params, updates, groups(params))
+
+
+def _teacher_outputs(model, teacher, images):
+  teacher_vars = {'params': teacher['params']['model'], 'batch_stats': teacher['batch_stats']}
+  return jax.lax.stop_gradient(model.apply(teacher_vars, images, train=False))
+
+
+def make_train_step(model, spec, tx, normalize, replicated, sharded):
   """step(state, teacher, batch, classes, lr, method_state) -> (state, metrics); state is donated.
 
-  `phase` decides: the loss, whether a teacher runs (inference mode, same augmented batch), BN mode,
-  which parameters move (`phase.trainable`) and which optimizer state is used.
+  `spec` (an api.Step) decides: the loss, whether a teacher runs (inference mode, same augmented
+  batch), BN mode, which parameters move (`spec.trainable`), which optimizer state is used and the
+  parameter groups of a per-group lr.
   """
-  from cil_jax.methods.base import LossInputs
-  uses_teacher = phase.teacher is not None
-  own_optimizer = phase.optimizer is not None
+  from cil_jax.methods.api import LossInputs
+  uses_teacher = spec.teacher is not None
+  own_optimizer = spec.optimizer is not None
 
   def step(state: TrainState, teacher, batch, classes, lr, method_state):
     images = normalize(batch['image'])
-    teacher_out = None
-    if uses_teacher:
-      teacher_vars = {'params': teacher['params']['model'], 'batch_stats': teacher['batch_stats']}
-      teacher_out = jax.lax.stop_gradient(model.apply(teacher_vars, images, train=False))
-    mask = phase.trainable(state.params, classes) if phase.trainable is not None else None
+    teacher_out = _teacher_outputs(model, teacher, images) if uses_teacher else None
+    mask = spec.trainable(state.params, classes) if spec.trainable is not None else None
 
     def objective(params):
       if mask is not None:
         params = _freeze(params, mask)
       variables = {'params': params['model'], 'batch_stats': state.batch_stats}
-      if phase.bn_train:
+      if spec.bn_train:
         out, updates = model.apply(variables, images, train=True, mutable=['batch_stats'])
         batch_stats = updates['batch_stats']
       else:
@@ -80,7 +110,7 @@ def make_train_step(model, phase, tx, normalize, replicated, sharded):
       inputs = LossInputs(out=out, teacher=teacher_out, params=params,
                           teacher_params=teacher['params'] if uses_teacher else None,
                           batch=batch, classes=classes, state=method_state)
-      loss, metrics = phase.loss(inputs)
+      loss, metrics = spec.loss(inputs)
       return loss, (batch_stats, metrics)
 
     (loss, (batch_stats, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
@@ -88,7 +118,7 @@ def make_train_step(model, phase, tx, normalize, replicated, sharded):
     updates, opt_state = tx.update(grads, opt_state, state.params)
     if mask is not None:
       updates = _apply_mask(updates, mask)
-    params = jax.tree.map(lambda p, u: p - lr * u, state.params, updates)
+    params = _scaled_updates(state.params, updates, lr, spec.groups)
     if own_optimizer:
       new_state = state.replace(params=params, batch_stats=batch_stats, phase_opt_state=opt_state)
     else:
@@ -99,6 +129,26 @@ def make_train_step(model, phase, tx, normalize, replicated, sharded):
   return jax.jit(step, donate_argnums=(0,),
                  in_shardings=(replicated, replicated, batch_sharding, replicated, replicated, replicated),
                  out_shardings=(replicated, replicated))
+
+
+def make_loss_step(model, spec, normalize):
+  """loss(total, params, batch_stats, teacher, batch, classes, method_state) -> total + n · loss: the
+  step's loss on one batch in inference mode (no gradient, BN statistics untouched), weighted by its
+  batch size n, summed on the device over a validation set (FACIL's eval: Σ_b n_b·loss_b / N).
+  Shardings follow the inputs: full batches sharded, a last partial batch replicated."""
+  from cil_jax.methods.api import LossInputs
+  uses_teacher = spec.teacher is not None
+
+  def step(total, params, batch_stats, teacher, batch, classes, method_state):
+    images = normalize(batch['image'])
+    out = model.apply({'params': params['model'], 'batch_stats': batch_stats}, images, train=False)
+    inputs = LossInputs(out=out, teacher=_teacher_outputs(model, teacher, images) if uses_teacher else None,
+                        params=params, teacher_params=teacher['params'] if uses_teacher else None,
+                        batch=batch, classes=classes, state=method_state)
+    loss, _ = spec.loss(inputs)
+    return total + loss.astype(jnp.float32) * batch['label'].shape[0]
+
+  return jax.jit(step, donate_argnums=(0,))
 
 
 def make_eval_step(model, predict, normalize, replicated, sharded):

@@ -3,10 +3,10 @@
 lr 0.1, batch 128 (SS-IL: + 32 replay). Method-specific stages (EEIL's balanced fine-tuning, BiC's
 bias correction) take their length from these epochs as in their reference code.
 `:smoke` shrinks it to seconds; `:t5` etc. and `:m<N>` as everywhere."""
-from cil_jax.config_base import base_config, classes_per_task, parse_arg, set_method
+from cil_jax.config_base import base_config, classes_per_task, parse_arg, set_method, shrink_to_smoke
 
 
-def fmnist_config(method: str, arg=None, **method_options):
+def fmnist_config(method: str, arg=None, smoke_memory: int = 200, **method_options):
   opts = parse_arg(arg)
   c = base_config()
   c.dataset.name = 'fashion_mnist'
@@ -18,10 +18,6 @@ def fmnist_config(method: str, arg=None, **method_options):
   c.train.epochs, c.train.milestones, c.train.gamma = 3, (2,), 0.1
   c.train.batch_size, c.train.replay_batch_size = 128, 32
   if opts['smoke']:
-    c.dataset.max_per_class = 64
-    c.memory.size = 200 if opts['memory'] is None else opts['memory']
-    c.train.epochs, c.train.milestones = 1, ()
-    c.train.batch_size, c.train.replay_batch_size = 32, 8
-    c.eval.batch_size = 64
-    c.log_every_steps = 1
+    shrink_to_smoke(c, max_per_class=64, memory=smoke_memory if opts['memory'] is None else opts['memory'],
+                    batch_size=32, replay_batch_size=8, eval_batch_size=64)
   return c

@@ -4,5 +4,4 @@ from configs.fmnist_common import fmnist_config
 
 
 def get_config(arg=None):
-  c = fmnist_config('lucir', arg)
-  return c
+  return fmnist_config('lucir', arg)

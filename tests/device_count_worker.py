@@ -9,7 +9,7 @@ import numpy as np
 from cil_jax import models, parallel
 from cil_jax.config_base import base_config, set_method
 from cil_jax.methods import ssil
-from cil_jax.methods.base import Classes
+from cil_jax.methods.api import Classes, Optimizer
 from cil_jax.scenario import Tasks
 from cil_jax.step import TrainState, make_optimizer, make_train_step, normalizer
 
@@ -20,13 +20,13 @@ def main(out_path):
   config.train.batch_size, config.train.replay_batch_size = 16, 8
   phase = ssil.make(config).phases(1)[0]
   model = models.create('small_convnet', 10)
-  tx = make_optimizer(0.9, 1e-4)
+  tx = make_optimizer(Optimizer(momentum=0.9, weight_decay=1e-4))
   replicated, sharded = parallel.shardings(parallel.make_mesh())
   variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)), train=False)
   params = {'model': variables['params'], 'method': {}}
   state = jax.device_put(TrainState(params, variables['batch_stats'], tx.init(params), ()), replicated)
   teacher = state.teacher_copy()
-  step = make_train_step(model, phase, tx, normalizer((0.3,), (0.35,)), replicated, sharded)
+  step = make_train_step(model, phase.step, tx, normalizer((0.3,), (0.35,)), replicated, sharded)
   classes = Classes.for_task(Tasks(10, 2, 2), 1)
   rng = np.random.RandomState(0)
   losses = []

@@ -32,3 +32,35 @@ def check_summary(summary, tasks):
   for v in summary['top1_all']:
     assert 0 <= v <= 100
   np.testing.assert_allclose(summary['average_incremental_top1'], np.mean(summary['top1_all']))
+
+
+def train_setup(spec, num_classes=9, head='linear', last_relu=True, main_optimizer=None, method_params=None):
+  """The model -> train state -> jitted step setup of a step spec (api.Step) on the small conv net
+  (28x28x1 inputs), as the engine builds it: the step's own optimizer (fresh phase state) or the
+  main one (default api.Optimizer()). Returns a namespace: model, variables, tx, state, step,
+  replicated, sharded, normalize."""
+  import types
+
+  import jax
+  import jax.numpy as jnp
+
+  from cil_jax import models, parallel
+  from cil_jax.methods.api import Optimizer
+  from cil_jax.step import TrainState, make_optimizer, make_train_step, normalizer
+  model = models.create('small_convnet', num_classes, last_relu=last_relu, head=head)
+  v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)), train=False)
+  main_tx = make_optimizer(main_optimizer or Optimizer())
+  tx = main_tx if spec.optimizer is None else make_optimizer(spec.optimizer)
+  params = {'model': v['params'], 'method': method_params or {}}
+  state = TrainState(params, v['batch_stats'], main_tx.init(params), tx.init(params) if spec.optimizer else ())
+  replicated, sharded = parallel.shardings(parallel.make_mesh())
+  normalize = normalizer((0.3,), (0.3,))
+  step = make_train_step(model, spec, tx, normalize, replicated, sharded)
+  return types.SimpleNamespace(model=model, variables=v, tx=tx, state=state, step=step, replicated=replicated,
+                               sharded=sharded, normalize=normalize)
+
+
+def fake_batch(seed=0):
+  """8 random 28x28x1 images, labels 5 6 0 1 2 3 4 6, no replay slot."""
+  return {'image': np.random.RandomState(seed).randint(0, 255, (8, 28, 28, 1)).astype(np.uint8),
+          'label': np.array([5, 6, 0, 1, 2, 3, 4, 6], np.int32), 'replay': np.zeros(8, bool)}

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from cil_jax import config_base, methods
+from cil_jax.schedules import Cosine
 from helpers import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,8 +69,8 @@ def test_imagenet_configs_run_the_readme_commands(method):
   assert (c.train.momentum, c.train.weight_decay) == (0.9, 1e-4)
   m = methods.get(c.method.name).make(c)
   for t in (0, 1, 2):
-    got = [(p.name, p.epochs, tuple(p.milestones), p.gamma, p.lr, p.batch_size, p.replay_batch_size, p.cosine)
-           for p in m.phases(t)]
+    got = [(p.name, p.schedule.epochs, tuple(getattr(p.schedule, 'milestones', ())), getattr(p.schedule, 'gamma', 0.1),
+            p.schedule.lr0, p.batch_size, p.replay_batch_size, isinstance(p.schedule, Cosine)) for p in m.phases(t)]
     want = _expected(method, t)
     assert len(got) == len(want), (method, t, got)
     for g, w in zip(got, want):

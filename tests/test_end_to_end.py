@@ -137,15 +137,18 @@ def test_corrupt_images_outside_the_training_loop_are_named(imagenet_dir, tmp_pa
   (root / 'val' / 'n00000001' / 'n00000001_2.JPEG').write_bytes(b'not a jpeg')
   (root / 'train' / 'n00000003' / 'n00000003_4.JPEG').write_bytes(b'not a jpeg either')
   c = _config('ssil_imagenet.py', **{'dataset.root': str(root)})
-  run = train.Run(train.Experiment(c, str(tmp_path / 'w')))
+  exp = train.Experiment(c, str(tmp_path / 'w'))
+  state, method_state = exp.init_state()
   with pytest.raises(sources.DataError, match=r'n00000001_2\.JPEG .*\(read during evaluation\); remove or replace'):
-    run._evaluate(1, train.Classes.for_task(run.exp.tasks, 1))   # all classes seen
-  everything = np.arange(len(run.exp.train_labels))
+    exp.evaluator.test_accuracy(state, method_state, 1, train.Classes.for_task(exp.tasks, 1), 8)  # all seen
+  everything = np.arange(len(exp.train_labels))
   with pytest.raises(sources.DataError, match=r'n00000003_4\.JPEG .*\(read during a pass over training images\)'):
-    run.outputs(everything, augment=False, seed=0)
+    exp.evaluator.outputs(state, everything, augment=False, seed=0, eval_batch=8)
   with pytest.raises(sources.DataError, match=r'n00000003_4\.JPEG'):
-    run.outputs(everything, augment=True, seed=0)
-  run.ckpt.close()
+    exp.evaluator.outputs(state, everything, augment=True, seed=0, eval_batch=8)
+  with pytest.raises(sources.DataError, match=r'n00000003_4\.JPEG .*\(read during validation\)'):
+    exp.evaluator.validation_loss(exp.method.phases(0)[0].step, state, None, method_state,
+                                  train.Classes.for_task(exp.tasks, 0), everything, everything[:0], 8)
 
 
 def test_a_task_without_test_images_is_an_error_before_training(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 
 from cil_jax import metrics, models, parallel
 from cil_jax.losses import NEG
-from cil_jax.methods.base import Classes
+from cil_jax.methods.api import Classes
 from cil_jax.scenario import Tasks
 from cil_jax.step import make_eval_step, normalizer
 

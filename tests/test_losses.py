@@ -4,7 +4,8 @@ import numpy as np
 
 from cil_jax.losses import blockwise_kd, cross_entropy
 from cil_jax.methods import ssil
-from cil_jax.methods.base import Classes, LossInputs, seen_cross_entropy
+from cil_jax.methods.api import Classes, LossInputs
+from cil_jax.methods.shared import seen_cross_entropy
 from cil_jax.scenario import Tasks
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from cil_jax import config_base, train
 from cil_jax.methods import lucir
-from cil_jax.methods.base import Classes, LossInputs, Optimizer
+from cil_jax.methods.api import Classes, LossInputs, Optimizer
 from cil_jax.scenario import Tasks
-from helpers import check_summary as _check, load_config as _config
+from helpers import check_summary as _check, fake_batch, load_config as _config, train_setup
 
 from test_losses import np_log_softmax
 
@@ -150,7 +150,7 @@ def test_before_task_imprints_the_new_classes_from_their_training_images():
   feats_of = RNG.randn(36, D).astype(np.float32)     # a fixed feature per training image
   calls = []
 
-  def outputs(idx, augment=False, tag=0):
+  def outputs(idx, augment=False, stream=None):
     calls.append((np.asarray(idx).copy(), augment))
     return {'features': feats_of[idx], 'logits': np.zeros((len(idx), 9), np.float32)}
 
@@ -225,13 +225,14 @@ def _columns(lo, hi):
 def test_phase_layout_and_trainable_masks():
   config = _base_config()
   p0 = lucir.make(config).phases(0)
-  assert [(p.name, p.teacher, p.data, p.epochs, p.lr, p.milestones) for p in p0] == [
+  assert [(p.name, p.step.teacher, p.data, p.schedule.epochs, p.schedule.lr0, p.schedule.milestones) for p in p0] == [
       ('base', None, 'train', 40, 0.1, (10, 20, 30))]
   for t, (lo, hi) in {1: (3, 5), 2: (5, 7), 3: (7, 9)}.items():
     phases = lucir.make(config).phases(t)
-    assert [(p.name, p.teacher, p.data, p.bn_train, p.epochs, p.lr, p.optimizer) for p in phases] == [
+    assert [(p.name, p.step.teacher, p.data, p.step.bn_train, p.schedule.epochs, p.schedule.lr0, p.step.optimizer)
+            for p in phases] == [
         ('train', 'task_start', 'train', True, 40, 0.1, None)]          # lr not divided by t + 1
-    mask = phases[0].trainable(_fake_params(), Classes.for_task(Tasks(9, 3, 2), t))
+    mask = phases[0].step.trainable(_fake_params(), Classes.for_task(Tasks(9, 3, 2), t))
     np.testing.assert_array_equal(mask['model']['head']['weight'], _columns(lo, hi))
     assert mask['model']['head']['eta'] is True and mask['model']['conv1']['kernel'] is True
   # class-balanced fine-tuning: head weight columns of all seen classes, plain SGD lr 0.01, x0.1 at 10
@@ -239,10 +240,11 @@ def test_phase_layout_and_trainable_masks():
   phases = lucir.make(config).phases(2)
   ft = phases[1]
   assert [p.name for p in phases] == ['train', 'balanced_ft']
-  assert (ft.teacher, ft.data, ft.bn_train, ft.epochs, ft.lr, ft.milestones, ft.gamma) == (
+  assert (ft.step.teacher, ft.data, ft.step.bn_train, ft.schedule.epochs, ft.schedule.lr0, ft.schedule.milestones,
+          ft.schedule.gamma) == (
       None, 'balanced', True, 20, 0.01, (10,), 0.1)
-  assert ft.optimizer == Optimizer(momentum=0.0, weight_decay=1e-4)
-  mask = ft.trainable(_fake_params(), Classes.for_task(Tasks(9, 3, 2), 2))
+  assert ft.step.optimizer == Optimizer(momentum=0.0, weight_decay=1e-4)
+  mask = ft.step.trainable(_fake_params(), Classes.for_task(Tasks(9, 3, 2), 2))
   np.testing.assert_array_equal(mask['model']['head']['weight'], _columns(0, 7))
   assert mask['model']['head']['eta'] is False and mask['model']['conv1']['kernel'] is False
   assert len(lucir.make(config).phases(0)) == 1
@@ -251,19 +253,8 @@ def test_phase_layout_and_trainable_masks():
 
 
 def _step_setup(phase):
-  from cil_jax import models, parallel
-  from cil_jax.step import TrainState, make_optimizer, make_train_step, normalizer
-  model = models.create('small_convnet', 9, last_relu=False, head='cosine')
-  v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)), train=False)
-  opt = phase.optimizer or Optimizer()
-  tx = make_optimizer(opt.momentum, opt.weight_decay)
-  params = {'model': v['params'], 'method': {}}
-  rep, sh = parallel.shardings(parallel.make_mesh())
-  state = TrainState(params, v['batch_stats'], tx.init(params), tx.init(params) if phase.optimizer else ())
-  step = make_train_step(model, phase, tx, normalizer((0.3,), (0.3,)), rep, sh)
-  batch = {'image': np.random.RandomState(0).randint(0, 255, (8, 28, 28, 1)).astype(np.uint8),
-           'label': np.array([5, 6, 0, 1, 2, 3, 4, 6], np.int32), 'replay': np.zeros(8, bool)}
-  return state, step, batch
+  s = train_setup(phase.step, last_relu=False, head='cosine')
+  return s.state, s.step, fake_batch()
 
 
 def test_train_step_freezes_old_columns_bit_identically():

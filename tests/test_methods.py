@@ -4,9 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax.methods import bic, eeil, icarl, il2m
-from cil_jax.methods.base import Classes, LossInputs, Optimizer
+from cil_jax.methods import bic, eeil, icarl, il2m, shared
+from cil_jax.methods.api import Classes, LossInputs, Optimizer
 from cil_jax.scenario import Tasks
+from helpers import fake_batch, train_setup
 
 from test_losses import np_kl_batchmean, np_log_softmax
 
@@ -30,7 +31,7 @@ Y = np.array([5, 6, 0, 4, 2, 6])
 
 
 def test_icarl_ce_kd_loss():
-  loss, m = icarl.ce_kd_loss(_x(Z, ZT, Y, C2), 2.0)
+  loss, m = shared.ce_kd_loss(_x(Z, ZT, Y, C2), 2.0)
   ce = -np_log_softmax(Z[:, :7])[np.arange(6), Y].mean()
   kd = np_kl_batchmean(ZT[:, 0:3], Z[:, 0:3], 2.0) + np_kl_batchmean(ZT[:, 3:5], Z[:, 3:5], 2.0)
   np.testing.assert_allclose([float(m['ce']), float(m['kd']), float(loss)], [ce, kd, ce + kd], rtol=1e-5)
@@ -49,13 +50,13 @@ def test_icarl_original_bce_loss():
 def test_nme_class_means_and_scores():
   feats = RNG.randn(10, 4).astype(np.float32)
   labels = np.array([0, 0, 1, 1, 1, 2, 3, 3, 4, 4])
-  means = icarl.class_means(feats, labels, 9)
+  means = shared.class_means(feats, labels, 9)
   fn = feats / np.linalg.norm(feats, axis=1, keepdims=True)
   for c in range(5):
     np.testing.assert_allclose(means[c], fn[labels == c].mean(0), rtol=1e-5)   # not re-normalised
   assert (means[5:] == 0).all()
   q = RNG.randn(3, 4).astype(np.float32)
-  scores = np.asarray(icarl.nme_scores({'features': jnp.asarray(q)}, None, {'class_means': jnp.asarray(means)},
+  scores = np.asarray(shared.nme_scores({'features': jnp.asarray(q)}, None, {'class_means': jnp.asarray(means)},
                                        Classes.for_task(TASKS, 1)))
   qn = q / np.linalg.norm(q, axis=1, keepdims=True)
   want = -((qn[:, None] - means[None]) ** 2).sum(-1)
@@ -96,7 +97,7 @@ def test_eeil_bft_loss_distills_the_new_block_only():
 def test_eeil_balanced_set():
   memory = [np.arange(10, 16), np.arange(20, 24), np.arange(30, 35)]
   new = [np.arange(100, 150), np.arange(200, 230)]
-  n, o = eeil.balanced_set(memory, new)
+  n, o = shared.balanced_set(memory, new)
   assert o.tolist() == [10, 11, 12, 13, 20, 21, 22, 23, 30, 31, 32, 33]   # k = min = 4, first k
   assert n.tolist() == [100, 101, 102, 103, 200, 201, 202, 203]
 
@@ -154,25 +155,19 @@ def test_bic_heldout_split_remainder_from_the_largest_classes():
 def test_bic_main_phases_leave_the_bias_layers_alone():
   """The main optimizer's weight decay must not shrink α before its bias stage (the reference gives
   the bias layers their own optimizer): every bias row stays (1, 0) through base and main steps."""
-  from cil_jax import models, parallel
   from cil_jax.config_base import base_config, set_method
-  from cil_jax.step import TrainState, make_optimizer, make_train_step, normalizer
+  from cil_jax.step import make_train_step
   config = base_config()
   set_method(config, 'bic')
   method = bic.make(config)
-  model = models.create('small_convnet', 9)
-  v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)), train=False)
-  tx = make_optimizer(0.9, 0.5)                                       # large decay: any leak shows
   bias = jnp.tile(jnp.array([[1.0, 0.0]]), (4, 1))
-  params = {'model': v['params'], 'method': {'bias': bias}}
-  rep, sh = parallel.shardings(parallel.make_mesh())
-  state = TrainState(params, v['batch_stats'], tx.init(params), ())
-  batch = {'image': np.random.RandomState(0).randint(0, 255, (8, 28, 28, 1)).astype(np.uint8),
-           'label': np.array([5, 6, 0, 1, 2, 3, 4, 6], np.int32), 'replay': np.zeros(8, bool)}
+  s = train_setup(method.phases(0)[0].step, main_optimizer=Optimizer(momentum=0.9, weight_decay=0.5),  # large
+                  method_params={'bias': bias})                                                       # decay
+  state, batch = s.state, fake_batch()
   before = jax.tree.map(np.array, state.params)                     # copies: the step donates state
   for phase in (method.phases(0)[0], method.phases(2)[0]):
-    step = make_train_step(model, phase, tx, normalizer((0.3,), (0.3,)), rep, sh)
-    teacher = state.teacher_copy() if phase.teacher else None
+    step = make_train_step(s.model, phase.step, s.tx, s.normalize, s.replicated, s.sharded)
+    teacher = state.teacher_copy() if phase.step.teacher else None
     for _ in range(2):
       state, _ = step(state, teacher, batch, C2, jnp.float32(0.1), {})
   np.testing.assert_array_equal(np.asarray(state.params['method']['bias']), before['method']['bias'])
@@ -182,26 +177,17 @@ def test_bic_main_phases_leave_the_bias_layers_alone():
 
 def test_bias_correction_stage_trains_only_the_newest_bias_layer():
   """The BiC stage: backbone frozen (no change, BN statistics too), only bias row t moves."""
-  from cil_jax import models, parallel
   from cil_jax.config_base import base_config, set_method
-  from cil_jax.step import TrainState, make_optimizer, make_train_step, normalizer
   config = base_config()
   set_method(config, 'bic')
   config.train.batch_size = 8
   phase = bic.make(config).phases(2)[1]
-  assert phase.name == 'bias_correction' and not phase.bn_train and phase.data == 'heldout'
-  assert phase.optimizer == Optimizer(momentum=0.0, weight_decay=0.0)
-  model = models.create('small_convnet', 9)
-  v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)), train=False)
-  tx = make_optimizer(0.0, 0.0)
-  params = {'model': v['params'], 'method': {'bias': jnp.tile(jnp.array([[1.0, 0.0]]), (4, 1))}}
-  rep, sh = parallel.shardings(parallel.make_mesh())
-  state = TrainState(params, v['batch_stats'], tx.init(params), tx.init(params))
+  assert phase.name == 'bias_correction' and not phase.step.bn_train and phase.data == 'heldout'
+  assert phase.step.optimizer == Optimizer(momentum=0.0, weight_decay=0.0)
+  s = train_setup(phase.step, method_params={'bias': jnp.tile(jnp.array([[1.0, 0.0]]), (4, 1))})
+  state = s.state
   before = jax.tree.map(np.asarray, state)
-  step = make_train_step(model, phase, tx, normalizer((0.3,), (0.3,)), rep, sh)
-  batch = {'image': np.random.RandomState(0).randint(0, 255, (8, 28, 28, 1)).astype(np.uint8),
-           'label': np.array([5, 6, 0, 1, 2, 3, 4, 6], np.int32), 'replay': np.zeros(8, bool)}
-  state, _ = step(state, None, batch, C2, jnp.float32(0.1), {})
+  state, _ = s.step(state, None, fake_batch(), C2, jnp.float32(0.1), {})
   jax.tree.map(np.testing.assert_array_equal, before.params['model'], jax.tree.map(np.asarray, state.params['model']))
   jax.tree.map(np.testing.assert_array_equal, before.batch_stats, jax.tree.map(np.asarray, state.batch_stats))
   b = np.asarray(state.params['method']['bias'])
@@ -228,7 +214,8 @@ def test_stage_layout_of_each_method():
   for name, want in layouts.items():
     set_method(config, name)
     phases = methods.get(name).make(config).phases(1)
-    got = [(p.name, p.teacher, p.data, p.bn_train, p.epochs, round(p.lr, 6)) for p in phases]
+    got = [(p.name, p.step.teacher, p.data, p.step.bn_train, p.schedule.epochs, round(p.schedule.lr0, 6))
+           for p in phases]
     assert got == want, name
   set_method(config, 'bic')
-  assert methods.get('bic').make(config).phases(1)[1].milestones == (21, 41, 61)
+  assert methods.get('bic').make(config).phases(1)[1].schedule.milestones == (21, 41, 61)

@@ -9,7 +9,8 @@ import pytest
 
 from cil_jax import config_base, models, parallel, train
 from cil_jax.methods import podnet
-from cil_jax.methods.base import Classes, LossInputs, Optimizer
+from cil_jax.methods.api import Classes, LossInputs, Optimizer
+from cil_jax.schedules import Cosine
 from cil_jax.scenario import Tasks
 from cil_jax.step import TrainState, make_optimizer, make_train_step, normalizer
 from helpers import check_summary as _check, load_config as _load
@@ -159,17 +160,19 @@ def _config(**over):
 def test_phase_layout_and_config_checks():
   method = podnet.make(_config())
   (base,) = method.phases(0)
-  assert (base.name, base.teacher, base.data, base.bn_train, base.epochs, base.optimizer) == \
+  assert (base.name, base.step.teacher, base.data, base.step.bn_train, base.schedule.epochs, base.step.optimizer) == \
       ('base', None, 'train', True, 90, None)
   main, ft = method.phases(2)
-  assert (main.name, main.teacher, main.data, main.stream, main.bn_train, main.cosine, main.optimizer) == \
+  assert (main.name, main.step.teacher, main.data, main.stream, main.step.bn_train, isinstance(main.schedule, Cosine),
+          main.step.optimizer) == \
       ('train', 'task_start', 'train', 'mixed', True, True, None)      # the run's optimizer, reset each task
-  assert main.epochs == 90 and main.batch_size == 8
-  np.testing.assert_allclose([main.lr_at(0), main.lr_at(45), main.lr_at(89)],
+  assert main.schedule.epochs == 90 and main.batch_size == 8
+  np.testing.assert_allclose([main.schedule.lr(0), main.schedule.lr(45), main.schedule.lr(89)],
                              [0.05, 0.025, 0.05 * 0.5 * (1 + np.cos(np.pi * 89 / 90))])
-  assert (ft.name, ft.teacher, ft.data, ft.bn_train, ft.epochs, ft.lr, ft.cosine, ft.milestones) == \
+  assert (ft.name, ft.step.teacher, ft.data, ft.step.bn_train, ft.schedule.epochs, ft.schedule.lr0,
+          isinstance(ft.schedule, Cosine), ft.schedule.milestones) == \
       ('classifier_ft', None, 'balanced', True, 20, 0.01, False, ())
-  assert ft.optimizer == Optimizer(momentum=0.0, weight_decay=1e-4)
+  assert ft.step.optimizer == Optimizer(momentum=0.0, weight_decay=1e-4)
   assert [p.name for p in podnet.make(_config(**{'memory.size': 0})).phases(2)] == ['train']
   with pytest.raises(ValueError, match="model.head='lsc', model.last_relu=False"):   # methods.REQUIRES
     config_base.validate(_config(**{'model.head': 'linear'}))
@@ -208,11 +211,11 @@ def test_train_steps_freeze_what_each_phase_says():
   teacher = {'params': fresh(), 'batch_stats': _np(v['batch_stats'])}
   norm = normalizer((0.3,), (0.3,))
   # main phase: old (and future) proxies frozen exactly, new ones, scale and backbone move
-  tx = make_optimizer(0.9, 1e-4)
+  tx = make_optimizer(Optimizer(momentum=0.9, weight_decay=1e-4))
   state = TrainState(fresh(), jax.tree.map(jnp.asarray, teacher['batch_stats']), tx.init(fresh()), ())
   before = _np(state)
   lr = 0.05
-  step = make_train_step(model, main, tx, norm, rep, sh)
+  step = make_train_step(model, main.step, tx, norm, rep, sh)
   state, metrics = step(state, teacher, batch, C2, jnp.float32(lr), {})
   after = _np(state)
   p0, p1 = before.params['model']['head']['proxies'], after.params['model']['head']['proxies']
@@ -236,10 +239,10 @@ def test_train_steps_freeze_what_each_phase_says():
   np.testing.assert_allclose(p1[50:70], p0[50:70] - lr * (g[50:70] + 1e-4 * p0[50:70]), rtol=1e-4, atol=1e-6)
 
   # classifier fine-tuning: only the seen classes' proxies move; BN statistics still update
-  tx = make_optimizer(0.0, 1e-4)
+  tx = make_optimizer(ft.step.optimizer)
   state = TrainState(fresh(), jax.tree.map(jnp.asarray, teacher['batch_stats']), (), tx.init(fresh()))
   before = _np(state)
-  state, metrics = make_train_step(model, ft, tx, norm, rep, sh)(state, None, batch, C2, jnp.float32(0.01), {})
+  state, metrics = make_train_step(model, ft.step, tx, norm, rep, sh)(state, None, batch, C2, jnp.float32(0.01), {})
   after = _np(state)
   assert set(metrics) == {'nca', 'loss'}
   p0, p1 = before.params['model']['head']['proxies'], after.params['model']['head']['proxies']

@@ -28,9 +28,15 @@ class DataError(RuntimeError):
   """Missing or unreadable data; the message says how to get or fix it."""
 
 
+FASHION_MNIST_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
+                       'Bag', 'Ankle boot')
+CIFAR10_NAMES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
+
+
 @dataclasses.dataclass
 class Split:
   labels: np.ndarray                   # int64 [N], original labels
+  coarse_labels: np.ndarray | None = None  # int64 [N] where the dataset has them (CIFAR-100 superclasses)
   images: np.ndarray | None = None     # uint8 [N, H, W, C] when held in memory
   files: np.ndarray | None = None      # str [N] image paths, decoded in tf.data
   records: Any = None                  # tfds random-access data source giving encoded images
@@ -59,6 +65,39 @@ class Source:
   std: tuple[float, ...]
   augment: str  # 'imagenet' (random resized crop) | 'crop_flip' (pad + crop + flip) | 'none'
   image_size: int  # side of the images the network sees
+  class_names: tuple[str, ...] | None = None   # by original class id
+  wnids: tuple[str, ...] | None = None         # WordNet ids by original class id (ImageNet-derived data)
+  coarse_names: tuple[str, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassInfo:
+  """What the dataset says of each class, indexed by incremental label (after the class order)."""
+  original: np.ndarray                 # int [C] the dataset's own class id
+  names: tuple[str, ...]               # human-readable names ('' where the dataset has none)
+  wnids: tuple[str, ...] | None        # WordNet ids (ImageNet-derived datasets), else None
+  coarse: np.ndarray | None            # int [C] coarse label (CIFAR-100's 20 superclasses), else None
+  coarse_names: tuple[str, ...] | None
+
+
+def class_info(source: Source, label_map: np.ndarray) -> ClassInfo:
+  """The source's class metadata in incremental-label order. Coarse labels come from the training
+  split's own per-image coarse labels (each class must have exactly one)."""
+  original = np.argsort(label_map)              # incremental label k -> original class id
+  names = source.class_names or ('',) * source.num_classes
+  coarse = None
+  if source.train.coarse_labels is not None:
+    by_class = np.full(source.num_classes, -1, np.int64)
+    by_class[source.train.labels] = source.train.coarse_labels
+    for c in range(source.num_classes):
+      found = np.unique(source.train.coarse_labels[source.train.labels == c])
+      if len(found) != 1:
+        raise DataError(f'class {c} of {source.name} has coarse labels {found.tolist()}, not exactly one; '
+                        'the dataset files are inconsistent')
+    coarse = by_class[original]
+  return ClassInfo(original=original, names=tuple(names[o] for o in original),
+                   wnids=None if source.wnids is None else tuple(source.wnids[o] for o in original),
+                   coarse=coarse, coarse_names=source.coarse_names)
 
 
 # --- Fashion-MNIST (tfds or IDX) ------------------------------------------------------------------
@@ -164,8 +203,12 @@ def _tfds_arrays(name: str, data_dir: str | None, download: bool) -> tuple[tuple
       images = np.asarray(ds['image'], np.uint8)
       if images.ndim == 3:
         images = images[..., None]
-      out.append(Split(labels=np.asarray(ds['label'], np.int64), images=images))
-    return (out[0], out[1]), ''
+      coarse = np.asarray(ds['coarse_label'], np.int64) if 'coarse_label' in ds else None
+      out.append(Split(labels=np.asarray(ds['label'], np.int64), images=images, coarse_labels=coarse))
+    features = builder.info.features
+    meta = {'class_names': tuple(features['label'].names),
+            'coarse_names': tuple(features['coarse_label'].names) if 'coarse_label' in features else None}
+    return (out[0], out[1], meta), ''
   except Exception as e:  # noqa: BLE001 - no network, broken cache...: the caller names the other ways
     action = 'download {!r} into' if downloading else 'read {!r} from'
     return None, f'tfds could not {action.format(name)} {where} ({_one_line(e)})'
@@ -207,7 +250,7 @@ def load_fashion_mnist(cfg) -> Source:
   if splits is None:
     splits = load_idx_split(root, 'train'), load_idx_split(root, 't10k')
   return Source('fashion_mnist', 10, splits[0], splits[1], mean=(0.2860,), std=(0.3530,),
-                augment=cfg.get('augment') or 'crop_flip', image_size=28)
+                augment=cfg.get('augment') or 'crop_flip', image_size=28, class_names=FASHION_MNIST_NAMES)
 
 
 # --- CIFAR (tfds or the official python pickles) -------------------------------------------------
@@ -224,7 +267,19 @@ def _unpickle(path: str) -> dict:
 
 def _cifar_from_dict(d: dict, label_key: bytes) -> Split:
   data = np.asarray(d[b'data'], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-  return Split(labels=np.asarray(d[label_key], np.int64), images=np.ascontiguousarray(data))
+  coarse = np.asarray(d[b'coarse_labels'], np.int64) if b'coarse_labels' in d else None
+  return Split(labels=np.asarray(d[label_key], np.int64), images=np.ascontiguousarray(data), coarse_labels=coarse)
+
+
+def _cifar100_names(root: str) -> dict:
+  """Fine and coarse class names from the pickles' `meta` file (absent: no names)."""
+  folder = root if os.path.exists(os.path.join(root, 'train')) else os.path.join(root, 'cifar-100-python')
+  path = os.path.join(folder, 'meta')
+  if not os.path.exists(path):
+    return {}
+  meta = _unpickle(path)
+  decode = lambda names: tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)  # noqa: E731
+  return {'class_names': decode(meta[b'fine_label_names']), 'coarse_names': decode(meta[b'coarse_label_names'])}
 
 
 def load_cifar_pickles(root: str, num_classes: int) -> tuple[Split, Split]:
@@ -264,6 +319,7 @@ def _load_cifar(cfg, num_classes: int) -> Source:
   download = bool(cfg.get('download', False))
   if root:
     splits = load_cifar_pickles(root, num_classes)
+    meta = _cifar100_names(root) if num_classes == 100 else {}
   else:
     splits, why = _tfds_arrays(name, data_dir, download=False)
     if splits is None and download:
@@ -271,10 +327,13 @@ def _load_cifar(cfg, num_classes: int) -> Source:
     if splits is None:
       raise DataError(_not_found(f'CIFAR-{num_classes}', name, f'dataset.root is unset and {why}', download,
                                  CIFAR_FILES[num_classes]))
+    meta = splits[2]
+  if num_classes == 10:
+    meta = dict(meta, class_names=CIFAR10_NAMES)
   mean = (0.5071, 0.4866, 0.4409) if num_classes == 100 else (0.4914, 0.4822, 0.4465)
   std = (0.2673, 0.2564, 0.2762) if num_classes == 100 else (0.2470, 0.2435, 0.2616)
   return Source(name, num_classes, splits[0], splits[1], mean=mean, std=std,
-                augment=cfg.get('augment') or 'crop_flip', image_size=32)
+                augment=cfg.get('augment') or 'crop_flip', image_size=32, **meta)
 
 
 # --- ImageNet (tfds prepared data or train/ val/ class folders) ----------------------------------
@@ -328,9 +387,10 @@ def load_image_folder(root: str, classes: list[str] | None = None) -> tuple[Spli
   return Split(labels=np.asarray(labels, np.int64), files=np.asarray(files)), classes
 
 
-def _tfds_records(name: str, data_dir: str | None, split: str, cache_dir: str | None) -> tuple[Split, int | None]:
+def _tfds_records(name: str, data_dir: str | None, split: str,
+                  cache_dir: str | None) -> tuple[Split, int | None, tuple[str, ...] | None]:
   """Random-access tfds data source (needs data prepared as array_record) with raw encoded images, and
-  the dataset's number of classes when tfds knows it."""
+  the dataset's number of classes and class names when tfds knows them."""
   import tensorflow_datasets as tfds
   builder, where = _tfds_builder(name, data_dir)
   build = (f'`tfds build {name} --file_format=array_record --data_dir={where}` ({name} first needs '
@@ -347,8 +407,9 @@ def _tfds_records(name: str, data_dir: str | None, split: str, cache_dir: str | 
                     f'either rebuild it there with {build}, or {folders}') from e
   try:
     num_classes = int(builder.info.features['label'].num_classes)
+    names = tuple(builder.info.features['label'].names)
   except Exception:  # noqa: BLE001 - a dataset without a ClassLabel: the labels tell
-    num_classes = None
+    num_classes, names = None, None
   labels = None
   cache = os.path.join(cache_dir, f'{name}_{split}_labels.npy') if cache_dir else None
   if cache and os.path.exists(cache):
@@ -360,7 +421,7 @@ def _tfds_records(name: str, data_dir: str | None, split: str, cache_dir: str | 
     if cache:
       os.makedirs(cache_dir, exist_ok=True)
       np.save(cache, labels)
-  return Split(labels=labels, records=source), num_classes
+  return Split(labels=labels, records=source), num_classes, names
 
 
 def load_imagenet(cfg, cache_dir: str | None = None) -> Source:
@@ -376,16 +437,18 @@ def load_imagenet(cfg, cache_dir: str | None = None) -> Source:
       raise DataError(f'{what} but {setting}; {subset}, or set dataset.num_classes={found} along with '
                       f'scenario.base and scenario.step that fit {found} classes')
     test, _ = load_image_folder(os.path.join(root, 'val'), classes)
+    wnids = tuple(classes)  # the folders are named by WordNet id (n01440764, ...)
   else:  # tfds; a missing or tfrecord-only preparation fails in _tfds_records with the fix
-    train, found = _tfds_records('imagenet2012', cfg.get('data_dir') or None, 'train', cache_dir)
-    test, _ = _tfds_records('imagenet2012', cfg.get('data_dir') or None, 'validation', cache_dir)
+    train, found, wnids = _tfds_records('imagenet2012', cfg.get('data_dir') or None, 'train', cache_dir)
+    test, _, _ = _tfds_records('imagenet2012', cfg.get('data_dir') or None, 'validation', cache_dir)
     found = found or int(train.labels.max()) + 1
     if found != num_classes:
       raise DataError(f'tfds imagenet2012 has {found} classes but {setting}; set dataset.num_classes={found} '
                       f'(with scenario.base and scenario.step that fit), or set dataset.root to train/ and val/ '
                       f'folders holding {num_classes} classes')
   return Source('imagenet', num_classes, train, test, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                augment=cfg.get('augment') or 'imagenet', image_size=int(cfg.get('image_size') or 224))
+                augment=cfg.get('augment') or 'imagenet', image_size=int(cfg.get('image_size') or 224),
+                class_names=wnids, wnids=wnids)
 
 
 LOADERS: dict[str, Callable[..., Source]] = {
@@ -397,9 +460,7 @@ LOADERS: dict[str, Callable[..., Source]] = {
 
 
 def load(cfg, cache_dir: str | None = None) -> Source:
-  if cfg.name not in LOADERS:
-    raise DataError(f'dataset.name={cfg.name!r} is unknown; choose one of {sorted(LOADERS)}')
-  source = LOADERS[cfg.name](cfg, cache_dir=cache_dir)
+  source = LOADERS[cfg.name](cfg, cache_dir=cache_dir)   # the name was checked with the config
   limit = int(cfg.get('max_per_class') or 0)
   if limit:  # a quick look at a big dataset: the first `limit` images of each class
     source.train = subset_per_class(source.train, limit)
@@ -446,5 +507,6 @@ def take(split: Split, idx: np.ndarray) -> Split:
   if split.records is not None:
     raise DataError('subsetting a tfds data source is not supported; use dataset.root image folders')
   return Split(labels=split.labels[idx],
+               coarse_labels=None if split.coarse_labels is None else split.coarse_labels[idx],
                images=None if split.images is None else split.images[idx],
                files=None if split.files is None else split.files[idx])

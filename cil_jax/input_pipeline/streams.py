@@ -14,13 +14,9 @@ import tensorflow as tf
 from cil_jax.input_pipeline import augment
 from cil_jax.input_pipeline.sources import Split
 
+
 # Stream kinds a method may ask for.
-STREAM_KINDS = ('new', 'mixed', 'new+replay')
-
-
-def stream_seed(seed: int, *keys: int) -> int:
-  """A 31-bit seed derived from the run seed and (task, phase, epoch, ...)."""
-  return int(np.random.SeedSequence([seed & 0xFFFFFFFF, *keys]).generate_state(1)[0] & 0x7FFFFFFF)
+STREAM_KINDS = ('new', 'mixed', 'new+replay', 'class_balanced')
 
 
 @dataclasses.dataclass
@@ -49,10 +45,24 @@ def _cycled_batches(indices: np.ndarray, batch: int, steps: int, rng: np.random.
   return np.concatenate([rng.permutation(indices) for _ in range(passes)])[:need].reshape(steps, batch)
 
 
+def _class_balanced_batches(labels: np.ndarray, batch: int, steps: int, rng: np.random.RandomState) -> np.ndarray:
+  """Positions into `labels` [steps, batch]: every slot draws a class uniformly among the classes
+  present, then one of that class's examples uniformly (with replacement), whatever the class sizes."""
+  classes, inverse = np.unique(labels, return_inverse=True)
+  order = np.argsort(inverse, kind='stable')
+  counts = np.bincount(inverse, minlength=len(classes))
+  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+  c = rng.randint(len(classes), size=steps * batch)
+  j = np.minimum((rng.random_sample(steps * batch) * counts[c]).astype(np.int64), counts[c] - 1)
+  return order[starts[c] + j].reshape(steps, batch)
+
+
 def make_plan(kind: str, new: np.ndarray, memory: np.ndarray, batch: int, replay_batch: int,
-              seed: int) -> Plan:
+              seed: int, labels: np.ndarray | None = None) -> Plan:
   """kind: 'new' (new data only), 'mixed' (new data + exemplars shuffled together),
-  'new+replay' (batch new + replay_batch exemplars per step; the epoch is set by the new data)."""
+  'new+replay' (batch new + replay_batch exemplars per step; the epoch is set by the new data),
+  'class_balanced' (new data + exemplars, each slot of a batch drawing its class uniformly: see
+  _class_balanced_batches; as many steps as 'mixed'; needs `labels` of the training set)."""
   rng = np.random.RandomState(seed)
   if kind == 'new+replay' and len(memory) == 0:
     kind = 'new'
@@ -63,6 +73,11 @@ def make_plan(kind: str, new: np.ndarray, memory: np.ndarray, batch: int, replay
     pool = np.concatenate([new, memory])
     is_mem = np.concatenate([np.zeros(len(new), bool), np.ones(len(memory), bool)])
     pos = _shuffled_batches(np.arange(len(pool)), batch, rng)
+    return Plan(pool[pos], is_mem[pos], seed)
+  if kind == 'class_balanced':
+    pool = np.concatenate([new, memory])
+    is_mem = np.concatenate([np.zeros(len(new), bool), np.ones(len(memory), bool)])
+    pos = _class_balanced_batches(labels[pool], batch, len(pool) // batch, rng)
     return Plan(pool[pos], is_mem[pos], seed)
   if kind == 'new+replay':
     cur = _shuffled_batches(new, batch, rng)

@@ -62,7 +62,5 @@ REQUIRES = {
 
 
 def get(name: str):
-  """The module of method `name` (cil_jax/methods/<name>.py)."""
-  if name not in OPTIONS:
-    raise ValueError(f'method.name={name!r} is unknown; choose one of {list(NAMES)}')
+  """The module of method `name` (cil_jax/methods/<name>.py; the name was checked with the config)."""
   return importlib.import_module(f'cil_jax.methods.{name}')

@@ -15,14 +15,16 @@ Held-out set, as the reference's loader: its size is 20 % of the memory actually
 each half is split evenly over the classes of that half, and the remainder of the memory half is
 taken one exemplar each from the largest old classes (highest label first among equals).
 """
-import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from cil_jax.losses import NEG, blockwise_kd, cross_entropy
-from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, ce_phase, default_task_data, main_schedule
+from cil_jax.methods.api import LossInputs, Method, Optimizer, Phase, Step, default_task_data
+from cil_jax.methods.shared import ce_phase, main_schedule
+from cil_jax.schedules import StepDecay
 
 
 def apply_bias(logits, bias, block):
@@ -91,22 +93,19 @@ def heldout_split(memory_per_class: list, new_class_indices: list, fraction: flo
 
 def make(config) -> Method:
   opts = config.method
-  temperature = float(opts.temperature)
-
-  def loss(x):
-    return bic_loss(x, temperature)
+  loss = functools.partial(bic_loss, temperature=float(opts.temperature))
 
   def phases(t):
     if t == 0:
-      return [dataclasses.replace(ce_phase(config, t, name='base'), trainable=model_only)]
+      return [ce_phase(config, t, name='base', trainable=model_only)]
     sched = main_schedule(config.train, t, lr_by_task=False)
-    bias_sched = dict(lr=sched['lr'] / 100, epochs=2 * sched['epochs'], gamma=sched['gamma'],
-                      milestones=tuple(2 * m + 1 for m in sched['milestones']))
-    return [Phase('train', loss, stream='mixed', batch_size=config.train.batch_size,
-                  teacher='task_start', trainable=model_only, **sched),
-            Phase('bias_correction', bias_loss, stream='mixed', data='heldout', batch_size=config.train.batch_size,
-                  bn_train=False, trainable=only_bias, optimizer=Optimizer(momentum=0.0, weight_decay=0.0),
-                  **bias_sched)]
+    bias_sched = StepDecay(lr0=sched.lr0 / 100, epochs=2 * sched.epochs, gamma=sched.gamma,
+                           milestones=tuple(2 * m + 1 for m in sched.milestones))
+    bias_step = Step(bias_loss, bn_train=False, trainable=only_bias, optimizer=Optimizer(momentum=0.0, weight_decay=0.0))
+    return [Phase('train', Step(loss, teacher='task_start', trainable=model_only), sched, stream='mixed',
+                  batch_size=config.train.batch_size),
+            Phase('bias_correction', bias_step, bias_sched, stream='mixed', data='heldout',
+                  batch_size=config.train.batch_size)]
 
   def task_data(ctx):
     if ctx.t == 0 or not ctx.memory.size:

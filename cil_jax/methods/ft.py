@@ -4,7 +4,8 @@ CE over all seen classes on one shuffled stream of new data + exemplars; no teac
 trainer crashes from task 1 on an undefined `prev_new` flag; its intended branch is this plain CE.
 With memory.size=0 this is the no-memory lower bound.
 """
-from cil_jax.methods.base import Method, ce_phase
+from cil_jax.methods.api import Method
+from cil_jax.methods.shared import ce_phase
 
 
 def make(config) -> Method:

@@ -14,18 +14,9 @@ step); the true task boundaries are used here.
 """
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from cil_jax.losses import NEG, at_least_f32, blockwise_kd, cross_entropy
-from cil_jax.methods.base import LossInputs, Method, Phase, main_schedule, seen_cross_entropy
-from cil_jax.models.heads import l2_normalize
-
-
-def ce_kd_loss(x: LossInputs, temperature: float):
-  """CE over all seen classes + task-wise KD over the old task blocks (iCaRL and EEIL stage 1)."""
-  ce = cross_entropy(x.out['logits'], x.batch['label'], x.classes.seen).mean()
-  kd = blockwise_kd(x.out['logits'], x.teacher['logits'], x.classes.old_blocks(), temperature).mean()
-  return ce + kd, {'ce': ce, 'kd': kd}
+from cil_jax.methods.api import LossInputs, Method, Phase, Step
+from cil_jax.methods.shared import ce_kd_loss, main_schedule, nme_options, seen_cross_entropy
 
 
 def bce_loss(x: LossInputs):
@@ -39,40 +30,6 @@ def bce_loss(x: LossInputs):
   return bce, {'bce': bce}
 
 
-def normalize_rows(f):
-  return f / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), 1e-12)
-
-
-def class_means(features: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-  """μ_c = mean of the L2-normalised features of class c (zeros for classes without samples), summed
-  in float64, returned in the features' dtype (at least float32)."""
-  f = normalize_rows(at_least_f32(np.asarray(features)))
-  sums = np.zeros((num_classes, f.shape[1]), np.float64)
-  np.add.at(sums, labels, f)
-  counts = np.bincount(labels, minlength=num_classes)[:, None]
-  return (sums / np.maximum(counts, 1)).astype(f.dtype)
-
-
-def nme_scores(outputs, params, state, classes):
-  """−‖f̂ − μ_c‖² over the seen classes."""
-  del params
-  f = l2_normalize(outputs['features'])
-  mu = state['class_means']
-  d = jnp.sum(f * f, -1, keepdims=True) - 2 * f @ mu.T + jnp.sum(mu * mu, -1)[None]
-  return jnp.where(classes.seen, -d, NEG)
-
-
-def update_class_means(ctx, augment: bool) -> dict:
-  """Means over the new classes' training images + the old classes' exemplars (before the memory
-  update); old-class means are recomputed with the current model too. Stored in the dtype the state
-  was created with (init_state), so it stays fixed for the run."""
-  idx = np.concatenate([ctx.new_indices(), ctx.memory.indices])
-  feats = ctx.outputs(idx, augment=augment)['features']
-  means = class_means(feats, ctx.train_labels[idx], ctx.tasks.num_classes)
-  dtype = ctx.method_state['class_means'].dtype
-  return dict(ctx.method_state, class_means=jnp.asarray(means, dtype))
-
-
 def make(config) -> Method:
   opts = config.method
   if opts.variant not in ('ssil', 'original'):
@@ -84,12 +41,10 @@ def make(config) -> Method:
   def phases(t):
     sched = main_schedule(config.train, t, lr_by_task=False)
     if t == 0:
-      return [Phase('base', first_loss, stream='mixed', batch_size=config.train.batch_size, **sched)]
-    return [Phase('train', loss, stream='mixed', batch_size=config.train.batch_size, teacher='task_start',
-                  **sched)]
+      return [Phase('base', Step(first_loss), sched, stream='mixed', batch_size=config.train.batch_size)]
+    return [Phase('train', Step(loss, teacher='task_start'), sched, stream='mixed',
+                  batch_size=config.train.batch_size)]
 
   if not opts.nme:
     return Method('icarl', phases)
-  return Method('icarl', phases, predict=nme_scores,
-                after_task=lambda ctx: update_class_means(ctx, bool(opts.nme_augment)),
-                init_state=lambda c, t, d: {'class_means': jnp.zeros((c, d))})  # default float: f64 under x64
+  return Method('icarl', phases, **nme_options(bool(opts.nme_augment)))

@@ -10,14 +10,13 @@ At test time, when the raw top-1 is a new class, each old class's probability is
 The reference's statistics code crashes on an undefined variable; this is its intent. The SS-IL
 code base runs IL2M on the models its FT run saved: the training here is FT's (lr/(t+1), factor).
 """
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from cil_jax.losses import NEG, at_least_f32
-from cil_jax.methods import ft
+from cil_jax.methods.api import Method
+from cil_jax.methods.shared import ce_phase
 
 
 def rectified_probabilities(logits, init_mean, cur_mean, conf, classes):
@@ -61,7 +60,8 @@ def after_task(ctx) -> dict:
   return {k: jnp.asarray(v, ctx.method_state[k].dtype) for k, v in stats.items()}
 
 
-def make(config):
-  return dataclasses.replace(
-      ft.make(config), name='il2m', predict=predict, after_task=after_task,
-      init_state=lambda c, t, d: {'init_mean': jnp.ones(c), 'cur_mean': jnp.ones(c), 'conf': jnp.ones(t)})
+def make(config) -> Method:
+  def phases(t):  # FT's training
+    return [ce_phase(config, t, lr_by_task=True)]
+  return Method('il2m', phases, predict=predict, after_task=after_task,
+                init_state=lambda c, t, d: {'init_mean': jnp.ones(c), 'cur_mean': jnp.ones(c), 'conf': jnp.ones(t)})

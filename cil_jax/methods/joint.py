@@ -3,7 +3,8 @@ data of every class seen so far (no memory limit), CE over the seen classes, con
 previous task's model. Its lower-bound twin is FT with memory.size=0 (configs/ft_nomem_*.py)."""
 import numpy as np
 
-from cil_jax.methods.base import Method, ce_phase
+from cil_jax.methods.api import Method
+from cil_jax.methods.shared import ce_phase
 
 
 def make(config) -> Method:

@@ -46,10 +46,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from cil_jax.losses import NEG, at_least_f32, cross_entropy
-from cil_jax.methods.base import (LossInputs, Method, Optimizer, Phase, default_task_data, main_schedule,
-                                  seen_cross_entropy, with_head)
-from cil_jax.methods.eeil import with_balanced_set
-from cil_jax.methods.icarl import normalize_rows
+from cil_jax.methods.api import LossInputs, Method, Optimizer, Phase, Step, default_task_data
+from cil_jax.methods.shared import main_schedule, normalize_rows, seen_cross_entropy, with_balanced_set, with_head
+from cil_jax.schedules import StepDecay
 from cil_jax.models.heads import l2_normalize
 
 
@@ -142,16 +141,16 @@ def make(config) -> Method:
 
   def phases(t):
     sched = main_schedule(config.train, t, lr_by_task=False)
-    main = Phase('train' if t else 'base', loss, stream='mixed', batch_size=config.train.batch_size,
-                 teacher='task_start' if t else None, trainable=main_trainable, **sched)
+    main = Phase('train' if t else 'base', Step(loss, teacher='task_start' if t else None, trainable=main_trainable),
+                 sched, stream='mixed', batch_size=config.train.batch_size)
     if t == 0 or not cbf:
       return [main]
-    ft = Phase('balanced_ft', seen_cross_entropy, stream='mixed', data='balanced', batch_size=config.train.batch_size,
-               epochs=int(opts.cbf_epochs), lr=float(opts.cbf_lr),
-               milestones=tuple(int(v) for v in opts.cbf_milestones), gamma=0.1,
-               trainable=cbf_trainable,
-               optimizer=Optimizer(momentum=0.0, weight_decay=float(config.train.weight_decay)))
-    return [main, ft]
+    ft_step = Step(seen_cross_entropy, trainable=cbf_trainable,
+                   optimizer=Optimizer(momentum=0.0, weight_decay=float(config.train.weight_decay)))
+    ft_sched = StepDecay(lr0=float(opts.cbf_lr), epochs=int(opts.cbf_epochs),
+                         milestones=tuple(int(v) for v in opts.cbf_milestones), gamma=0.1)
+    return [main, Phase('balanced_ft', ft_step, ft_sched, stream='mixed', data='balanced',
+                        batch_size=config.train.batch_size)]
 
   def before_task(ctx):
     params = ctx.state.params
@@ -159,7 +158,7 @@ def make(config) -> Method:
       return params, ctx.method_state
     weight = np.asarray(jax.device_get(params['model']['head']['weight']))
     idx = ctx.new_indices()
-    feats = ctx.outputs(idx, augment=bool(opts.imprint_augment), tag=11)['features']
+    feats = ctx.outputs(idx, augment=bool(opts.imprint_augment), stream='imprint')['features']
     weight = imprint(weight, feats, ctx.train_labels[idx], ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))
     return with_head(params, weight=jnp.asarray(weight)), ctx.method_state
 

@@ -44,10 +44,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from cil_jax.losses import NEG, at_least_f32
-from cil_jax.input_pipeline.streams import stream_seed
-from cil_jax.methods.base import LossInputs, Method, Optimizer, Phase, main_schedule, with_head
-from cil_jax.methods.eeil import with_balanced_set
-from cil_jax.methods.icarl import normalize_rows, nme_scores, update_class_means
+from cil_jax.scenario import stream_seed
+from cil_jax.methods.api import LossInputs, Method, Optimizer, Phase, Step
+from cil_jax.methods.shared import main_schedule, nme_options, normalize_rows, with_balanced_set, with_head
+from cil_jax.schedules import Cosine, StepDecay
 from cil_jax.models import heads
 from cil_jax.models.heads import l2_normalize
 
@@ -193,16 +193,16 @@ def make(config) -> Method:
 
   def phases(t):
     sched = main_schedule(config.train, t, lr_by_task=False)
-    main = Phase('train' if t else 'base', main_loss, stream='mixed',
-                 batch_size=config.train.batch_size, epochs=sched['epochs'], lr=sched['lr'], cosine=True,
-                 teacher='task_start' if t else None, trainable=main_trainable)
+    main = Phase('train' if t else 'base', Step(main_loss, teacher='task_start' if t else None,
+                                                 trainable=main_trainable),
+                 Cosine(lr0=sched.lr0, epochs=sched.epochs), stream='mixed', batch_size=config.train.batch_size)
     if t == 0 or not finetune:
       return [main]
-    ft = Phase('classifier_ft', finetune_loss, stream='mixed', data='balanced',
-               batch_size=config.train.batch_size, epochs=int(opts['finetune_epochs']),
-               lr=float(opts['finetune_lr']), bn_train=True, trainable=finetune_trainable,
-               optimizer=Optimizer(momentum=0.0, weight_decay=float(config.train.weight_decay)))
-    return [main, ft]
+    ft_step = Step(finetune_loss, bn_train=True, trainable=finetune_trainable,
+                   optimizer=Optimizer(momentum=0.0, weight_decay=float(config.train.weight_decay)))
+    return [main, Phase('classifier_ft', ft_step, StepDecay(lr0=float(opts['finetune_lr']),
+                                                            epochs=int(opts['finetune_epochs'])),
+                        stream='mixed', data='balanced', batch_size=config.train.batch_size)]
 
   def before_task(ctx):
     params = ctx.state.params
@@ -213,13 +213,12 @@ def make(config) -> Method:
       raise ValueError(f'the lsc head has {proxies.shape[0]} proxy rows, not {ctx.tasks.num_classes} x {k}')
     new = range(ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))
     idx = ctx.new_indices()
-    feats = ctx.outputs(idx, augment=bool(opts['imprint_augment']), tag=7)['features']
+    feats = ctx.outputs(idx, augment=bool(opts['imprint_augment']), stream='imprint_kmeans')['features']
     proxies = imprint(proxies, feats, ctx.train_labels[idx], new, k, int(config.seed), ctx.t)
     scale = jnp.ones_like(params['model']['head']['scale'])   # keeps the parameter's dtype
     return with_head(params, proxies=jnp.asarray(proxies), scale=scale), ctx.method_state
 
   if not opts['nme']:
     return Method('podnet', phases, task_data=with_balanced_set, before_task=before_task)
-  return Method('podnet', phases, predict=nme_scores, task_data=with_balanced_set, before_task=before_task,
-                after_task=lambda ctx: update_class_means(ctx, bool(opts['nme_augment'])),
-                init_state=lambda c, t, d: {'class_means': jnp.zeros((c, d))})  # default float: f64 under x64
+  return Method('podnet', phases, task_data=with_balanced_set, before_task=before_task,
+                **nme_options(bool(opts['nme_augment'])))

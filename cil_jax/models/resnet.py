@@ -122,10 +122,5 @@ MODELS = {
 
 def create(name: str, num_classes: int, last_relu: bool = True, dtype: str = 'float32',
            head: str = 'linear') -> nn.Module:
-  if name not in MODELS:
-    raise ValueError(f'model.name={name!r} is unknown; choose one of {sorted(MODELS)}')
-  if dtype not in ('float32', 'bfloat16'):
-    raise ValueError(f"model.dtype={dtype!r} is unknown; choose 'float32' or 'bfloat16'")
-  if head not in heads.HEADS:
-    raise ValueError(f'model.head={head!r} is unknown; choose one of {sorted(heads.HEADS)}')
+  # name, dtype and head were checked with the config (config_base.validate, models.NAMES / DTYPES / HEADS)
   return MODELS[name](num_classes=num_classes, last_relu=last_relu, head=head, dtype=jnp.dtype(dtype))
