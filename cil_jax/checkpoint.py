@@ -1,9 +1,6 @@
-"""What a resumable run is, saved with an Orbax CheckpointManager.
-
-Arrays (train state, teacher) go through StandardSave; the cursor (task, phase, epoch, step), the
-exemplar memory (index lists), the results so far and the run seed go through JsonSave. Batches are a pure
-function of (seed, task, phase, epoch) and the cursor, so no data-loader state is needed.
-A save that was cut off (killed mid-write) is never committed and is ignored on restore.
+"""The Orbax CheckpointManager under a run: a pytree of arrays (StandardSave) and a JSON dict
+(JsonSave) per checkpoint; what goes in them is run_state.RunState's business. A save that was cut
+off (killed mid-write) is never committed and is ignored on restore.
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from jax.experimental import multihost_utils
 from cil_jax import metrics as metrics_lib
 from cil_jax import parallel
 from cil_jax.input_pipeline import sources, streams
+from cil_jax.step import make_loss_step
 
 AUGMENTED_PASS_BATCH = 256  # = the default eval.batch_size, which these passes used before
 
@@ -23,7 +24,7 @@ class Evaluator:
     self.exp = exp
     self._loss_steps = {}
     # a validation set's last partial batch is loaded whole by every process (replicated)
-    self._whole_loader = exp.train_eval_loader if jax.process_count() == 1 else streams.ImageLoader(
+    self._replicated_loader = exp.train_eval_loader if jax.process_count() == 1 else streams.ImageLoader(
         exp.source.train, exp.train_labels, 'none', exp.source.image_size, 0, 1)
 
   def test_accuracy(self, state, method_state, t: int, classes, eval_batch: int) -> dict:
@@ -61,10 +62,10 @@ class Evaluator:
 
   def validation_loss(self, spec, state, teacher, method_state, classes, new_idx, mem_idx, batch: int) -> float:
     """The step's loss over a validation set (new data, then memory; test transform, in order), as
-    FACIL's eval: batches of the phase's batch size, the last one partial, Σ n_b·loss_b / N."""
+    FACIL's eval: batches of the phase's batch size, the last one partial, Σ n_b·loss_b / N summed
+    in float64 on the host (one fetch of the batch losses)."""
     exp = self.exp
     if spec not in self._loss_steps:
-      from cil_jax.step import make_loss_step
       self._loss_steps[spec] = make_loss_step(exp.model, spec, exp.normalize)
     loss_step = self._loss_steps[spec]
     idx = np.concatenate([new_idx, mem_idx]).astype(np.int64)
@@ -74,16 +75,18 @@ class Evaluator:
     full = len(idx) // batch * batch
     parts = [(exp.train_eval_loader, idx[:full].reshape(-1, batch), replay[:full].reshape(-1, batch), exp.sharded)]
     if full < len(idx):
-      parts.append((self._whole_loader, idx[None, full:], replay[None, full:], exp.replicated))
-    total = jax.device_put(jnp.zeros((), jnp.float32), exp.replicated)
+      parts.append((self._replicated_loader, idx[None, full:], replay[None, full:], exp.replicated))
+    losses, sizes = [], []
     with naming_bad_images(exp.source.train, idx, 'validation'):
       for loader, plan_idx, plan_replay, sharding in parts:
         if plan_idx.shape[0] == 0:
           continue
         for b in loader.train(streams.Plan(plan_idx, plan_replay, 0)).as_numpy_iterator():
+          sizes.append(plan_idx.shape[1])
           b = parallel.to_global(b, sharding)
-          total = loss_step(total, state.params, state.batch_stats, teacher, b, classes, method_state)
-    return float(jax.device_get(total)) / len(idx)   # one fetch per validation
+          losses.append(loss_step(state.params, state.batch_stats, teacher, b, classes, method_state))
+    losses = np.asarray(jax.device_get(losses), np.float64)   # one fetch per validation
+    return float(np.sum(losses * np.asarray(sizes, np.float64)) / len(idx))
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ data-loader state is needed.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any, Callable, Optional
 
@@ -53,9 +54,11 @@ class RunState:
     return arrays
 
   def meta(self, seed: int) -> dict:
-    return {'cursor': dataclasses.asdict(self.cursor), 'rows': self.rows, 'global_step': self.global_step,
-            'images_seen': self.images_seen, 'has_teacher': self.teacher is not None,
-            'has_best': self.best is not None, 'schedule_state': self.schedule_state,
+    """Copies: Orbax writes the JSON in a background thread, after the run has moved on."""
+    return {'cursor': dataclasses.asdict(self.cursor), 'rows': copy.deepcopy(self.rows),
+            'global_step': self.global_step, 'images_seen': self.images_seen,
+            'has_teacher': self.teacher is not None, 'has_best': self.best is not None,
+            'schedule_state': copy.deepcopy(self.schedule_state),
             'has_phase_optimizer': bool(jax.tree.leaves(self.state.phase_opt_state)),
             'memory_indices': self.memory.indices.tolist(), 'memory_counts': self.memory.counts.tolist(),
             'seed': int(seed)}

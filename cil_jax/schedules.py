@@ -67,16 +67,31 @@ class Cosine(Schedule):
 @dataclasses.dataclass(frozen=True)
 class WarmUp(Schedule):
   """The inner schedule's lr scaled by i / (warm-up steps + 1e-8) at the i-th step (1-based) of the
-  first `warmup_epochs` epochs, then the inner lr: the WarmUpLR of MGRB's code (pytorch-cifar100),
-  stepped before every batch of the first epoch."""
+  first `warmup_epochs` epochs, then the inner lr: pytorch-cifar100's WarmUpLR as MGRB's etrain.py
+  steps it, before every batch of the first epoch (so the first batch has lr/steps, not 0). The
+  inner schedule's state, validation and best weights pass through."""
   inner: Schedule
   warmup_epochs: int = 1
+
+  per_step = True
 
   @property
   def epochs(self):
     return self.inner.epochs
 
-  per_step = True
+  @property
+  def needs_validation(self):
+    return self.inner.needs_validation
+
+  @property
+  def keeps_best(self):
+    return self.inner.keeps_best
+
+  def initial_state(self):
+    return self.inner.initial_state()
+
+  def end_epoch(self, epoch, state, val_loss):
+    return self.inner.end_epoch(epoch, state, val_loss)
 
   def lr(self, epoch, step, steps_per_epoch, state=None):
     base = self.inner.lr(epoch, step, steps_per_epoch, state)
@@ -96,8 +111,8 @@ class PerGroup(Schedule):
     counts = {s.epochs for _, s in self.by_group}
     if len(counts) != 1:
       raise ValueError(f'PerGroup schedules disagree on the epochs: {sorted(counts)}')
-    if any(s.needs_validation or s.keeps_best for _, s in self.by_group):
-      raise ValueError('PerGroup takes schedules without validation or best weights')
+    if any(s.needs_validation or s.keeps_best or s.initial_state() for _, s in self.by_group):
+      raise ValueError('PerGroup takes stateless schedules (no validation, best weights or state)')
 
   @property
   def epochs(self):

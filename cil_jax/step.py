@@ -38,7 +38,7 @@ def clip_by_global_norm_torch(max_norm: float) -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def make_optimizer(spec) -> optax.GradientTransformation:
+def make_optimizer(opt) -> optax.GradientTransformation:
   """The update direction of an `api.Optimizer`; the step applies p -= lr · update, so the lr can
   change per epoch or step (and per parameter group) without touching the optimizer state.
 
@@ -47,11 +47,11 @@ def make_optimizer(spec) -> optax.GradientTransformation:
   adamw: Adam's bias-corrected m̂/(sqrt(v̂)+eps) plus wd·p: with the lr outside, p − lr·(m̂/(…) + wd·p)
          is PyTorch AdamW's decoupled decay p·(1 − lr·wd) − lr·m̂/(…) (and optax.adamw's update).
   """
-  parts = [] if spec.clip_norm is None else [clip_by_global_norm_torch(float(spec.clip_norm))]
-  if spec.kind == 'adamw':
-    parts += [optax.scale_by_adam(b1=spec.b1, b2=spec.b2, eps=spec.eps), optax.add_decayed_weights(spec.weight_decay)]
+  parts = [] if opt.clip_norm is None else [clip_by_global_norm_torch(float(opt.clip_norm))]
+  if opt.kind == 'adamw':
+    parts += [optax.scale_by_adam(b1=opt.b1, b2=opt.b2, eps=opt.eps), optax.add_decayed_weights(opt.weight_decay)]
   else:
-    parts += [optax.add_decayed_weights(spec.weight_decay), optax.trace(decay=spec.momentum, nesterov=False)]
+    parts += [optax.add_decayed_weights(opt.weight_decay), optax.trace(decay=opt.momentum, nesterov=False)]
   return optax.chain(*parts)
 
 
@@ -132,23 +132,21 @@ def make_train_step(model, spec, tx, normalize, replicated, sharded):
 
 
 def make_loss_step(model, spec, normalize):
-  """loss(total, params, batch_stats, teacher, batch, classes, method_state) -> total + n · loss: the
-  step's loss on one batch in inference mode (no gradient, BN statistics untouched), weighted by its
-  batch size n, summed on the device over a validation set (FACIL's eval: Σ_b n_b·loss_b / N).
-  Shardings follow the inputs: full batches sharded, a last partial batch replicated."""
+  """loss(params, batch_stats, teacher, batch, classes, method_state) -> the step's loss on one batch
+  in inference mode (no gradient, BN statistics untouched). Shardings follow the inputs: full
+  batches sharded, a last partial batch replicated."""
   from cil_jax.methods.api import LossInputs
   uses_teacher = spec.teacher is not None
 
-  def step(total, params, batch_stats, teacher, batch, classes, method_state):
+  def step(params, batch_stats, teacher, batch, classes, method_state):
     images = normalize(batch['image'])
     out = model.apply({'params': params['model'], 'batch_stats': batch_stats}, images, train=False)
     inputs = LossInputs(out=out, teacher=_teacher_outputs(model, teacher, images) if uses_teacher else None,
                         params=params, teacher_params=teacher['params'] if uses_teacher else None,
                         batch=batch, classes=classes, state=method_state)
-    loss, _ = spec.loss(inputs)
-    return total + loss.astype(jnp.float32) * batch['label'].shape[0]
+    return spec.loss(inputs)[0]
 
-  return jax.jit(step, donate_argnums=(0,))
+  return jax.jit(step)
 
 
 def make_eval_step(model, predict, normalize, replicated, sharded):

@@ -62,6 +62,10 @@ class Experiment:
     self.train_labels = self.label_map[source.train.labels]
     self.test_labels = self.label_map[source.test.labels]
     self.train_by_class = _indices_by_class(self.train_labels, c)
+    self.validation_by_task = None
+    if self.method.validation_split is not None:  # FACIL: held out once, for the whole run
+      self.validation_by_task, self.train_by_class = self.method.validation_split(
+          self.train_by_class, self.tasks, seed=int(config.seed))
     self.test_by_class = _indices_by_class(self.test_labels, c)
     for k in range(c):
       if len(self.train_by_class[k]) == 0:
@@ -89,6 +93,8 @@ class Experiment:
     for t in range(self.tasks.num_tasks):
       for ph in self.method.phases(t):
         parallel.check_batch(ph.batch_size + ph.replay_batch_size, f'{ph.name} batch size')
+        if ph.validation is not None:  # validation batches are of the phase's batch size alone
+          parallel.check_batch(ph.batch_size, f'{ph.name} batch size (validation)')
     parallel.check_batch(int(config.eval.batch_size), 'eval.batch_size')
     self.evaluator = Evaluator(self)
 
@@ -158,7 +164,8 @@ class Run:
     eval_batch = int(self.cfg.eval.batch_size)
     return api.TaskContext(
         t=t, tasks=exp.tasks, config=self.cfg, memory=rs.memory, train_by_class=exp.train_by_class,
-        train_labels=exp.train_labels, label_map=exp.label_map, class_info=exp.class_info, state=rs.state,
+        train_labels=exp.train_labels, label_map=exp.label_map, class_info=exp.class_info,
+        validation=None if exp.validation_by_task is None else exp.validation_by_task[t], state=rs.state,
         method_state=rs.method_state,
         _outputs=lambda idx, augment, seed: exp.evaluator.outputs(self.rs.state, idx, augment, seed, eval_batch))
 
@@ -269,6 +276,10 @@ class Run:
   def _run_phase(self, t, p, phase, classes, data):
     exp, cfg, rs = self.exp, self.cfg, self.rs
     sched = phase.schedule
+    for name in (phase.data, phase.validation):
+      if name is not None and name not in data:
+        raise ValueError(f'phase {phase.name!r} of task {t + 1} names the set {name!r}, but the method\'s task_data '
+                         f'gives {sorted(data)}')
     new_idx, mem_idx = data[phase.data]
     step_fn = exp.train_step(phase.step)
     if rs.cursor.at_phase_start(p):
@@ -327,24 +338,24 @@ class Run:
     log_every = int(cfg.log_every_steps)
     ckpt_every = int(cfg.checkpoint.every_steps)
 
-    def lr_at(k):
+    def lr_of_step(k):
       return sched.lr(epoch, k, plan.steps, rs.schedule_state)
-    lr = None if sched.per_step else _device_lr(lr_at(0), exp.replicated)   # one copy per epoch
-    lr_text = _lr_text(lr_at(start))
+    lr = None if sched.per_step else _device_lr(lr_of_step(0), exp.replicated)   # one copy per epoch
+    lr_text = _lr_text(lr_of_step(start))
     batches = parallel.prefetch_to_device(exp.train_loader.train(plan, start).as_numpy_iterator(), exp.sharded)
     pending = pending_step = last_metrics = None
     self.progress.reset_rate(rs.images_seen)
     k = start
     try:
       for k, batch in enumerate(batches, start=start):
-        step_lr = _device_lr(lr_at(k), exp.replicated) if sched.per_step else lr
+        step_lr = _device_lr(lr_of_step(k), exp.replicated) if sched.per_step else lr
         rs.state, metrics = step_fn(rs.state, teacher, batch, classes, step_lr, rs.method_state)
         rs.global_step += 1
         rs.images_seen += plan.indices.shape[1]
         rs.cursor.step = k + 1
         if log_every and (k + 1) % log_every == 0:
           if pending is not None:  # the previous interval's metrics are ready: no stall
-            self._log(header, _lr_text(lr_at(pending_step - 1)), pending_step, plan.steps, pending)
+            self._log(header, _lr_text(lr_of_step(pending_step - 1)), pending_step, plan.steps, pending)
           pending, pending_step = metrics, k + 1
         last_metrics = metrics
         self._maybe_profile()
@@ -357,7 +368,7 @@ class Run:
     except tf.errors.OpError as e:
       self._raise_data_error(e, plan, k)
     if last_metrics is not None:  # one sync per epoch: the epoch's last step
-      self._log(header, _lr_text(lr_at(plan.steps - 1)) if sched.per_step else lr_text, plan.steps, plan.steps,
+      self._log(header, _lr_text(lr_of_step(plan.steps - 1)) if sched.per_step else lr_text, plan.steps, plan.steps,
                 last_metrics)
 
   def _log(self, header, lr_text, step, steps, metrics):
@@ -390,16 +401,19 @@ class Run:
     self.writer.flush()
 
   def _raise_data_error(self, error, plan, k):
-    """tf.data failed inside a batch: find the unreadable image, name it, keep what was computed."""
-    self.save()
+    """tf.data failed inside a batch: find the unreadable image, name it, keep what was computed.
+    When the phase has not trained yet and an earlier checkpoint exists, that one is kept: the
+    phase's start (teacher, hooks) then runs again from the weights it started from."""
+    if not self.rs.cursor.at_phase_start(self.rs.cursor.phase) or self.ckpt.latest() is None:
+      self.save()
     split = self.exp.source.train
     for i in plan.indices[k:k + 8].reshape(-1):  # the failing batch is at most a few prefetches ahead
       problem = sources.check_image(split, int(i))
       if problem:
         raise sources.DataError(f'{problem}; remove or replace the file, then rerun the same command '
-                                f'(the run resumes from the checkpoint just saved)') from error
-    raise sources.DataError(f'reading training batch {k} failed: {error.message}; the run state is saved, '
-                            'rerun the same command to resume') from error
+                                f'(the run resumes from its last checkpoint)') from error
+    raise sources.DataError(f'reading training batch {k} failed: {error.message}; rerun the same command to '
+                            'resume from the last checkpoint') from error
 
   def _maybe_profile(self):
     prof = self.cfg.profile

@@ -3,13 +3,14 @@ a probe of the engine), so tests can kill it anywhere and resume it.
 
   python tests/engine_worker.py <patience|warmup> <workdir> <idx_dir> [kill_at_step [checkpoint_every_steps]]
 
-patience: FACIL's shape. 10 % of each class held out (scenario.facil_holdout) as the 'val' set,
+patience: FACIL's shape. 10 % of each class held out for the run (scenario.facil_holdout),
   the patience schedule (lr_patience 1, so decays, restores and an early stop happen within a few
   epochs), plain SGD with gradient clipping.
 warmup: MGRB's shape. AdamW, a fresh xavier-normal head at every phase start (on_start, seeded by
   ctx.rng), a linear warm-up over the first epoch on the backbone only (PerGroup lr), class-balanced
   batches.
 """
+import functools
 import os
 import sys
 import types
@@ -44,17 +45,12 @@ def make_probe(kind):
   def make(config):
     batch = int(config.train.batch_size)
 
-    def task_data(ctx):
-      val, remaining = scenario.facil_holdout(ctx.train_by_class, ctx.tasks, 0.1, int(ctx.config.seed))
-      new = np.concatenate([remaining[c] for c in range(ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))])
-      return {'train': (new, ctx.memory.indices), 'val': (val[ctx.t], np.zeros(0, np.int64))}
-
     if kind == 'patience':
       step = Step(seen_cross_entropy, optimizer=Optimizer(momentum=0.0, weight_decay=0.0, clip_norm=1.0))
       phases = lambda t: [Phase('train', step, Patience(lr0=0.5, epochs=8, lr_factor=3.0, lr_patience=1,  # noqa: E731
                                                         lr_min=0.02), stream='mixed', batch_size=batch,
-                                validation='val')]
-      return Method('probe', phases, task_data=task_data)
+                                validation='validation')]
+      return Method('probe', phases, validation_split=functools.partial(scenario.facil_holdout, fraction=0.1))
     step = Step(seen_cross_entropy, groups=head_or_backbone,
                 optimizer=Optimizer(kind='adamw', weight_decay=0.05, clip_norm=10000.0))
     sched = PerGroup((('backbone', WarmUp(StepDecay(lr0=1e-3, epochs=3, milestones=(2,)), warmup_epochs=1)),

@@ -350,3 +350,52 @@ def test_phases_differing_only_in_schedule_share_one_compiled_step(experiment):
   assert a.schedule != b.schedule and a.step == b.step
   assert experiment.train_step(a.step) is experiment.train_step(b.step)
   assert experiment.train_step(Step(seen_cross_entropy, bn_train=False)) is not experiment.train_step(a.step)
+
+
+def test_a_validation_split_removes_its_images_from_everything_else(idx_dir, tmp_path, monkeypatch):
+  """Method.validation_split is applied once for the run, as FACIL: the held-out images are in no
+  class's training list (so no phase, exemplar selection or class mean sees them), and the default
+  task data offers each task's as 'validation'."""
+  import types
+  from cil_jax import methods, train
+  from cil_jax.methods.api import TaskContext, default_task_data
+  from engine_worker import config_for, make_probe
+  monkeypatch.setattr(methods, 'get', lambda name: types.SimpleNamespace(make=make_probe('patience')))
+  exp = train.Experiment(config_for(idx_dir), str(tmp_path))
+  full = [np.flatnonzero(exp.train_labels == c) for c in range(10)]
+  want_val, want_rest = scenario.facil_holdout(full, exp.tasks, 0.1, seed=0)
+  for c in range(10):
+    np.testing.assert_array_equal(exp.train_by_class[c], want_rest[c])
+  for t in range(2):
+    np.testing.assert_array_equal(exp.validation_by_task[t], want_val[t])
+    assert not set(exp.validation_by_task[t]) & set(np.concatenate(exp.train_by_class))
+  ctx = TaskContext(t=1, tasks=exp.tasks, config=exp.config, memory=scenario.Memory.empty(),
+                    train_by_class=exp.train_by_class, train_labels=exp.train_labels, label_map=exp.label_map,
+                    class_info=exp.class_info, validation=exp.validation_by_task[1], state=None, method_state={},
+                    _outputs=None)
+  data = default_task_data(ctx)
+  np.testing.assert_array_equal(data['validation'][0], want_val[1])
+  assert len(data['train'][0]) == sum(len(want_rest[c]) for c in range(5, 10))
+
+
+def test_warmup_passes_the_inner_schedules_state_through():
+  w = WarmUp(Patience(lr0=0.1, epochs=10, lr_patience=1, lr_min=0.01), warmup_epochs=1)
+  assert w.needs_validation and w.keeps_best
+  state = w.initial_state()
+  assert w.lr(0, 1, 4, state) == 0.1 * 2 / (4 + 1e-8) and w.lr(1, 0, 4, state) == 0.1
+  end = w.end_epoch(0, state, 1.0)
+  end = w.end_epoch(1, end.state, 2.0)                      # worse: lr 0.1 / 3, best restored
+  assert end.restore_best and w.lr(2, 0, 4, end.state) == 0.1 / 3
+  with pytest.raises(ValueError, match='stateless'):
+    PerGroup((('a', Patience(0.1, 5)), ('b', StepDecay(0.1, 5))))
+
+
+def test_checkpoint_meta_is_a_copy_of_the_run_state():
+  """Orbax writes the JSON in a background thread: rows appended after a save must not reach it."""
+  from cil_jax.run_state import RunState
+  from cil_jax.step import TrainState
+  rs = RunState(TrainState({}, {}, (), ()), {}, rows=[{'a': 1}], schedule_state={'lr': 0.1})
+  meta = rs.meta(seed=0)
+  rs.rows.append({'b': 2})
+  rs.schedule_state['lr'] = 0.0
+  assert meta['rows'] == [{'a': 1}] and meta['schedule_state'] == {'lr': 0.1}

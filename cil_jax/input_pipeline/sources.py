@@ -74,7 +74,7 @@ class Source:
 class ClassInfo:
   """What the dataset says of each class, indexed by incremental label (after the class order)."""
   original: np.ndarray                 # int [C] the dataset's own class id
-  names: tuple[str, ...]               # human-readable names ('' where the dataset has none)
+  names: tuple[str, ...]               # the dataset's class names (ImageNet's are its WordNet ids; '' if none)
   wnids: tuple[str, ...] | None        # WordNet ids (ImageNet-derived datasets), else None
   coarse: np.ndarray | None            # int [C] coarse label (CIFAR-100's 20 superclasses), else None
   coarse_names: tuple[str, ...] | None
@@ -182,8 +182,9 @@ def _describe_dir(path: str) -> str:
   return f'{path} ({"exists" if os.path.isdir(path) else "does not exist"})'
 
 
-def _tfds_arrays(name: str, data_dir: str | None, download: bool) -> tuple[tuple[Split, Split] | None, str]:
-  """Whole train/test splits of a small tfds dataset, or None and why tfds could not give them."""
+def _tfds_arrays(name: str, data_dir: str | None, download: bool) -> tuple[tuple[Split, Split, dict] | None, str]:
+  """(train, test, class-name metadata) of a small tfds dataset, or None and why tfds could not give
+  them."""
   import tensorflow_datasets as tfds
   where = data_dir or "tfds's default data_dir"
   downloading = False

@@ -109,7 +109,9 @@ class Phase:
   inference mode, no augmentation) is computed after every epoch and given to the schedule (needed by
   schedules.Patience). `on_start(ctx) -> (params, method_state)` runs once when the phase starts fresh
   (after its teacher is taken), e.g. to re-initialise the head; it must be deterministic (use
-  `ctx.rng(name)`), as it runs again when a run resumes before the phase's first checkpoint."""
+  `ctx.rng(name)`), as it runs again when a run resumes before the phase's first checkpoint (and,
+  when the run's very first batch fails to load, on the weights it gave: so it should not depend on
+  the arrays it replaces)."""
   name: str
   step: Step
   schedule: Schedule
@@ -133,8 +135,12 @@ def masked_logits(outputs, params, state, classes):
 
 
 def default_task_data(ctx: 'TaskContext') -> dict:
-  """{'train': (the task's new data, the memory)}: what most methods train on."""
-  return {'train': (ctx.new_indices(), ctx.memory.indices)}
+  """{'train': (the task's new data, the memory)}: what most methods train on; with a
+  `Method.validation_split`, also {'validation': (the task's held-out images, none)}."""
+  data = {'train': (ctx.new_indices(), ctx.memory.indices)}
+  if ctx.validation is not None:
+    data['validation'] = (ctx.validation, np.zeros(0, np.int64))
+  return data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +150,11 @@ class Method:
     before_task(ctx) -> (params, state) after e.g. imprinting weights; runs once at the task start
     after_task(ctx)  -> state after the task's phases, before the memory update (class means, stats)
   init_params(num_classes, num_tasks) / init_state(num_classes, num_tasks, feature_dim) give the
-  method's own arrays (empty dicts by default)."""
+  method's own arrays (empty dicts by default).
+  validation_split(train_by_class, tasks, seed=) -> (validation indices per task, training indices
+  per class), e.g. functools.partial(scenario.facil_holdout, fraction=0.1): applied once for the
+  run, as FACIL splits its data; the held-out images then exist for nothing else (training,
+  exemplars, class means), and each task's are `ctx.validation` (task data 'validation')."""
   name: str
   phases: Callable[[int], list[Phase]]
   predict: Callable = masked_logits
@@ -153,11 +163,12 @@ class Method:
   after_task: Optional[Callable] = None
   init_params: Callable = lambda num_classes, num_tasks: {}
   init_state: Callable = lambda num_classes, num_tasks, feature_dim: {}
+  validation_split: Optional[Callable] = None
 
 
 # Named random streams of TaskContext.rng / outputs(augment=True): the numbers keep the seeds the
 # methods had before streams were named, so no result moved. New names take the next free number.
-RNG_STREAMS = {'class_means': 0, 'imprint_kmeans': 7, 'imprint': 11, 'head_init': 12}
+RNG_STREAMS = {'host_pass': 0, 'imprint_kmeans': 7, 'imprint': 11, 'head_init': 12}
 
 
 @dataclasses.dataclass
@@ -168,10 +179,12 @@ class TaskContext:
   tasks: Tasks
   config: Any
   memory: Memory
-  train_by_class: list            # per incremental class: its training-set indices (file order)
+  train_by_class: list            # per incremental class: its training-set indices (file order), less
+                                  # the held-out validation images of a Method.validation_split
   train_labels: np.ndarray        # incremental label of every training example
   label_map: np.ndarray           # original class id -> incremental label
   class_info: ClassInfo
+  validation: Optional[np.ndarray]  # the task's held-out images (Method.validation_split), else None
   state: Any                      # the train state (params, batch_stats, optimizer states)
   method_state: dict
   _outputs: Callable              # (indices, augment, seed) -> {'logits', 'features'} (engine service)
@@ -193,7 +206,7 @@ class TaskContext:
     """A numpy Generator of the named stream: the same numbers whenever the hook runs again."""
     return np.random.default_rng(self.seed(stream, *keys))
 
-  def outputs(self, indices: np.ndarray, augment: bool = False, stream: str = 'class_means') -> dict:
+  def outputs(self, indices: np.ndarray, augment: bool = False, stream: str = 'host_pass') -> dict:
     """Inference-mode logits and features of training images, as numpy. augment=True uses the
     training transform, seeded by the named stream (as the SS-IL code base does for its class means
     and statistics); False the test transform."""
