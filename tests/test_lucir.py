@@ -174,7 +174,7 @@ def test_task_data_adds_the_balanced_set_only_with_finetuning():
   memory = types.SimpleNamespace(size=6, indices=np.arange(100, 106),
                                  per_class=lambda: [np.arange(100, 103), np.arange(103, 105), np.arange(105, 107)])
   train_by_class = [np.arange(c * 10, c * 10 + 10) for c in range(9)]
-  ctx = types.SimpleNamespace(t=1, tasks=TASKS, memory=memory, train_by_class=train_by_class,
+  ctx = types.SimpleNamespace(t=1, tasks=TASKS, memory=memory, train_by_class=train_by_class, validation=None,
                               new_indices=lambda: np.concatenate(train_by_class[3:5]),
                               new_classes=lambda: train_by_class[3:5])
   plain = lucir.make(_base_config()).task_data(ctx)      # the default: new data + memory
