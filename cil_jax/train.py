@@ -321,7 +321,7 @@ class Run:
     if end.restore_best:
       self._restore_best()
       lr_after = sched.lr(epoch + 1, 0, steps, rs.schedule_state)
-      self.progress.message(f'{header}: {_lr_text(lr_before)} -> {_lr_text(lr_after)[3:]}, best weights restored')
+      self.progress.message(f'{header}: {_lr_text(lr_before)} -> {_lr_values(lr_after)}, best weights restored')
     if end.stop and epoch < sched.epochs - 1:
       self.progress.message(f'{header}: the schedule ends the phase early'
                             + (' (best weights restored)' if sched.keeps_best else ''))
@@ -451,10 +451,13 @@ def _device_lr(lr, sharding):
   return jax.device_put(jnp.asarray(lr, jnp.float32), sharding)
 
 
+def _lr_values(lr) -> str:
+  """'0.1', or '0.000143/0.001' for an lr per parameter group."""
+  return '/'.join(f'{v:.3g}' for v in lr.values()) if isinstance(lr, dict) else f'{lr:.3g}'
+
+
 def _lr_text(lr) -> str:
-  if isinstance(lr, dict):
-    return 'lr ' + '/'.join(f'{v:.3g}' for v in lr.values())
-  return f'lr {lr:.3g}'
+  return 'lr ' + _lr_values(lr)
 
 
 def _main_thread() -> bool:

@@ -17,6 +17,7 @@ from cil_jax.methods.api import Classes, Optimizer, Phase, Step
 from cil_jax.methods.shared import seen_cross_entropy
 from cil_jax.schedules import Cosine, Patience, PerGroup, StepDecay, WarmUp
 from cil_jax.step import make_optimizer
+from engine_worker import head_or_backbone
 from helpers import fake_batch, train_setup
 
 
@@ -168,22 +169,17 @@ def test_clipping_is_pytorchs_clip_grad_norm():
   np.testing.assert_array_equal(got['a'], [-3.0, 0.0])
 
 
-def _groups(params):
-  return {'model': {k: jax.tree.map(lambda _: 'head' if k == 'head' else 'backbone', v)
-                    for k, v in params['model'].items()}, 'method': {}}
-
-
 def test_per_group_lr_moves_each_group_at_its_own_rate():
   C = Classes.for_task(scenario.Tasks(9, 3, 2), 2)
   batch = fake_batch()
   plain = train_setup(Step(seen_cross_entropy, optimizer=Optimizer(momentum=0.0, weight_decay=0.0)))
   grouped = train_setup(Step(seen_cross_entropy, optimizer=Optimizer(momentum=0.0, weight_decay=0.0),
-                             groups=_groups))
+                             groups=head_or_backbone))
   before = jax.tree.map(np.asarray, plain.state.params)
   a, _ = plain.step(plain.state, None, batch, C, jnp.float32(0.1), {})
   b, _ = grouped.step(grouped.state, None, batch, C, {'backbone': jnp.float32(0.1), 'head': jnp.float32(0.1)}, {})
   jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, a.params), jax.tree.map(np.asarray, b.params))
-  c = train_setup(Step(seen_cross_entropy, optimizer=Optimizer(momentum=0.0, weight_decay=0.0), groups=_groups))
+  c = train_setup(Step(seen_cross_entropy, optimizer=Optimizer(momentum=0.0, weight_decay=0.0), groups=head_or_backbone))
   c_state, _ = c.step(c.state, None, batch, C, {'backbone': jnp.float32(0.0), 'head': jnp.float32(0.1)}, {})
   after = jax.tree.map(np.asarray, c_state.params)
   jax.tree.map(np.testing.assert_array_equal, {k: v for k, v in before['model'].items() if k != 'head'},
