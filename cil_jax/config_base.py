@@ -19,6 +19,9 @@ from cil_jax import models, scenario
 from cil_jax.input_pipeline import sources
 
 
+SCHEDULES = ('step', 'patience')    # train.schedule: methods/shared.main_schedule
+
+
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0                       # model init and every stream; the SS-IL code base's default
@@ -30,18 +33,25 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.download = False        # True: let tfds download a missing small dataset (needs internet)
   c.dataset.num_classes = 0         # ImageNet only: 0 = 1000
   c.dataset.image_size = 0          # ImageNet only: crop side, 0 = 224
-  c.dataset.augment = ''            # '' = the dataset's default: imagenet | crop_flip | none
+  c.dataset.augment = ''            # '' = the dataset's default: imagenet | crop_flip | pad_rrc_flip | none
+  c.dataset.mean = ()               # () = the dataset's normalisation; else one value per channel
+  c.dataset.std = ()
   c.dataset.max_per_class = 0       # >0: keep only the first N training images of each class
 
   c.scenario = ml_collections.ConfigDict()
   c.scenario.base = 2               # classes of task 0
   c.scenario.step = 2               # classes of each later task (the last one may be smaller)
+  c.scenario.num_tasks = 0          # >0: FACIL's split of all classes into this many tasks (base/step unused)
+  c.scenario.nc_first_task = 0      # with num_tasks: classes of task 0 (FACIL's --nc-first-task; 0 = even)
   c.scenario.class_order = 'ssil'   # 'ssil' | 'facil' | 'identity' | explicit list (see scenario.label_map)
-  c.scenario.seed = 0               # seed of the class order
+  c.scenario.seed = 0               # seed of the class order; -1 = the run seed (FACIL ties them)
+  c.scenario.validation = 0.0       # >0: this share of each class's training images held out for the run
+                                    # (FACIL's rule, scenario.facil_holdout): the patience schedule's data
 
   c.memory = ml_collections.ConfigDict()
   c.memory.size = 2000              # M exemplars; 0 = no memory
-  c.memory.policy = 'fixed'         # 'fixed' total M | 'growing' ceil(M / all classes) per class
+  c.memory.policy = 'fixed'         # 'fixed' total M | 'growing' ceil(M / all classes) per class |
+                                    # 'facil' ceil(M / seen) per class, untrimmed, re-selected each task
   c.memory.selection = 'random'     # 'random' (seeded) | 'herding' (iCaRL)
 
   c.model = ml_collections.ConfigDict()
@@ -58,6 +68,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.milestones = (40, 80)
   c.train.gamma = 0.1
   c.train.factor = 1                # epochs and milestones // factor from task 1 on (reference --factor)
+  c.train.schedule = 'step'         # main phases: 'step' (milestones, gamma) | 'patience' (FACIL: needs
+                                    # scenario.validation; at most `epochs` epochs)
+  c.train.lr_patience = 5           # patience: epochs without a lower validation loss before lr /= lr_factor
+  c.train.lr_factor = 3.0           #   (the best weights are restored at each decay and at the end)
+  c.train.lr_min = 1e-4             #   the phase stops when the lr would fall below this
+  c.train.clip_norm = 0.0           # >0: PyTorch clip_grad_norm_ of all gradients (FACIL: 10000); 0 = none
   c.train.batch_size = 128          # new-data (or mixed) batch, global over all devices
   c.train.replay_batch_size = 32    # SS-IL: exemplars per step, drawn from memory
   c.train.momentum = 0.9
@@ -91,17 +107,36 @@ def set_method(config: ml_collections.ConfigDict, name: str, **options: Any) -> 
   unknown = set(options) - set(defaults)
   if unknown:
     raise ValueError(f'method {name!r} has no option(s) {sorted(unknown)}; it has {sorted(defaults)}')
+  options = {k: _typed(f'{name} option {k}', v, defaults[k]) for k, v in options.items()}
   config.method = ml_collections.ConfigDict(dict(name=name, **{**defaults, **options}))
   for path, value in methods_lib.REQUIRES.get(name, {}).items():
     section, field = path.split('.')
     config[section][field] = value
 
 
+def _typed(what: str, value, default):
+  """A method option given as text (a config argument such as `variant=bsr`) in its default's type."""
+  if not isinstance(value, str) or isinstance(default, str):
+    return value
+  try:
+    if isinstance(default, bool):
+      if value.lower() not in ('true', 'false', '1', '0'):
+        raise ValueError(value)
+      return value.lower() in ('true', '1')
+    return type(default)(value)
+  except (TypeError, ValueError):
+    raise ValueError(f'{what}={value!r} must be a {type(default).__name__} (default {default!r})') from None
+
+
 def parse_arg(arg: str | None) -> dict:
-  """'t5,m10000,smoke' -> {'tasks': 5, 'memory': 10000, 'smoke': True}."""
-  out = {'tasks': None, 'memory': None, 'smoke': False}
+  """'t5,m10000,smoke,variant=bsr' -> {'tasks': 5, 'memory': 10000, 'smoke': True,
+  'options': {'variant': 'bsr'}}; `name=value` parts are method options (config.method)."""
+  out = {'tasks': None, 'memory': None, 'smoke': False, 'options': {}}
   for part in filter(None, (arg or '').split(',')):
-    if part == 'smoke':
+    if '=' in part:
+      key, value = part.split('=', 1)
+      out['options'][key.strip()] = value.strip()
+    elif part == 'smoke':
       out['smoke'] = True
     elif part[0] == 't' and part[1:].isdigit():
       out['tasks'] = int(part[1:])
@@ -110,8 +145,8 @@ def parse_arg(arg: str | None) -> dict:
     elif part[0] == "m" and part[1:].isdigit():
       out['memory'] = int(part[1:])
     else:
-      raise ValueError(f'config argument {part!r} is unknown; use t<tasks>, m<memory> and/or smoke, '
-                       'comma-separated (e.g. ":t5,m10000")')
+      raise ValueError(f'config argument {part!r} is unknown; use t<tasks>, m<memory>, smoke and/or method '
+                       'options as name=value, comma-separated (e.g. ":t5,m10000" or ":variant=bsr")')
   return out
 
 
@@ -167,11 +202,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if value not in valid:
       raise ValueError(f'{field}={value!r} is unknown; choose one of {sorted(valid)}')
   choice('dataset.name', config.dataset.name, sources.LOADERS)
+  choice('dataset.augment', config.dataset.augment, ('',) + sources.AUGMENTS)
   choice('method.name', config.method.name, methods_lib.NAMES)
   choice('model.name', config.model.name, models.NAMES)
   choice('model.dtype', config.model.dtype, models.DTYPES)
   choice('model.head', config.model.head, models.HEADS)
   choice('memory.policy', config.memory.policy, scenario.POLICIES)
+  choice('train.schedule', config.train.schedule, SCHEDULES)
   choice('memory.selection', config.memory.selection, scenario.SELECTIONS)
   order = config.scenario.class_order
   if isinstance(order, str) and not scenario.is_order_list(order) and order not in ('ssil', 'facil', 'identity'):
@@ -207,6 +244,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
   at_least('memory.size', config.memory.size, 0)
   at_least('scenario.base', config.scenario.base, 1)
   at_least('scenario.step', config.scenario.step, 1)
+  at_least('scenario.num_tasks', config.scenario.num_tasks, 0)
+  at_least('scenario.nc_first_task', config.scenario.nc_first_task, 0)
+  if config.scenario.nc_first_task and not config.scenario.num_tasks:
+    raise ValueError('scenario.nc_first_task is part of FACIL\'s split: set scenario.num_tasks too (or use '
+                     'scenario.base / scenario.step)')
+  at_least('scenario.seed', config.scenario.seed, -1)
+  if not 0 <= config.scenario.validation < 1:
+    raise ValueError(f'scenario.validation={config.scenario.validation} must be in [0, 1) (FACIL holds out 0.1)')
+  if t.schedule == 'patience':
+    if not config.scenario.validation > 0:
+      raise ValueError('train.schedule=patience reacts to a validation loss: set scenario.validation (e.g. 0.1, '
+                       'FACIL\'s share of each class held out)')
+    at_least('train.lr_patience', t.lr_patience, 1)
+    if not (t.lr_factor > 1 and 0 < t.lr_min <= t.lr):
+      raise ValueError(f'train.lr_factor={t.lr_factor} must be > 1 and train.lr_min={t.lr_min} in (0, train.lr]')
+  at_least('train.clip_norm', t.clip_norm, 0)
   at_least('dataset.max_per_class', config.dataset.max_per_class, 0)
   at_least('eval.batch_size', config.eval.batch_size, 1)
   at_least('checkpoint.keep', config.checkpoint.keep, 1)

@@ -7,6 +7,11 @@ After task k the model is evaluated on the test images of all seen classes:
   average incremental accuracy = mean_k top1_all[k], task 0 included (the SS-IL table)
   forgetting               mean over j < last of (max_{l<last} top1[l][j] - top1[last][j])
   old / new                accuracy on old-class and new-class test images after each task
+FACIL's numbers (the IIL-CLSF tables), for both matrices (task_aware, and top1 = task-agnostic):
+  average_*                Ā: mean of the lower triangle (k >= j), per-task accuracies unweighted
+  mean_forgetting_*        F̄: mean over all j < k of max_{l<k} acc[l][j] - acc[k][j] (may be negative);
+                           *_clipped: the same with negative drops counted 0 (the reference's sort trick)
+  last_*                   mean over tasks of the last row (FACIL's avg_accs after the last task)
 """
 from __future__ import annotations
 
@@ -38,6 +43,22 @@ def forgetting(matrix: list[list[float]]) -> float | None:
   return float(np.mean(drops))
 
 
+def lower_triangle_mean(matrix: list[list[float]]) -> float | None:
+  """Ā: the mean of acc[k][j] over k >= j (row k = after task k, one entry per task seen)."""
+  values = [v for row in matrix for v in row]
+  return float(np.mean(values)) if values else None
+
+
+def mean_forgetting(matrix: list[list[float]]) -> tuple[float | None, float | None]:
+  """F̄ over every row: the mean over all j < k of max_{l<k} acc[l][j] - acc[k][j] (FACIL's forg
+  matrices), honest and with negative drops counted 0. The IIL-CLSF scripts average the largest
+  n(n-1)/2 entries of the n x n forgetting matrix, zeros included: that is the clipped mean."""
+  drops = [max(matrix[l][j] for l in range(j, k)) - matrix[k][j] for k in range(1, len(matrix)) for j in range(k)]
+  if not drops:
+    return None, None
+  return float(np.mean(drops)), float(np.mean(np.maximum(drops, 0.0)))
+
+
 def summarize(rows: list[dict], num_tasks: int | None = None) -> dict:
   """The results file: matrices (row k = after task k) and the summary numbers."""
   out = {key: [r[key] for r in rows] for key in ('top1', 'top5', 'task_aware', 'top1_all', 'top5_all',
@@ -46,6 +67,10 @@ def summarize(rows: list[dict], num_tasks: int | None = None) -> dict:
   out['average_incremental_top5'] = float(np.mean(out['top5_all'])) if rows else None
   out['last_top1'] = out['top1_all'][-1] if rows else None
   out['forgetting_top1'] = forgetting(out['top1'])
+  for name, key in (('task_aware', 'task_aware'), ('task_agnostic', 'top1')):
+    out[f'average_{name}'] = lower_triangle_mean(out[key])
+    out[f'mean_forgetting_{name}'], out[f'mean_forgetting_{name}_clipped'] = mean_forgetting(out[key])
+    out[f'last_{name}'] = float(np.mean(out[key][-1])) if rows else None
   out['tasks_done'] = len(rows)
   out['num_tasks'] = num_tasks
   return out
@@ -64,6 +89,15 @@ def format_table(summary: dict) -> str:
                f'  top-5 {summary["average_incremental_top5"]:.2f}')
   if summary['forgetting_top1'] is not None:
     lines.append(f'forgetting (top-1): {summary["forgetting_top1"]:.2f}')
+  if summary.get('average_task_aware') is not None:
+    lines.append(f'per-task means (FACIL): last task-aware {summary["last_task_aware"]:.2f}  task-agnostic '
+                 f'{summary["last_task_agnostic"]:.2f}; Ā task-aware {summary["average_task_aware"]:.2f}  '
+                 f'task-agnostic {summary["average_task_agnostic"]:.2f}')
+  if summary.get('mean_forgetting_task_aware') is not None:
+    lines.append(f'F̄ task-aware {summary["mean_forgetting_task_aware"]:.2f} (clipped '
+                 f'{summary["mean_forgetting_task_aware_clipped"]:.2f})  task-agnostic '
+                 f'{summary["mean_forgetting_task_agnostic"]:.2f} (clipped '
+                 f'{summary["mean_forgetting_task_agnostic_clipped"]:.2f})')
   if summary.get('wall_time_s') is not None:
     minutes, seconds = divmod(int(round(summary['wall_time_s'])), 60)
     lines.append(f'wall time {minutes} min {seconds} s' if minutes else f'wall time {seconds} s')

@@ -25,9 +25,16 @@ import sys
 import numpy as np
 
 from cil_jax import config_base
+from cil_jax import methods as methods_lib
 
 COLUMNS = (('average_incremental_top1', 'avg top-1'), ('average_incremental_top5', 'avg top-5'),
            ('last_top1', 'last top-1'), ('forgetting_top1', 'forgetting'))
+# FACIL's / IIL-CLSF's numbers (metrics.py): per-task means, task-aware and task-agnostic
+FACIL_COLUMNS = (('last_task_aware', 'last TAw'), ('last_task_agnostic', 'last TAg'),
+                 ('average_task_aware', 'Ā TAw'), ('average_task_agnostic', 'Ā TAg'),
+                 ('mean_forgetting_task_aware', 'F̄ TAw'), ('mean_forgetting_task_aware_clipped', 'F̄ TAw clipped'),
+                 ('mean_forgetting_task_agnostic', 'F̄ TAg'))
+TABLES = {'ssil': COLUMNS, 'facil': FACIL_COLUMNS}
 
 
 def plot_accuracy(results: dict[str, dict], path: str) -> None:
@@ -62,7 +69,9 @@ def method_label(config: dict) -> str:
   name = config['method']['name']
   if name == 'ft' and int(config['memory']['size']) == 0:
     return 'ft (no memory)'
-  return name
+  variant = config['method'].get('variant')
+  default = methods_lib.OPTIONS.get(name, {}).get('variant')
+  return f'{name}-{variant}' if variant is not None and variant != default else name
 
 
 def experiment_fields(config: dict) -> dict:
@@ -127,7 +136,7 @@ def load_runs(workdirs: list[str]) -> tuple[list[dict], int]:
       skip(w, f'{results["tasks_done"]}/{expected} tasks done')
       continue
     fields = experiment_fields(config)
-    runs.append({'workdir': w, 'method': method_label(config), 'fields': fields,
+    runs.append({'workdir': w, 'method': method_label(config), 'fields': fields, 'config': config,
                  'key': json.dumps(fields, sort_keys=True), 'seed': config.get('seed'), 'results': results})
   labels = group_labels({r['key']: r['fields'] for r in runs}, {r['key']: r['method'] for r in runs})
   for r in runs:
@@ -135,7 +144,7 @@ def load_runs(workdirs: list[str]) -> tuple[list[dict], int]:
   return runs, skipped
 
 
-def summarize(runs: list[dict]) -> dict[str, dict]:
+def summarize(runs: list[dict], columns=COLUMNS) -> dict[str, dict]:
   """label -> {n, mean/std per column, mean top1_all curve}; std is the sample std over seeds (ddof=1)."""
   groups = collections.OrderedDict()
   for r in sorted(runs, key=lambda r: r['label']):
@@ -144,8 +153,8 @@ def summarize(runs: list[dict]) -> dict[str, dict]:
   for label, group in groups.items():
     results = [r['results'] for r in group]
     row = {'n': len(results)}
-    for key, _ in COLUMNS:
-      vals = np.array([r[key] for r in results if r[key] is not None], np.float64)
+    for key in dict.fromkeys([key for key, _ in columns] + ['average_incremental_top1']):  # + the plot's
+      vals = np.array([r[key] for r in results if r.get(key) is not None], np.float64)
       std = float(vals.std(ddof=1)) if vals.size > 1 else 0.0
       row[key] = (float(vals.mean()), std) if vals.size else (None, None)
     lengths = [len(r['top1_all']) for r in results]
@@ -157,14 +166,14 @@ def summarize(runs: list[dict]) -> dict[str, dict]:
   return out
 
 
-def markdown(table: dict[str, dict]) -> str:
-  head = '| method | runs | ' + ' | '.join(title for _, title in COLUMNS) + ' |'
-  lines = [head, '|' + '---|' * (len(COLUMNS) + 2)]
-  order = sorted(table, key=lambda k: -(table[k]['average_incremental_top1'][0] or 0))
+def markdown(table: dict[str, dict], columns=COLUMNS) -> str:
+  head = '| method | runs | ' + ' | '.join(title for _, title in columns) + ' |'
+  lines = [head, '|' + '---|' * (len(columns) + 2)]
+  order = sorted(table, key=lambda k: -(table[k][columns[0][0]][0] or 0))
   for label in order:
     row = table[label]
     cells = []
-    for key, _ in COLUMNS:
+    for key, _ in columns:
       mean, std = row[key]
       if mean is None:
         cells.append('–')
@@ -175,33 +184,41 @@ def markdown(table: dict[str, dict]) -> str:
   return '\n'.join(lines)
 
 
-def write_csv(runs: list[dict], table: dict[str, dict], path: str) -> None:
+def write_csv(runs: list[dict], table: dict[str, dict], path: str, columns=COLUMNS) -> None:
   with open(path, 'w', newline='') as f:
     w = csv.writer(f)
-    w.writerow(['method', 'seed', 'workdir'] + [key for key, _ in COLUMNS])
+    w.writerow(['method', 'seed', 'workdir'] + [key for key, _ in columns])
     for r in runs:
-      w.writerow([r['label'], r['seed'], r['workdir']] + [r['results'][key] for key, _ in COLUMNS])
+      w.writerow([r['label'], r['seed'], r['workdir']] + [r['results'].get(key) for key, _ in columns])
     for label, row in table.items():
-      w.writerow([label, 'mean', ''] + [row[key][0] for key, _ in COLUMNS])
+      w.writerow([label, 'mean', ''] + [row[key][0] for key, _ in columns])
       if row['n'] > 1:
-        w.writerow([label, 'std', ''] + [row[key][1] for key, _ in COLUMNS])
+        w.writerow([label, 'std', ''] + [row[key][1] for key, _ in columns])
 
 
 def main(argv=None) -> str:
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('workdirs', nargs='+')
   p.add_argument('--out', default=None, help='output path prefix for .md, .csv and .png')
+  p.add_argument('--table', choices=('auto',) + tuple(TABLES), default='auto',
+                 help="columns: 'ssil' (average incremental / last top-1 over all seen images, SS-IL's table), "
+                      "'facil' (per-task means: task-aware and task-agnostic last accuracy, Ā, F̄); auto: facil "
+                      "when every run uses FACIL's split (scenario.num_tasks > 0)")
   a = p.parse_args(argv)
   runs, skipped = load_runs(a.workdirs)
   if not runs:
     raise SystemExit('no finished runs among the given workdirs')
-  table = summarize(runs)
-  text = markdown(table)
+  kind = a.table
+  if kind == 'auto':
+    kind = 'facil' if all(int(r['config'].get('scenario', {}).get('num_tasks', 0)) > 0 for r in runs) else 'ssil'
+  columns = TABLES[kind]
+  table = summarize(runs, columns)
+  text = markdown(table, columns)
   if a.out:
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out + '.md', 'w') as f:
       f.write(text + '\n')
-    write_csv(runs, table, a.out + '.csv')
+    write_csv(runs, table, a.out + '.csv', columns)
     plot_accuracy({k: {'top1_all': v['top1_all'], 'average_incremental_top1': v['average_incremental_top1'][0]}
                    for k, v in table.items()}, a.out + '.png')
   print(text)

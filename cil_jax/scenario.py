@@ -18,7 +18,7 @@ class ScenarioError(ValueError):
 
 # --- class order -------------------------------------------------------------------------------
 
-POLICIES = ('fixed', 'growing')       # memory.policy: see per_class_sizes
+POLICIES = ('fixed', 'growing', 'facil')  # memory.policy: see per_class_sizes and facil_quota
 SELECTIONS = ('random', 'herding')    # memory.selection: see random_priority / herding_priority
 
 
@@ -73,12 +73,20 @@ def _order_to_map(order: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Tasks:
-  """Task boundaries: task k covers incremental labels [starts[k], ends[k])."""
+  """Task boundaries: task k covers incremental labels [start(k), end(k)).
+
+  Either `base` classes then `step` per task (the last one may be smaller), or explicit `sizes`
+  (FACIL's split, `facil_split`), which then decide alone."""
   num_classes: int
   base: int
   step: int
+  sizes: tuple = ()
 
   def __post_init__(self):
+    if self.sizes:
+      if sum(self.sizes) != self.num_classes or min(self.sizes) < 1:
+        raise ScenarioError(f'task sizes {self.sizes} must be positive and add up to the {self.num_classes} classes')
+      return
     if self.base <= 0 or self.step <= 0:
       raise ScenarioError(f'scenario.base={self.base} and scenario.step={self.step} must be positive')
     if self.base > self.num_classes:
@@ -87,19 +95,58 @@ class Tasks:
 
   @property
   def num_tasks(self) -> int:
+    if self.sizes:
+      return len(self.sizes)
     return 1 + math.ceil((self.num_classes - self.base) / self.step)
 
   def start(self, t: int) -> int:
+    if self.sizes:
+      return int(sum(self.sizes[:t]))
     return 0 if t == 0 else self.base + (t - 1) * self.step
 
   def end(self, t: int) -> int:
+    if self.sizes:
+      return int(sum(self.sizes[:t + 1]))
     return min(self.base + t * self.step, self.num_classes)
+
+  def size(self, t: int) -> int:
+    return self.end(t) - self.start(t)
 
   def task_of_class(self) -> np.ndarray:
     out = np.empty(self.num_classes, dtype=np.int32)
     for t in range(self.num_tasks):
       out[self.start(t):self.end(t)] = t
     return out
+
+
+def facil_split(num_classes: int, num_tasks: int, nc_first_task: int = 0) -> Tasks:
+  """FACIL's task split (datasets/memory_dataset.get_data): C // T classes per task, the remainder
+  one each to the first tasks; with nc_first_task, that many in task 0 and the rest split the same
+  way over tasks 1.., the remainder to tasks 1, 2, ..."""
+  if num_tasks < 1:
+    raise ScenarioError(f'scenario.num_tasks={num_tasks} must be >= 1')
+  if not nc_first_task:
+    if num_tasks > num_classes:
+      raise ScenarioError(f'scenario.num_tasks={num_tasks} exceeds the {num_classes} classes of the dataset')
+    sizes = [num_classes // num_tasks] * num_tasks
+    for i in range(num_classes % num_tasks):
+      sizes[i] += 1
+  else:
+    rest = num_classes - nc_first_task
+    if nc_first_task >= num_classes or (num_tasks > 1 and rest < num_tasks - 1) or (num_tasks == 1 and rest):
+      raise ScenarioError(f'scenario.nc_first_task={nc_first_task} leaves {rest} of the {num_classes} classes for '
+                          f'{num_tasks - 1} more tasks; each needs at least one (and one task takes all classes)')
+    sizes = [nc_first_task] + ([rest // (num_tasks - 1)] * (num_tasks - 1) if num_tasks > 1 else [])
+    for i in range(rest % (num_tasks - 1) if num_tasks > 1 else 0):
+      sizes[i + 1] += 1
+  return Tasks(num_classes, sizes[0], sizes[1] if len(sizes) > 1 else sizes[0], sizes=tuple(sizes))
+
+
+def make_tasks(num_classes: int, scenario_cfg) -> Tasks:
+  """The config's split: FACIL's (scenario.num_tasks > 0) or base + step."""
+  if int(scenario_cfg.num_tasks) > 0:
+    return facil_split(num_classes, int(scenario_cfg.num_tasks), int(scenario_cfg.nc_first_task))
+  return Tasks(num_classes, int(scenario_cfg.base), int(scenario_cfg.step))
 
 
 # --- memory ------------------------------------------------------------------------------------
@@ -137,6 +184,12 @@ def per_class_sizes(memory_size: int, seen: int, total_classes: int, policy: str
         overflow -= len(take)
         order = np.lexsort((-np.arange(seen), -sizes))
   return sizes
+
+
+def facil_quota(memory_size: int, seen: int) -> int:
+  """FACIL's exemplars per class (ExemplarsDataset._exemplars_per_class_num): ceil(M / seen) for
+  every seen class, not trimmed to M (M = 2000 at 30 classes keeps 67 each, 2010 in all)."""
+  return math.ceil(memory_size / seen)
 
 
 def check_memory_budget(memory_size: int, tasks: Tasks, policy: str) -> None:

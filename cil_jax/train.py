@@ -55,17 +55,18 @@ class Experiment:
     source = sources.load(config.dataset, cache_dir=os.path.join(workdir, 'cache'))
     self.source = source
     c = source.num_classes
-    self.tasks = scenario.Tasks(c, int(config.scenario.base), int(config.scenario.step))
+    self.tasks = scenario.make_tasks(c, config.scenario)
     scenario.check_memory_budget(int(config.memory.size), self.tasks, config.memory.policy)
-    self.label_map = scenario.label_map(c, config.scenario.class_order, int(config.scenario.seed))
+    order_seed = int(config.seed) if int(config.scenario.seed) < 0 else int(config.scenario.seed)
+    self.label_map = scenario.label_map(c, config.scenario.class_order, order_seed)
     self.class_info = sources.class_info(source, self.label_map)
     self.train_labels = self.label_map[source.train.labels]
     self.test_labels = self.label_map[source.test.labels]
     self.train_by_class = _indices_by_class(self.train_labels, c)
     self.validation_by_task = None
-    if self.method.validation_split is not None:  # FACIL: held out once, for the whole run
-      self.validation_by_task, self.train_by_class = self.method.validation_split(
-          self.train_by_class, self.tasks, seed=int(config.seed))
+    if float(config.scenario.validation) > 0:  # FACIL: held out once, for the whole run
+      self.validation_by_task, self.train_by_class = scenario.facil_holdout(
+          self.train_by_class, self.tasks, float(config.scenario.validation), seed=int(config.seed))
     self.test_by_class = _indices_by_class(self.test_labels, c)
     for k in range(c):
       if len(self.train_by_class[k]) == 0:
@@ -85,7 +86,8 @@ class Experiment:
                                head=config.model.head)
     self.normalize = normalizer(source.mean, source.std)
     self.main_optimizer = api.Optimizer(momentum=float(config.train.momentum),
-                                        weight_decay=float(config.train.weight_decay))
+                                        weight_decay=float(config.train.weight_decay),
+                                        clip_norm=float(config.train.clip_norm) or None)
     self.tx = make_optimizer(self.main_optimizer)
     self._train_steps: dict[Any, Any] = {}
     self.eval_step = make_eval_step(self.model, self.method.predict, self.normalize, self.replicated, self.sharded)
@@ -310,7 +312,8 @@ class Run:
     exp, rs, sched = self.exp, self.rs, phase.schedule
     val_loss = None
     if phase.validation is not None:
-      val_loss = exp.evaluator.validation_loss(phase.step, rs.state, rs.teacher if phase.step.teacher else None,
+      vstep = phase.validation_step or phase.step
+      val_loss = exp.evaluator.validation_loss(vstep, rs.state, rs.teacher if vstep.teacher else None,
                                                rs.method_state, classes, *data[phase.validation], phase.batch_size)
       self._log_validation(header, val_loss)
     lr_before = sched.lr(epoch, steps - 1, steps, rs.schedule_state)

@@ -53,7 +53,11 @@ def check_compatible(config, workdir: str) -> None:
     raise WorkdirError(f'{path} is unreadable ({e}); use a new --workdir') from e
   here = config_base.result_fields(config)
   absent = object()
-  differ = sorted(k for k in set(there) | set(here) if there.get(k, absent) != here.get(k, absent))
+  # A field added to the project after the workdir's run began is absent there; at its default (which
+  # keeps the earlier behaviour, as every new field must) it changes nothing.
+  defaults = config_base.result_fields(config_base.base_config())
+  differ = sorted(k for k in set(there) | set(here) if there.get(k, absent) != here.get(k, absent)
+                  and not (k not in there and k in defaults and here.get(k, absent) == defaults[k]))
   if not differ:
     return
   show = lambda v: 'absent' if v is absent else _show(v)  # noqa: E731

@@ -12,7 +12,7 @@ def cifar100_config(method: str, arg=None, **method_options):
   c.model.name = 'resnet32_cifar'
   c.scenario.base = c.scenario.step = classes_per_task(100, opts['tasks'] or 10, 'CIFAR-100')
   c.memory.size = 2000 if opts['memory'] is None else opts['memory']
-  set_method(c, method, **method_options)
+  set_method(c, method, **{**method_options, **opts['options']})
   c.train.lr = 0.1
   c.train.epochs, c.train.milestones, c.train.gamma = 100, (40, 80), 0.1
   c.train.batch_size, c.train.replay_batch_size = 128, 32

@@ -8,6 +8,9 @@ from cil_jax.config_base import base_config, classes_per_task, parse_arg
 
 def imagenet_config(arg):
   opts = parse_arg(arg)
+  if opts['options']:
+    raise ValueError(f'the ImageNet configs take no method options as arguments (got {sorted(opts["options"])}); '
+                     'pass them as --config.method.<name>=<value>')
   c = base_config()
   c.dataset.name = 'imagenet'
   c.dataset.num_classes = 1000

@@ -3,14 +3,13 @@ a probe of the engine), so tests can kill it anywhere and resume it.
 
   python tests/engine_worker.py <patience|warmup> <workdir> <idx_dir> [kill_at_step [checkpoint_every_steps]]
 
-patience: FACIL's shape. 10 % of each class held out for the run (scenario.facil_holdout),
+patience: FACIL's shape. 10 % of each class held out for the run (scenario.validation),
   the patience schedule (lr_patience 1, so decays, restores and an early stop happen within a few
   epochs), plain SGD with gradient clipping.
 warmup: MGRB's shape. AdamW, a fresh xavier-normal head at every phase start (on_start, seeded by
   ctx.rng), a linear warm-up over the first epoch on the backbone only (PerGroup lr), class-balanced
   batches.
 """
-import functools
 import os
 import sys
 import types
@@ -21,7 +20,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cil_jax import methods, scenario, train  # noqa: E402
+from cil_jax import methods, train  # noqa: E402
 from cil_jax.methods.api import Method, Optimizer, Phase, Step  # noqa: E402
 from cil_jax.methods.shared import seen_cross_entropy, with_head  # noqa: E402
 from cil_jax.schedules import Patience, PerGroup, StepDecay, WarmUp  # noqa: E402
@@ -50,7 +49,7 @@ def make_probe(kind):
       phases = lambda t: [Phase('train', step, Patience(lr0=0.5, epochs=8, lr_factor=3.0, lr_patience=1,  # noqa: E731
                                                         lr_min=0.02), stream='mixed', batch_size=batch,
                                 validation='validation')]
-      return Method('probe', phases, validation_split=functools.partial(scenario.facil_holdout, fraction=0.1))
+      return Method('probe', phases)   # the config holds 10 % out (scenario.validation)
     step = Step(seen_cross_entropy, groups=head_or_backbone,
                 optimizer=Optimizer(kind='adamw', weight_decay=0.05, clip_norm=10000.0))
     sched = PerGroup((('backbone', WarmUp(StepDecay(lr0=1e-3, epochs=3, milestones=(2,)), warmup_epochs=1)),
@@ -61,17 +60,19 @@ def make_probe(kind):
   return make
 
 
-def config_for(idx_dir, kill_at=-1, every_steps=2):
+def config_for(idx_dir, kill_at=-1, every_steps=2, validation=0.1):
   """FT's Fashion-MNIST smoke config in 2 tasks of 5 classes (FT's name is replaced by the probe)."""
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__))))
   from helpers import load_config
   return load_config('ft_fmnist.py', 'smoke', **{'dataset.root': idx_dir, 'scenario.base': 5, 'scenario.step': 5,
-                                                 'checkpoint.every_steps': every_steps, 'debug.kill_at_step': kill_at})
+                                                 'checkpoint.every_steps': every_steps, 'debug.kill_at_step': kill_at,
+                                                 'scenario.validation': validation})
 
 
 def main(kind, workdir, idx_dir, kill_at=-1, every_steps=2):
   methods.get = lambda name: types.SimpleNamespace(make=make_probe(kind))   # the probe instead of FT
-  train.train_and_evaluate(config_for(idx_dir, int(kill_at), int(every_steps)), workdir)
+  validation = 0.1 if kind == 'patience' else 0.0   # only the patience probe holds images out
+  train.train_and_evaluate(config_for(idx_dir, int(kill_at), int(every_steps), validation), workdir)
 
 
 if __name__ == '__main__':

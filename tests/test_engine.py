@@ -331,8 +331,8 @@ def test_the_readme_example_method_runs(idx_dir, tmp_path, monkeypatch):
   namespace = {}
   exec(compile(code, 'README.md', 'exec'), namespace)
   c = load_config('ft_fmnist.py', 'smoke', **{'dataset.root': idx_dir, 'scenario.base': 5, 'scenario.step': 5,
-                                              'train.epochs': 3})
-  c.method.temperature, c.method.lamb = 2.0, 1.0      # the example's options (OPTIONS['lwf'])
+                                              'train.epochs': 3, 'scenario.validation': 0.1})
+  c.method.temperature, c.method.lamb = 2.0, 1.0      # the example's options (OPTIONS['kd'])
   monkeypatch.setattr(methods, 'get', lambda name: types.SimpleNamespace(make=namespace['make']))
   monkeypatch.setattr(train.config_base, 'validate', lambda config: None)   # 'ft' has no such options
   check_summary(train.train_and_evaluate(c, str(tmp_path)), 2)
@@ -349,7 +349,7 @@ def test_phases_differing_only_in_schedule_share_one_compiled_step(experiment):
 
 
 def test_a_validation_split_removes_its_images_from_everything_else(idx_dir, tmp_path, monkeypatch):
-  """Method.validation_split is applied once for the run, as FACIL: the held-out images are in no
+  """scenario.validation is applied once for the run, as FACIL: the held-out images are in no
   class's training list (so no phase, exemplar selection or class mean sees them), and the default
   task data offers each task's as 'validation'."""
   import types

@@ -41,6 +41,24 @@ def crop_flip_batch(images, seed, pad: int):
   return tf.where(flip[:, None, None, None], tf.reverse(out, axis=[2]), out)
 
 
+def pad_random_resized_crop_flip_batch(images, seed, pad: int):
+  """FACIL's CIFAR train transform over a batch [B, H, W, C]: zero-pad by `pad`, torchvision
+  RandomResizedCrop back to H x W (scale (0.08, 1), ratio (3/4, 4/3), bilinear), horizontal flip.
+  Each image draws from its own seed split off the batch's."""
+  size = images.shape[1]
+  padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+  side = size + 2 * pad
+  seeds = tf.random.experimental.stateless_split(seed, tf.shape(images)[0])
+
+  def one(args):
+    image, s = args
+    s_box, s_flip = _seeds(s, 2)
+    top, left, h, w = random_resized_crop_window(side, side, s_box)
+    out = tf.image.resize(image[top:top + h, left:left + w], [size, size], method='bilinear', antialias=True)
+    return _to_uint8(tf.image.stateless_random_flip_left_right(out, seed=s_flip))
+  return tf.map_fn(one, (padded, seeds), fn_output_signature=tf.uint8)
+
+
 def _to_uint8(image):
   return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 

@@ -63,7 +63,8 @@ class Source:
   test: Split
   mean: tuple[float, ...]
   std: tuple[float, ...]
-  augment: str  # 'imagenet' (random resized crop) | 'crop_flip' (pad + crop + flip) | 'none'
+  augment: str  # 'imagenet' (random resized crop) | 'crop_flip' (pad + crop + flip) | 'pad_rrc_flip'
+                # (FACIL's CIFAR: pad + random resized crop + flip) | 'none'
   image_size: int  # side of the images the network sees
   class_names: tuple[str, ...] | None = None   # by original class id
   wnids: tuple[str, ...] | None = None         # WordNet ids by original class id (ImageNet-derived data)
@@ -457,7 +458,14 @@ LOADERS: dict[str, Callable[..., Source]] = {
     'cifar10': lambda cfg, cache_dir=None: _load_cifar(cfg, 10),
     'cifar100': lambda cfg, cache_dir=None: _load_cifar(cfg, 100),
     'imagenet': load_imagenet,
+    'imagenet100': lambda cfg, cache_dir=None: _not_yet_readable('ImageNet-100'),
 }
+AUGMENTS = ('imagenet', 'crop_flip', 'pad_rrc_flip', 'none')   # dataset.augment ('' = the dataset's own)
+
+
+def _not_yet_readable(title: str):
+  raise DataError(f'{title} cannot be read yet: its reader (a class list over an ImageNet-1K source) comes '
+                  'with the datasets work; until then run the CIFAR-100 or Fashion-MNIST configs')
 
 
 def load(cfg, cache_dir: str | None = None) -> Source:
@@ -465,6 +473,12 @@ def load(cfg, cache_dir: str | None = None) -> Source:
   limit = int(cfg.get('max_per_class') or 0)
   if limit:  # a quick look at a big dataset: the first `limit` images of each class
     source.train = subset_per_class(source.train, limit)
+  for field in ('mean', 'std'):   # a protocol's own normalisation (FACIL's CIFAR-100 std)
+    value = tuple(float(v) for v in (cfg.get(field) or ()))
+    if value:
+      if len(value) != len(getattr(source, field)):
+        raise ValueError(f'dataset.{field}={value} needs {len(getattr(source, field))} values (one per channel)')
+      setattr(source, field, value)
   return source
 
 

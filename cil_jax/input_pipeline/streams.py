@@ -136,6 +136,8 @@ class ImageLoader:
     if self.augment_kind == 'imagenet':
       return augment.random_resized_crop_flip(image, seed, self.image_size)
     image = augment.resize_center_crop(image, self.image_size)
+    if self.augment_kind == 'pad_rrc_flip':
+      return augment.pad_random_resized_crop_flip_batch(image[None], seed, pad=self._pad())[0]
     if self.augment_kind == 'crop_flip':
       return augment.crop_flip(image, seed, pad=self._pad())
     return image
@@ -167,8 +169,11 @@ class ImageLoader:
         images = self.load(i)
         if self.augment_kind == 'crop_flip':
           images = augment.crop_flip_batch(images, tf.stack([seed0, k]), pad=self._pad())
+        elif self.augment_kind == 'pad_rrc_flip':
+          images = augment.pad_random_resized_crop_flip_batch(images, tf.stack([seed0, k]), pad=self._pad())
         elif self.augment_kind != 'none':
-          raise ValueError(f'augment={self.augment_kind!r} needs encoded images; use crop_flip or none')
+          raise ValueError(f'augment={self.augment_kind!r} needs encoded images; use crop_flip, pad_rrc_flip '
+                           'or none')
         return {'image': images, 'label': tf.gather(self.labels, i), 'replay': r}
       ds = ds.map(load_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
       return self._finish(ds)

@@ -13,11 +13,15 @@ OPTIONS = {
     'icarl': {
         'temperature': 2.0,
         'variant': 'ssil',               # 'ssil': CE + task-wise KD (SS-IL code base); 'original': sigmoid BCE
+        'kd': 'taskwise',                # variant ssil: taskwise (SS-IL code base) | joint | both (IIL-CLSF's idea)
+        'pred_loss': 'ce',               # variant ssil: ce | bce (sigmoid, one-hot) | ce+bce (IIL-CLSF's idea)
         'nme': True,                     # evaluate by nearest class mean (False: the CNN head)
         'nme_augment': True,             # class means on train-transform images (the SS-IL code base)
     },
     'eeil': {
         'temperature': 2.0,
+        'kd': 'taskwise',                # stage 1: taskwise (SS-IL code base) | joint | both (IIL-CLSF's idea)
+        'pred_loss': 'ce',               # stage 1: ce | bce (sigmoid, one-hot) | ce+bce (IIL-CLSF's idea)
         'bft_lr_factor': 0.1,            # balanced fine-tuning lr = main lr x this
         'bft_epochs_factor': 0.75,       # balanced fine-tuning epochs (and milestones) = main x this
     },
@@ -25,7 +29,20 @@ OPTIONS = {
         'temperature': 2.0,
         'heldout_fraction': 0.2,         # share of the memory held out to train the bias layer
     },
+    'lwf': {                             # FACIL's LwF and the RethinkSoftmax variants (methods/lwf.py)
+        'variant': 'lwf',                # lwf | s | sr | br | br2 | bsr
+        'lamb': 1.0,                     # λ of the distillation terms
+        'temperature': 2.0,              # T of the KD terms (FACIL: --T 2)
+        'multi_softmax': False,          # task-agnostic prediction from each head's log-softmax (FACIL)
+    },
     'lucir': {
+        'form': 'ssil',                  # 'ssil': the SS-IL code base's LUCIR (imprinting; margin ranking on
+                                         # logits / detached η); 'facil': FACIL's (no imprinting; margin
+                                         # ranking on the unscaled cosines; validation loss = CE)
+        'variant': 'lucir',              # lucir | sr | bsr | br2 (RethinkSoftmax's losses; methods/lucir.py)
+        'sr_gamma': 0.1,                 # sr: weight γ of the per-head KD, times λ (the reference hard-codes 0.1)
+        'feature_kd_split': 'per_old_task',  # bsr / br2: how the feature distillation splits by old task
+        'multi_softmax': False,          # task-agnostic prediction from each task head's log-softmax (FACIL)
         'lambda_base': 10.0,             # less-forget weight λ_base; λ = λ_base·sqrt(old / new)
         'margin': 0.5,                   # margin ranking margin
         'k': 2,                          # hardest new-class negatives per old-class sample

@@ -120,6 +120,7 @@ class Phase:
   replay_batch_size: int = 0
   data: str = 'train'         # which index sets of `Method.task_data` the stream draws from
   validation: Optional[str] = None
+  validation_step: Optional[Step] = None   # whose loss the validation set measures; None: this phase's step
   on_start: Optional[Callable] = None
 
   def __post_init__(self):
@@ -135,8 +136,8 @@ def masked_logits(outputs, params, state, classes):
 
 
 def default_task_data(ctx: 'TaskContext') -> dict:
-  """{'train': (the task's new data, the memory)}: what most methods train on; with a
-  `Method.validation_split`, also {'validation': (the task's held-out images, none)}."""
+  """{'train': (the task's new data, the memory)}: what most methods train on; with a held-out
+  split (scenario.validation), also {'validation': (the task's held-out images, none)}."""
   data = {'train': (ctx.new_indices(), ctx.memory.indices)}
   if ctx.validation is not None:
     data['validation'] = (ctx.validation, np.zeros(0, np.int64))
@@ -151,10 +152,9 @@ class Method:
     after_task(ctx)  -> state after the task's phases, before the memory update (class means, stats)
   init_params(num_classes, num_tasks) / init_state(num_classes, num_tasks, feature_dim) give the
   method's own arrays (empty dicts by default).
-  validation_split(train_by_class, tasks, seed=) -> (validation indices per task, training indices
-  per class), e.g. functools.partial(scenario.facil_holdout, fraction=0.1): applied once for the
-  run, as FACIL splits its data; the held-out images then exist for nothing else (training,
-  exemplars, class means), and each task's are `ctx.validation` (task data 'validation')."""
+  A run with scenario.validation > 0 holds that share of each class's training images out for the
+  whole run (FACIL's rule): they exist for nothing else (training, exemplars, class means), and each
+  task's are `ctx.validation` (task data 'validation'), e.g. for the patience schedule."""
   name: str
   phases: Callable[[int], list[Phase]]
   predict: Callable = masked_logits
@@ -163,7 +163,6 @@ class Method:
   after_task: Optional[Callable] = None
   init_params: Callable = lambda num_classes, num_tasks: {}
   init_state: Callable = lambda num_classes, num_tasks, feature_dim: {}
-  validation_split: Optional[Callable] = None
 
 
 # Named random streams of TaskContext.rng / outputs(augment=True): the numbers keep the seeds the
@@ -180,11 +179,11 @@ class TaskContext:
   config: Any
   memory: Memory
   train_by_class: list            # per incremental class: its training-set indices (file order), less
-                                  # the held-out validation images of a Method.validation_split
+                                  # the held-out validation images (scenario.validation)
   train_labels: np.ndarray        # incremental label of every training example
   label_map: np.ndarray           # original class id -> incremental label
   class_info: ClassInfo
-  validation: Optional[np.ndarray]  # the task's held-out images (Method.validation_split), else None
+  validation: Optional[np.ndarray]  # the task's held-out images (scenario.validation), else None
   state: Any                      # the train state (params, batch_stats, optimizer states)
   method_state: dict
   _outputs: Callable              # (indices, augment, seed) -> {'logits', 'features'} (engine service)

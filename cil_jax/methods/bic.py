@@ -23,7 +23,7 @@ import numpy as np
 
 from cil_jax.losses import NEG, blockwise_kd, cross_entropy
 from cil_jax.methods.api import LossInputs, Method, Optimizer, Phase, Step, default_task_data
-from cil_jax.methods.shared import ce_phase, main_schedule
+from cil_jax.methods.shared import ce_phase, step_schedule
 from cil_jax.schedules import StepDecay
 
 
@@ -98,7 +98,7 @@ def make(config) -> Method:
   def phases(t):
     if t == 0:
       return [ce_phase(config, t, name='base', trainable=model_only)]
-    sched = main_schedule(config.train, t, lr_by_task=False)
+    sched = step_schedule(config.train, t, lr_by_task=False, method='BiC')
     bias_sched = StepDecay(lr0=sched.lr0 / 100, epochs=2 * sched.epochs, gamma=sched.gamma,
                            milestones=tuple(2 * m + 1 for m in sched.milestones))
     bias_step = Step(bias_loss, bn_train=False, trainable=only_bias, optimizer=Optimizer(momentum=0.0, weight_decay=0.0))

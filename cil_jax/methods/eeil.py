@@ -12,7 +12,7 @@ import functools
 
 from cil_jax.losses import blockwise_kd, cross_entropy
 from cil_jax.methods.api import LossInputs, Method, Phase, Step
-from cil_jax.methods.shared import ce_kd_loss, ce_phase, main_schedule, with_balanced_set
+from cil_jax.methods.shared import ce_kd_loss, ce_phase, check_kd_options, step_schedule, with_balanced_set
 
 
 def bft_loss(x: LossInputs, temperature: float):
@@ -23,13 +23,15 @@ def bft_loss(x: LossInputs, temperature: float):
 
 def make(config) -> Method:
   opts = config.method
-  stage1_loss = functools.partial(ce_kd_loss, temperature=float(opts.temperature))
+  check_kd_options(opts)
+  stage1_loss = functools.partial(ce_kd_loss, temperature=float(opts.temperature), kd=opts.kd,
+                                  pred_loss=opts.pred_loss)
   stage2_loss = functools.partial(bft_loss, temperature=float(opts.temperature))
 
   def phases(t):
     if t == 0:
       return [ce_phase(config, t, name='base')]
-    sched = main_schedule(config.train, t, lr_by_task=False)
+    sched = step_schedule(config.train, t, lr_by_task=False, method='EEIL')
     bft = dataclasses.replace(sched, lr0=sched.lr0 * float(opts.bft_lr_factor),
                               epochs=int(sched.epochs * float(opts.bft_epochs_factor)))
     return [Phase('train', Step(stage1_loss, teacher='task_start'), sched, stream='mixed',

@@ -15,8 +15,8 @@ step); the true task boundaries are used here.
 import jax
 import jax.numpy as jnp
 
-from cil_jax.methods.api import LossInputs, Method, Phase, Step
-from cil_jax.methods.shared import ce_kd_loss, main_schedule, nme_options, seen_cross_entropy
+from cil_jax.methods.api import LossInputs, Method, Step
+from cil_jax.methods.shared import ce_kd_loss, check_kd_options, main_phase, nme_options, seen_cross_entropy
 
 
 def bce_loss(x: LossInputs):
@@ -35,15 +35,17 @@ def make(config) -> Method:
   if opts.variant not in ('ssil', 'original'):
     raise ValueError(f"method.variant={opts.variant!r} is unknown; choose 'ssil' or 'original'")
   temperature = float(opts.temperature)
-  loss = bce_loss if opts.variant == 'original' else (lambda x: ce_kd_loss(x, temperature))
+  check_kd_options(opts)
+  if opts.variant == 'original' and (opts.kd, opts.pred_loss) != ('taskwise', 'ce'):
+    raise ValueError("method.kd / method.pred_loss apply to variant='ssil' (the original iCaRL has its own BCE)")
+  kd, pred_loss = opts.kd, opts.pred_loss
+  loss = bce_loss if opts.variant == 'original' else (lambda x: ce_kd_loss(x, temperature, kd, pred_loss))
   first_loss = bce_loss if opts.variant == 'original' else seen_cross_entropy
 
   def phases(t):
-    sched = main_schedule(config.train, t, lr_by_task=False)
     if t == 0:
-      return [Phase('base', Step(first_loss), sched, stream='mixed', batch_size=config.train.batch_size)]
-    return [Phase('train', Step(loss, teacher='task_start'), sched, stream='mixed',
-                  batch_size=config.train.batch_size)]
+      return [main_phase('base', Step(first_loss), config, t)]
+    return [main_phase('train', Step(loss, teacher='task_start'), config, t)]
 
   if not opts.nme:
     return Method('icarl', phases)

@@ -45,9 +45,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax.losses import NEG, at_least_f32, cross_entropy
-from cil_jax.methods.api import LossInputs, Method, Optimizer, Phase, Step, default_task_data
-from cil_jax.methods.shared import main_schedule, normalize_rows, seen_cross_entropy, with_balanced_set, with_head
+from cil_jax.losses import NEG, at_least_f32, cross_entropy, facil_kd, one_hot_bce, sigmoid_bce
+from cil_jax.methods.api import LossInputs, Method, Optimizer, Phase, Step, default_task_data, masked_logits
+from cil_jax.methods.shared import (main_phase, multi_softmax_scores, normalize_rows, seen_cross_entropy,
+                                   with_balanced_set, with_head)
 from cil_jax.schedules import StepDecay
 from cil_jax.models.heads import l2_normalize
 
@@ -74,8 +75,16 @@ def margin_ranking(cos, labels, old, new, margin: float, k: int):
   return jnp.sum(hinge) / jnp.maximum(jnp.sum(valid), 1)
 
 
-def lucir_loss(x: LossInputs, lambda_base: float, margin: float, k: int):
-  """CE over the seen classes; with a teacher, + λ·less-forget + margin ranking."""
+VARIANTS = ('lucir', 'sr', 'bsr', 'br2')
+FEATURE_KD_SPLITS = ('per_old_task', 'by_sample_task')
+
+
+def lucir_loss(x: LossInputs, lambda_base: float, margin: float, k: int, form: str = 'ssil',
+               variant: str = 'lucir', sr_gamma: float = 0.1, feature_kd_split: str = 'per_old_task'):
+  """CE over the seen classes; with a teacher, + λ·less-forget + margin ranking (+ the variant's terms).
+
+  form 'ssil': the margin ranking's cosines are the logits over a detached η (the SS-IL code base);
+  'facil': the head's unscaled cosines (FACIL's 'wosigma'), so it sends no gradient to η."""
   c = x.classes
   labels = x.batch['label']
   ce = cross_entropy(x.out['logits'], labels, c.seen).mean()
@@ -83,11 +92,48 @@ def lucir_loss(x: LossInputs, lambda_base: float, margin: float, k: int):
     return ce, {'ce': ce}
   m, e = jnp.sum(c.old), jnp.sum(c.seen)
   lam = lambda_base * jnp.sqrt(m / jnp.maximum(e - m, 1))
-  lf = less_forget(x.out['features'], x.teacher['features']).mean()
-  # the reference divides the η-scaled logits by η.data: the value is cos, the gradient reaches η
-  cos = x.out['logits'] / jax.lax.stop_gradient(x.out['scale'])
+  f, f_old = x.out['features'], x.teacher['features']
+  lf = less_forget(f, f_old).mean()
+  if form == 'facil':
+    cos = x.out['cosine']
+  else:  # the reference divides the η-scaled logits by η.data: the value is cos, the gradient reaches η
+    cos = x.out['logits'] / jax.lax.stop_gradient(x.out['scale'])
   mr = margin_ranking(cos, labels, c.old, c.new, margin, k)
-  return ce + lam * lf + mr, {'ce': ce, 'less_forget': lf, 'margin_ranking': mr, 'lambda': lam}
+  loss = ce + lam * lf + mr
+  metrics = {'ce': ce, 'less_forget': lf, 'margin_ranking': mr, 'lambda': lam}
+  if variant == 'sr':   # RethinkSoftmax lucir-sr: γ·λ·Σ_i CE_{T=1} of the σ-scaled cosines per old head
+    kd = facil_kd(x.out['logits'][:, None, :], x.teacher['logits'][:, None, :], c.old_blocks(), 1.0)
+    kd = kd.sum(-1).mean()
+    loss, metrics['kd_tasks'] = loss + sr_gamma * lam * kd, kd
+  elif variant in ('bsr', 'br2'):  # per-old-task feature distillation (see feature_distillation)
+    cos_part, bce_part = feature_distillation(f, f_old, labels, c, feature_kd_split)
+    if variant == 'bsr':
+      loss, metrics['less_forget_tasks'] = loss + lam * cos_part, cos_part
+    loss, metrics['bce_features'] = loss + lam * bce_part, bce_part
+    if variant == 'br2':  # BCE of σ(all seen σ·cos logits) against the one-hot label
+      bcep = one_hot_bce(x.out['logits'], labels, c.seen)
+      loss, metrics['bce_pred'] = loss + bcep, bcep
+  return loss, metrics
+
+
+def feature_distillation(f, f_old, labels, classes, split: str):
+  """(Σ_i mean 1 − cos(f, f_old), Σ_i mean BCE(σ(f), σ(f_old))) over the old tasks i < t, each over
+  task i's part of the batch. RethinkSoftmax's lucir-bsr / -br2 slice rows [i·B, (i+1)·B) of the
+  B-row batch, which is the whole batch for i = 0 and empty (NaN) for i ≥ 1.
+    per_old_task    every part is the whole batch (the one feature vector serves every head): the
+                    reference's values at task 2, continued without NaN: t copies of each term
+    by_sample_task  task i's part = the batch's samples of task i's classes (exemplars); a task
+                    without samples in the batch adds 0, so without exemplars the terms vanish
+  """
+  cos_term = less_forget(f, f_old)                                           # [B]
+  bce_term = sigmoid_bce(f, jax.nn.sigmoid(at_least_f32(f_old))).mean(-1)    # [B]: mean over features
+  if split == 'per_old_task':
+    t = classes.task.astype(cos_term.dtype)
+    return t * cos_term.mean(), t * bce_term.mean()
+  member = classes.old_blocks()[:, labels]                                   # [T, B]: sample in old task i
+  n = jnp.maximum(jnp.sum(member, -1), 1)
+  part = lambda v: jnp.sum(jnp.sum(jnp.where(member, v[None], 0.0), -1) / n)  # noqa: E731
+  return part(cos_term), part(bce_term)
 
 
 # --- trainable masks ---------------------------------------------------------------------------
@@ -134,15 +180,24 @@ def make(config) -> Method:
   lambda_base, margin, k = float(opts.lambda_base), float(opts.margin), int(opts.k)
   if k < 1:
     raise ValueError(f'method.k={k} must be >= 1 (hard negatives per old-class sample)')
+  form, variant, split = opts.form, opts.variant, opts.feature_kd_split
+  for field, value, valid in (('form', form, ('ssil', 'facil')), ('variant', variant, VARIANTS),
+                              ('feature_kd_split', split, FEATURE_KD_SPLITS)):
+    if value not in valid:
+      raise ValueError(f'method.{field}={value!r} is unknown; choose one of {list(valid)}')
   cbf = bool(opts.class_balanced_finetuning) and int(config.memory.size) > 0 and int(opts.cbf_epochs) > 0
+  if cbf and form == 'facil':
+    raise ValueError('method.class_balanced_finetuning is not part of FACIL\'s LUCIR (form=facil); drop one')
 
   def loss(x):
-    return lucir_loss(x, lambda_base, margin, k)
+    return lucir_loss(x, lambda_base, margin, k, form, variant, float(opts.sr_gamma), split)
+  # FACIL's eval passes no reference model, so its validation loss (patience) is the CE alone
+  validation_step = Step(seen_cross_entropy)
 
   def phases(t):
-    sched = main_schedule(config.train, t, lr_by_task=False)
-    main = Phase('train' if t else 'base', Step(loss, teacher='task_start' if t else None, trainable=main_trainable),
-                 sched, stream='mixed', batch_size=config.train.batch_size)
+    main = main_phase('train' if t else 'base', Step(loss, teacher='task_start' if t else None,
+                                                     trainable=main_trainable), config, t,
+                      validation_step=validation_step)
     if t == 0 or not cbf:
       return [main]
     ft_step = Step(seen_cross_entropy, trainable=cbf_trainable,
@@ -154,7 +209,7 @@ def make(config) -> Method:
 
   def before_task(ctx):
     params = ctx.state.params
-    if ctx.t == 0:
+    if ctx.t == 0 or form == 'facil':   # FACIL's LUCIR does not imprint (its comment: left out on purpose)
       return params, ctx.method_state
     weight = np.asarray(jax.device_get(params['model']['head']['weight']))
     idx = ctx.new_indices()
@@ -162,4 +217,5 @@ def make(config) -> Method:
     weight = imprint(weight, feats, ctx.train_labels[idx], ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))
     return with_head(params, weight=jnp.asarray(weight)), ctx.method_state
 
-  return Method('lucir', phases, task_data=with_balanced_set if cbf else default_task_data, before_task=before_task)
+  return Method('lucir', phases, task_data=with_balanced_set if cbf else default_task_data, before_task=before_task,
+                predict=multi_softmax_scores if opts.multi_softmax else masked_logits)

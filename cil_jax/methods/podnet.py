@@ -46,7 +46,7 @@ import numpy as np
 from cil_jax.losses import NEG, at_least_f32
 from cil_jax.scenario import stream_seed
 from cil_jax.methods.api import LossInputs, Method, Optimizer, Phase, Step
-from cil_jax.methods.shared import main_schedule, nme_options, normalize_rows, with_balanced_set, with_head
+from cil_jax.methods.shared import step_schedule, nme_options, normalize_rows, with_balanced_set, with_head
 from cil_jax.schedules import Cosine, StepDecay
 from cil_jax.models import heads
 from cil_jax.models.heads import l2_normalize
@@ -192,7 +192,7 @@ def make(config) -> Method:
     return nca_only_loss(x, margin)
 
   def phases(t):
-    sched = main_schedule(config.train, t, lr_by_task=False)
+    sched = step_schedule(config.train, t, lr_by_task=False, method='PODNet')
     main = Phase('train' if t else 'base', Step(main_loss, teacher='task_start' if t else None,
                                                  trainable=main_trainable),
                  Cosine(lr0=sched.lr0, epochs=sched.epochs), stream='mixed', batch_size=config.train.batch_size)

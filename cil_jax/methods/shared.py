@@ -3,33 +3,57 @@ code base's trainers, CE and CE + task-wise KD losses, the class-balanced set, n
 evaluation, head surgery."""
 from __future__ import annotations
 
-import numpy as np
+import jax
 import jax.numpy as jnp
+import numpy as np
 
-from cil_jax.losses import NEG, at_least_f32, blockwise_kd, cross_entropy
+from cil_jax.losses import NEG, at_least_f32, blockwise_kd, cross_entropy, masked_log_softmax, one_hot_bce
 from cil_jax.methods.api import LossInputs, Phase, Step, default_task_data
 from cil_jax.models.heads import l2_normalize
-from cil_jax.schedules import StepDecay
+from cil_jax.schedules import Patience, Schedule, StepDecay
 
 
 # --- the main phase ----------------------------------------------------------------------------
 
-def main_schedule(train_cfg, task: int, lr_by_task: bool) -> StepDecay:
-  """The step decay of a task's main phase, with the reference's `--factor` and lr/(t+1).
+def main_schedule(train_cfg, task: int, lr_by_task: bool) -> Schedule:
+  """The schedule of a task's main phase (train.schedule), at lr train.lr, or lr/(t+1) with lr_by_task.
 
-  factor F divides epochs and milestones by F from task 1 on (integer division, as the reference).
+  step:     step decay with the reference's `--factor`: from task 1 on, epochs and milestones are
+            divided by F (integer division, as the reference).
+  patience: FACIL's (schedules.Patience): at most train.epochs epochs, lr /= lr_factor after
+            lr_patience epochs without a lower validation loss, stop under lr_min.
   """
+  lr = train_cfg.lr / (task + 1) if lr_by_task else train_cfg.lr
+  if train_cfg.schedule == 'patience':
+    return Patience(lr0=float(lr), epochs=int(train_cfg.epochs), lr_factor=float(train_cfg.lr_factor),
+                    lr_patience=int(train_cfg.lr_patience), lr_min=float(train_cfg.lr_min))
+  return step_schedule(train_cfg, task, lr_by_task)
+
+
+def step_schedule(train_cfg, task: int, lr_by_task: bool, method: str = '') -> StepDecay:
+  """The step decay of main_schedule, for methods that derive later phases from its milestones."""
+  if train_cfg.schedule != 'step':
+    raise ValueError(f'{method} derives its later phases from the step schedule\'s epochs and milestones; '
+                     'it takes train.schedule=step only')
   f = int(train_cfg.factor) if task >= 1 else 1
   lr = train_cfg.lr / (task + 1) if lr_by_task else train_cfg.lr
   return StepDecay(lr0=float(lr), epochs=int(train_cfg.epochs) // f,
                    milestones=tuple(int(m) // f for m in train_cfg.milestones), gamma=float(train_cfg.gamma))
 
 
+def main_phase(name: str, step: Step, config, task: int, stream: str = 'mixed', lr_by_task: bool = False,
+               **phase_options) -> Phase:
+  """A task's main phase: main_schedule, the train batch size, and the held-out validation set when
+  the schedule reacts to it."""
+  sched = main_schedule(config.train, task, lr_by_task)
+  return Phase(name, step, sched, stream=stream, batch_size=config.train.batch_size,
+               validation='validation' if sched.needs_validation else None, **phase_options)
+
+
 def ce_phase(config, task: int, stream: str = 'mixed', lr_by_task: bool = False, name: str = 'train',
              **step_options) -> Phase:
   """A main phase with plain CE over the seen classes: task 0 of most methods, FT, joint."""
-  return Phase(name, Step(seen_cross_entropy, **step_options), main_schedule(config.train, task, lr_by_task),
-               stream=stream, batch_size=config.train.batch_size)
+  return main_phase(name, Step(seen_cross_entropy, **step_options), config, task, stream, lr_by_task)
 
 
 # --- losses ------------------------------------------------------------------------------------
@@ -40,11 +64,37 @@ def seen_cross_entropy(x: LossInputs):
   return ce, {'ce': ce}
 
 
-def ce_kd_loss(x: LossInputs, temperature: float):
-  """CE over all seen classes + task-wise KD over the old task blocks (iCaRL and EEIL stage 1)."""
-  ce = cross_entropy(x.out['logits'], x.batch['label'], x.classes.seen).mean()
-  kd = blockwise_kd(x.out['logits'], x.teacher['logits'], x.classes.old_blocks(), temperature).mean()
-  return ce + kd, {'ce': ce, 'kd': kd}
+KD_FORMS = ('taskwise', 'joint', 'both')      # method.kd of ce_kd_loss
+PRED_LOSSES = ('ce', 'bce', 'ce+bce')         # method.pred_loss of ce_kd_loss
+
+
+def ce_kd_loss(x: LossInputs, temperature: float, kd: str = 'taskwise', pred_loss: str = 'ce'):
+  """Prediction loss over all seen classes + KD (T²·KL, softmax at T) from the teacher: iCaRL and
+  EEIL stage 1. The SS-IL code base's form is the default: CE + task-wise KD (one softmax per old
+  task block). IIL-CLSF's two ideas as options: kd = 'joint' (one softmax over all old classes),
+  'both' (the sum); pred_loss = 'bce' (sigmoid BCE against the one-hot label, mean over batch × seen
+  classes, shift-sensitive), 'ce+bce'."""
+  z, y, c = x.out['logits'], x.batch['label'], x.classes
+  loss, metrics = 0.0, {}
+  if pred_loss in ('ce', 'ce+bce'):
+    metrics['ce'] = cross_entropy(z, y, c.seen).mean()
+    loss = metrics['ce']
+  if pred_loss in ('bce', 'ce+bce'):
+    metrics['bce'] = one_hot_bce(z, y, c.seen)
+    loss = loss + metrics['bce']
+  if kd in ('taskwise', 'both'):
+    metrics['kd'] = blockwise_kd(z, x.teacher['logits'], c.old_blocks(), temperature).mean()
+    loss = loss + metrics['kd']
+  if kd in ('joint', 'both'):
+    metrics['kd_joint'] = blockwise_kd(z, x.teacher['logits'], c.old[None], temperature).mean()
+    loss = loss + metrics['kd_joint']
+  return loss, metrics
+
+
+def check_kd_options(opts) -> None:
+  for field, value, valid in (('kd', opts.kd, KD_FORMS), ('pred_loss', opts.pred_loss, PRED_LOSSES)):
+    if value not in valid:
+      raise ValueError(f'method.{field}={value!r} is unknown; choose one of {list(valid)}')
 
 
 # --- the class-balanced set (EEIL; LUCIR's and PODNet's fine-tuning) ----------------------------
@@ -106,6 +156,30 @@ def nme_options(augment: bool) -> dict:
   """The Method fields of NME evaluation: predict, the class-means hook and their state."""
   return dict(predict=nme_scores, after_task=lambda ctx: update_class_means(ctx, augment),
               init_state=lambda c, t, d: {'class_means': jnp.zeros((c, d))})  # default float: f64 under x64
+
+
+# --- FACIL's multi-head network: per-task column blocks of the one head ------------------------
+
+def head_columns_trainable(columns: str):
+  """A trainable mask: the backbone and the head's scalars (a cosine head's scale) train, the head's
+  class columns only for the classes `columns` names ('new': the current task's head, FACIL's
+  optimizer without exemplars; 'seen': every head so far). Future classes' columns stay still."""
+  def trainable(params, classes):
+    cols = getattr(classes, columns).astype(jnp.float32)
+    mask = jax.tree.map(lambda _: True, params)
+    mask['model']['head'] = jax.tree.map(lambda p: cols if p.ndim and p.shape[-1] == cols.shape[0] else True,
+                                         params['model']['head'])
+    return mask
+  return trainable
+
+
+def multi_softmax_scores(outputs, params, state, classes):
+  """FACIL's multi_softmax: each seen task head's log-softmax, concatenated (argmax = task-agnostic
+  prediction; within a head the order is that of the logits)."""
+  del params, state
+  blocks = classes.blocks & classes.seen[None]                           # [T, C]
+  per_head = masked_log_softmax(outputs['logits'][:, None, :], blocks[None])   # [B, T, C]: 0 off-block
+  return jnp.where(classes.seen, jnp.sum(per_head, axis=1), NEG)
 
 
 # --- head surgery ------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ wrong when base is not a multiple of step); masks over full-width logits make th
 import jax.numpy as jnp
 
 from cil_jax.losses import blockwise_kd, masked_log_softmax
-from cil_jax.methods.api import LossInputs, Method, Phase, Step
-from cil_jax.methods.shared import ce_phase, main_schedule
+from cil_jax.methods.api import LossInputs, Method, Step
+from cil_jax.methods.shared import ce_phase, main_phase
 
 
 def separated_cross_entropy(logits, labels, is_replay, old_mask, new_mask):
@@ -38,7 +38,6 @@ def make(config) -> Method:
   def phases(t):
     if t == 0:
       return [ce_phase(config, t, stream='new', lr_by_task=True, name='base')]
-    return [Phase('train', Step(loss, teacher='task_start'), main_schedule(config.train, t, lr_by_task=True),
-                  stream='new+replay', batch_size=config.train.batch_size,
-                  replay_batch_size=config.train.replay_batch_size)]
+    return [main_phase('train', Step(loss, teacher='task_start'), config, t, stream='new+replay', lr_by_task=True,
+                       replay_batch_size=config.train.replay_batch_size)]
   return Method('ssil', phases)
