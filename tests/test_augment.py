@@ -171,3 +171,20 @@ def test_resize_center_crop_matches_torchvision_geometry(height, width, size, re
   np.testing.assert_array_equal(out, expected)
   if resized == (height, width):  # no resize: the crop is the image's own pixels
     np.testing.assert_array_equal(out, image[top:top + size, left:left + size])
+
+
+def test_facils_cifar_transform_is_the_window_of_the_padded_image():
+  """pad_rrc_flip: each image of the batch is padded by 4 (zeros), cropped at the torchvision window
+  its own seed draws on the 40 x 40 padded image, resized back to 32, maybe flipped; deterministic."""
+  images = np.stack([_position_image(32, 32), _position_image(32, 32)[::-1]])
+  seed = tf.constant([5, 9], tf.int64)
+  out = augment.pad_random_resized_crop_flip_batch(tf.constant(images), seed, pad=4).numpy()
+  assert out.shape == (2, 32, 32, 3) and out.dtype == np.uint8
+  np.testing.assert_array_equal(out, augment.pad_random_resized_crop_flip_batch(tf.constant(images), seed, 4).numpy())
+  seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  for i in range(2):
+    s_box, _ = tf.unstack(tf.random.experimental.stateless_split(seeds[i], 2))
+    top, left, h, w = (int(v) for v in augment.random_resized_crop_window(40, 40, s_box))
+    padded = np.pad(images[i], [(4, 4), (4, 4), (0, 0)])
+    crop = _resized(padded[top:top + h, left:left + w], [32, 32])
+    assert np.array_equal(out[i], crop) or np.array_equal(out[i], crop[:, ::-1])

@@ -408,3 +408,59 @@ def test_kd_options_are_checked_and_refused_where_they_do_not_apply():
     icarl.make(load_config('icarl_fmnist.py', 'smoke,variant=original,kd=joint'))
   with pytest.raises(ValueError, match='method.kd'):
     icarl.make(load_config('icarl_fmnist.py', 'smoke,kd=blockwise'))
+
+
+# --- configs and the clear errors ------------------------------------------------------------------
+
+def test_facil_configs_carry_main_incrementals_defaults():
+  from helpers import load_config
+  for name in ('lwf_cifar100.py', 'lucir_facil_cifar100.py'):
+    c = load_config(name, None)
+    assert (c.scenario.num_tasks, c.scenario.validation, c.scenario.class_order, c.scenario.seed) == \
+        (10, 0.1, 'facil', -1)
+    t = c.train
+    assert (t.schedule, t.lr, t.epochs, t.lr_patience, t.lr_factor, t.lr_min, t.momentum, t.weight_decay,
+            t.batch_size) == ('patience', 0.1, 200, 5, 3.0, 1e-4, 0.0, 0.0, 64)
+    assert c.memory.size == 0 and c.model.name == 'resnet32_cifar' and c.dataset.augment == 'pad_rrc_flip'
+    assert tuple(c.dataset.std) == (0.2009, 0.1984, 0.2023)
+  assert load_config('lwf_cifar100.py', None).train.clip_norm == 10000.0
+  c = load_config('lucir_facil_cifar100.py', 't20,m2000,variant=bsr')
+  assert c.train.clip_norm == 0.0 and c.method.lambda_base == 5.0 and c.method.form == 'facil'
+  assert (c.scenario.num_tasks, c.memory.size, c.memory.policy, c.method.variant) == (20, 2000, 'facil', 'bsr')
+
+
+def test_protocol_errors_are_clear():
+  from helpers import load_config
+  from cil_jax.input_pipeline import sources
+  with pytest.raises(ValueError, match='scenario.validation'):
+    load_config('lwf_fmnist.py', 'smoke', **{'scenario.validation': 0.0})
+  with pytest.raises(ValueError, match='set scenario.num_tasks'):
+    load_config('ft_fmnist.py', 'smoke', **{'scenario.nc_first_task': 3})
+  with pytest.raises(ValueError, match="lwf option lamb='x' must be a float"):
+    load_config('lwf_fmnist.py', 'smoke,lamb=x')
+  with pytest.raises(ValueError, match='has no option'):
+    load_config('lwf_fmnist.py', 'smoke,gamma1=0.2')
+  with pytest.raises(ValueError, match='step schedule'):
+    from cil_jax.methods import eeil
+    eeil.make(load_config('eeil_fmnist.py', 'smoke', **{'train.schedule': 'patience',
+                                                        'scenario.validation': 0.1})).phases(1)
+  with pytest.raises(sources.DataError, match='ImageNet-100 cannot be read yet'):
+    sources.load(load_config('lwf_imagenet100.py', None).dataset)
+
+
+def test_a_workdir_accepts_a_field_added_later_at_its_default(tmp_path):
+  """A run started before a field existed resumes when the field is at its default; else refused."""
+  import json
+  from cil_jax import config_base, workdir
+  from helpers import load_config
+  c = load_config('lwf_fmnist.py', 'smoke')
+  there = json.loads(c.to_json_best_effort())
+  del there['train']['clip_norm']            # as if written before clip_norm existed (default 0)
+  (tmp_path / 'config.json').write_text(json.dumps(there))
+  (tmp_path / 'results.json').write_text('{}')
+  c.train.clip_norm = 0.0
+  workdir.check_compatible(c, str(tmp_path))
+  c.train.clip_norm = 10000.0
+  with pytest.raises(workdir.WorkdirError, match='clip_norm'):
+    workdir.check_compatible(c, str(tmp_path))
+  del config_base

@@ -189,3 +189,18 @@ def test_runs_of_one_group_with_different_lengths_are_an_error(tmp_path):
     report.main(dirs)
   message = str(e.value)
   assert '\n' not in message and dirs[0] in message and dirs[1] in message and 'ssil' in message
+
+
+def test_facil_table_shows_task_aware_and_task_agnostic(tmp_path, capsys):
+  """Runs on FACIL's split get the FACIL columns by default, labelled by variant; means over seeds."""
+  ws = []
+  for seed in (0, 1):
+    for variant in ('lwf', 'bsr'):
+      ws.append(_workdir(tmp_path, f'{variant}{seed}', 'lwf', seed, _rows(3, 90.0 + seed),
+                         fields={'scenario.num_tasks': 3, 'method.variant': variant}))
+  text = report.main(ws)
+  assert 'last TAw' in text and 'Ā TAg' in text and 'avg top-1' not in text
+  want = np.mean([metrics.summarize(_rows(3, 90.0 + s), 3)['average_task_aware'] for s in (0, 1)])
+  assert _table_row(text, 'lwf-bsr')[4].startswith(f'{want:.2f} ±')
+  assert _table_row(text, 'lwf')[1] == '2'
+  assert 'avg top-1' in report.main(ws + ['--table', 'ssil'])
