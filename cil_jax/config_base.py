@@ -118,6 +118,8 @@ def _typed(what: str, value, default):
   """A method option given as text (a config argument such as `variant=bsr`) in its default's type."""
   if not isinstance(value, str) or isinstance(default, str):
     return value
+  if isinstance(default, (tuple, list)):
+    raise ValueError(f'{what} is a sequence; pass it as --config.method.<name>=a,b,... instead')
   try:
     if isinstance(default, bool):
       if value.lower() not in ('true', 'false', '1', '0'):

@@ -33,7 +33,7 @@ COLUMNS = (('average_incremental_top1', 'avg top-1'), ('average_incremental_top5
 FACIL_COLUMNS = (('last_task_aware', 'last TAw'), ('last_task_agnostic', 'last TAg'),
                  ('average_task_aware', 'Ā TAw'), ('average_task_agnostic', 'Ā TAg'),
                  ('mean_forgetting_task_aware', 'F̄ TAw'), ('mean_forgetting_task_aware_clipped', 'F̄ TAw clipped'),
-                 ('mean_forgetting_task_agnostic', 'F̄ TAg'))
+                 ('mean_forgetting_task_agnostic', 'F̄ TAg'), ('mean_forgetting_task_agnostic_clipped', 'F̄ TAg clipped'))
 TABLES = {'ssil': COLUMNS, 'facil': FACIL_COLUMNS}
 
 

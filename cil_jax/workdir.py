@@ -55,7 +55,9 @@ def check_compatible(config, workdir: str) -> None:
   absent = object()
   # A field added to the project after the workdir's run began is absent there; at its default (which
   # keeps the earlier behaviour, as every new field must) it changes nothing.
-  defaults = config_base.result_fields(config_base.base_config())
+  base = config_base.base_config()
+  config_base.set_method(base, config.method.name)   # the method's options at their defaults too
+  defaults = config_base.result_fields(base)
   differ = sorted(k for k in set(there) | set(here) if there.get(k, absent) != here.get(k, absent)
                   and not (k not in there and k in defaults and here.get(k, absent) == defaults[k]))
   if not differ:

@@ -456,6 +456,7 @@ def test_a_workdir_accepts_a_field_added_later_at_its_default(tmp_path):
   c = load_config('lwf_fmnist.py', 'smoke')
   there = json.loads(c.to_json_best_effort())
   del there['train']['clip_norm']            # as if written before clip_norm existed (default 0)
+  del there['method']['multi_softmax']       # a method option added later (default False)
   (tmp_path / 'config.json').write_text(json.dumps(there))
   (tmp_path / 'results.json').write_text('{}')
   c.train.clip_norm = 0.0
@@ -464,3 +465,17 @@ def test_a_workdir_accepts_a_field_added_later_at_its_default(tmp_path):
   with pytest.raises(workdir.WorkdirError, match='clip_norm'):
     workdir.check_compatible(c, str(tmp_path))
   del config_base
+
+
+def test_reference_feature_split_is_the_first_slice_only():
+  x, f, g, *_ = _lucir_inputs(Y)
+  cos_part, bce_part = lucir.feature_distillation(x.out['features'], x.teacher['features'], x.batch['label'],
+                                                  x.classes, 'reference')
+  np.testing.assert_allclose([float(cos_part), float(bce_part)], [np_cos_emb(f, g), np_bce(sig(f), sig(g))],
+                             rtol=1e-5)
+
+
+def test_sequence_options_are_not_taken_from_the_config_argument():
+  from helpers import load_config
+  with pytest.raises(ValueError, match='is a sequence'):
+    load_config('lucir_fmnist.py', 'smoke,cbf_milestones=10')

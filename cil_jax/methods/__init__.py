@@ -41,7 +41,7 @@ OPTIONS = {
                                          # ranking on the unscaled cosines; validation loss = CE)
         'variant': 'lucir',              # lucir | sr | bsr | br2 (RethinkSoftmax's losses; methods/lucir.py)
         'sr_gamma': 0.1,                 # sr: weight γ of the per-head KD, times λ (the reference hard-codes 0.1)
-        'feature_kd_split': 'per_old_task',  # bsr / br2: how the feature distillation splits by old task
+        'feature_kd_split': 'per_old_task',  # bsr / br2: per_old_task | by_sample_task | reference (lucir.py)
         'multi_softmax': False,          # task-agnostic prediction from each task head's log-softmax (FACIL)
         'lambda_base': 10.0,             # less-forget weight λ_base; λ = λ_base·sqrt(old / new)
         'margin': 0.5,                   # margin ranking margin

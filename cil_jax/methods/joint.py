@@ -8,6 +8,9 @@ from cil_jax.methods.shared import ce_phase
 
 
 def make(config) -> Method:
+  if config.train.schedule != 'step':   # its task data holds no validation set of all seen tasks
+    raise ValueError('joint takes train.schedule=step only')
+
   def phases(t):
     return [ce_phase(config, t)]
 

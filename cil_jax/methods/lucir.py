@@ -76,7 +76,7 @@ def margin_ranking(cos, labels, old, new, margin: float, k: int):
 
 
 VARIANTS = ('lucir', 'sr', 'bsr', 'br2')
-FEATURE_KD_SPLITS = ('per_old_task', 'by_sample_task')
+FEATURE_KD_SPLITS = ('per_old_task', 'by_sample_task', 'reference')
 
 
 def lucir_loss(x: LossInputs, lambda_base: float, margin: float, k: int, form: str = 'ssil',
@@ -124,11 +124,13 @@ def feature_distillation(f, f_old, labels, classes, split: str):
                     reference's values at task 2, continued without NaN: t copies of each term
     by_sample_task  task i's part = the batch's samples of task i's classes (exemplars); a task
                     without samples in the batch adds 0, so without exemplars the terms vanish
+    reference       what the reference's gradient is: the i = 0 terms over the whole batch only (an
+                    empty slice's NaN mean has an empty gradient), at every task
   """
   cos_term = less_forget(f, f_old)                                           # [B]
   bce_term = sigmoid_bce(f, jax.nn.sigmoid(at_least_f32(f_old))).mean(-1)    # [B]: mean over features
-  if split == 'per_old_task':
-    t = classes.task.astype(cos_term.dtype)
+  if split in ('per_old_task', 'reference'):
+    t = classes.task.astype(cos_term.dtype) if split == 'per_old_task' else 1.0
     return t * cos_term.mean(), t * bce_term.mean()
   member = classes.old_blocks()[:, labels]                                   # [T, B]: sample in old task i
   n = jnp.maximum(jnp.sum(member, -1), 1)
@@ -185,6 +187,8 @@ def make(config) -> Method:
                               ('feature_kd_split', split, FEATURE_KD_SPLITS)):
     if value not in valid:
       raise ValueError(f'method.{field}={value!r} is unknown; choose one of {list(valid)}')
+  if float(opts.sr_gamma) < 0:
+    raise ValueError(f'method.sr_gamma={opts.sr_gamma} must be >= 0')
   cbf = bool(opts.class_balanced_finetuning) and int(config.memory.size) > 0 and int(opts.cbf_epochs) > 0
   if cbf and form == 'facil':
     raise ValueError('method.class_balanced_finetuning is not part of FACIL\'s LUCIR (form=facil); drop one')

@@ -75,6 +75,8 @@ def make(config) -> Method:
   variant = opts.variant
   if variant not in VARIANTS:
     raise ValueError(f'method.variant={variant!r} is unknown; choose one of {list(VARIANTS)}')
+  if not (float(opts.lamb) >= 0 and float(opts.temperature) > 0):
+    raise ValueError(f'method.lamb={opts.lamb} must be >= 0 and method.temperature={opts.temperature} > 0')
   memory = int(config.memory.size) > 0
   # one function object per setting, so that equal steps share one compile across tasks
   losses = {w: functools.partial(lwf_loss, variant=variant, lamb=float(opts.lamb),
