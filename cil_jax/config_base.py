@@ -33,7 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.download = False        # True: let tfds download a missing small dataset (needs internet)
   c.dataset.num_classes = 0         # ImageNet only: 0 = 1000
   c.dataset.image_size = 0          # ImageNet only: crop side, 0 = 224
-  c.dataset.augment = ''            # '' = the dataset's default: imagenet | crop_flip | pad_rrc_flip | none
+  c.dataset.augment = ''            # '' = the dataset's: imagenet | crop_flip | crop_flip_rotate | pad_rrc_flip | none
   c.dataset.mean = ()               # () = the dataset's normalisation; else one value per channel
   c.dataset.std = ()
   c.dataset.max_per_class = 0       # >0: keep only the first N training images of each class
@@ -49,10 +49,11 @@ def base_config() -> ml_collections.ConfigDict:
                                     # (FACIL's rule, scenario.facil_holdout): the patience schedule's data
 
   c.memory = ml_collections.ConfigDict()
-  c.memory.size = 2000              # M exemplars; 0 = no memory
+  c.memory.size = 2000              # M exemplars (per_class policy: per class); 0 = no memory
   c.memory.policy = 'fixed'         # 'fixed' total M | 'growing' ceil(M / all classes) per class |
-                                    # 'facil' ceil(M / seen) per class, untrimmed, re-selected each task
-  c.memory.selection = 'random'     # 'random' (seeded) | 'herding' (iCaRL)
+                                    # 'facil' ceil(M / seen) per class, untrimmed, re-selected each task |
+                                    # 'per_class' M per class, never trimmed (MGRB)
+  c.memory.selection = 'random'     # 'random' (seeded) | 'herding' (iCaRL) | 'file_order' (first images)
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'small_convnet'    # see models.NAMES

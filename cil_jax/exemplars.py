@@ -20,6 +20,8 @@ def update_memory(ctx, memory_cfg, seed: int) -> scenario.Memory:
   by_class = ctx.train_by_class
   if memory_cfg.selection == 'random':
     candidates = [scenario.random_priority(by_class[c], seed, c) for c in new_classes]
+  elif memory_cfg.selection == 'file_order':
+    candidates = [by_class[c] for c in new_classes]
   else:  # 'herding' (config_base.validate allows no other)
     budget = int(scenario.per_class_sizes(size, tasks.end(t), tasks.num_classes, memory_cfg.policy).max())
     feats = ctx.outputs(ctx.new_indices())['features']
@@ -42,6 +44,8 @@ def facil_memory(ctx, size: int, selection: str, seed: int) -> scenario.Memory:
   pools = [old[c] if c < len(old) else ctx.train_by_class[c] for c in range(seen)]
   if selection == 'random':
     sets = [scenario.random_priority(p, scenario.stream_seed(seed, t), c)[:quota] for c, p in enumerate(pools)]
+  elif selection == 'file_order':
+    sets = [p[:quota] for p in pools]
   else:  # 'herding'
     feats = ctx.outputs(np.concatenate(pools))['features']
     bounds = np.cumsum([0] + [len(p) for p in pools])

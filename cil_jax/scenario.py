@@ -18,8 +18,9 @@ class ScenarioError(ValueError):
 
 # --- class order -------------------------------------------------------------------------------
 
-POLICIES = ('fixed', 'growing', 'facil')  # memory.policy: see per_class_sizes and facil_quota
-SELECTIONS = ('random', 'herding')    # memory.selection: see random_priority / herding_priority
+POLICIES = ('fixed', 'growing', 'facil', 'per_class')  # memory.policy: per_class_sizes, facil_quota
+SELECTIONS = ('random', 'herding', 'file_order')   # memory.selection: random_priority / herding_priority /
+                                                   # the class's first images in file order (MGRB)
 
 
 def stream_seed(seed: int, *keys: int) -> int:
@@ -159,11 +160,14 @@ def per_class_sizes(memory_size: int, seen: int, total_classes: int, policy: str
             (nested sets), then one exemplar is trimmed from each of the largest classes (highest
             label first among equals) until the total is M.
   growing : bpc = ceil(M / total_classes), fixed for the whole run.
+  per_class: M per class (MGRB's fixed per-class memory; the total grows with the classes).
   A class with fewer images than its budget keeps all of them (`available`).
   `previous` (sizes of the already-stored classes) keeps the sets nested: a class never grows back.
   """
   if policy == 'fixed':
     bpc = math.ceil(memory_size / seen)
+  elif policy == 'per_class':
+    bpc = memory_size
   else:  # 'growing' (POLICIES; the config check allows no other)
     bpc = math.ceil(memory_size / total_classes)
   sizes = np.full(seen, bpc, dtype=np.int64)

@@ -345,7 +345,8 @@ class Run:
       return sched.lr(epoch, k, plan.steps, rs.schedule_state)
     lr = None if sched.per_step else _device_lr(lr_of_step(0), exp.replicated)   # one copy per epoch
     lr_text = _lr_text(lr_of_step(start))
-    batches = parallel.prefetch_to_device(exp.train_loader.train(plan, start).as_numpy_iterator(), exp.sharded)
+    loader = exp.train_loader if phase.augment else exp.train_eval_loader
+    batches = parallel.prefetch_to_device(loader.train(plan, start).as_numpy_iterator(), exp.sharded)
     pending = pending_step = last_metrics = None
     self.progress.reset_rate(rs.images_seen)
     k = start

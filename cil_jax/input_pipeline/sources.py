@@ -63,7 +63,8 @@ class Source:
   test: Split
   mean: tuple[float, ...]
   std: tuple[float, ...]
-  augment: str  # 'imagenet' (random resized crop) | 'crop_flip' (pad + crop + flip) | 'pad_rrc_flip'
+  augment: str  # 'imagenet' (random resized crop) | 'crop_flip' (pad + crop + flip) | 'crop_flip_rotate'
+                # (MGRB's CIFAR: pad + crop + flip + rotation by up to 15 degrees) | 'pad_rrc_flip'
                 # (FACIL's CIFAR: pad + random resized crop + flip) | 'none'
   image_size: int  # side of the images the network sees
   class_names: tuple[str, ...] | None = None   # by original class id
@@ -459,13 +460,14 @@ LOADERS: dict[str, Callable[..., Source]] = {
     'cifar100': lambda cfg, cache_dir=None: _load_cifar(cfg, 100),
     'imagenet': load_imagenet,
     'imagenet100': lambda cfg, cache_dir=None: _not_yet_readable('ImageNet-100'),
+    'miniimagenet': lambda cfg, cache_dir=None: _not_yet_readable('miniImageNet'),
 }
-AUGMENTS = ('imagenet', 'crop_flip', 'pad_rrc_flip', 'none')   # dataset.augment ('' = the dataset's own)
+AUGMENTS = ('imagenet', 'crop_flip', 'crop_flip_rotate', 'pad_rrc_flip', 'none')  # dataset.augment; '' = own
 
 
 def _not_yet_readable(title: str):
-  raise DataError(f'{title} cannot be read yet: its reader (a class list over an ImageNet-1K source) comes '
-                  'with the datasets work; until then run the CIFAR-100 or Fashion-MNIST configs')
+  raise DataError(f'{title} cannot be read yet: its reader comes with the datasets work; until then run the '
+                  'CIFAR-100, CIFAR-10 or Fashion-MNIST configs')
 
 
 def load(cfg, cache_dir: str | None = None) -> Source:

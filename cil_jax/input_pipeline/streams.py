@@ -140,6 +140,8 @@ class ImageLoader:
       return augment.pad_random_resized_crop_flip_batch(image[None], seed, pad=self._pad())[0]
     if self.augment_kind == 'crop_flip':
       return augment.crop_flip(image, seed, pad=self._pad())
+    if self.augment_kind == 'crop_flip_rotate':
+      return augment.crop_flip_rotate(image, seed, pad=self._pad())
     return image
 
   def _eval_image(self, i):
@@ -169,11 +171,13 @@ class ImageLoader:
         images = self.load(i)
         if self.augment_kind == 'crop_flip':
           images = augment.crop_flip_batch(images, tf.stack([seed0, k]), pad=self._pad())
+        elif self.augment_kind == 'crop_flip_rotate':
+          images = augment.crop_flip_rotate_batch(images, tf.stack([seed0, k]), pad=self._pad())
         elif self.augment_kind == 'pad_rrc_flip':
           images = augment.pad_random_resized_crop_flip_batch(images, tf.stack([seed0, k]), pad=self._pad())
         elif self.augment_kind != 'none':
-          raise ValueError(f'augment={self.augment_kind!r} needs encoded images; use crop_flip, pad_rrc_flip '
-                           'or none')
+          raise ValueError(f'augment={self.augment_kind!r} needs encoded images; use crop_flip, '
+                           'crop_flip_rotate, pad_rrc_flip or none')
         return {'image': images, 'label': tf.gather(self.labels, i), 'replay': r}
       ds = ds.map(load_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
       return self._finish(ds)

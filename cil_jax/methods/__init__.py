@@ -65,6 +65,24 @@ OPTIONS = {
         'nme': False,                    # evaluate by nearest class mean instead of the class scores
         'nme_augment': True,             # NME means on train-transform features (the SS-IL code base)
     },
+    'mgrb': {                            # MGRB (methods/mgrb.py); the names of etrain.py's flags in brackets
+        'hierarchy': 'dataset',          # dataset | wordnet | visual | none (no L_MG) [-cluster, --vis_hier]
+        'coarse_groups': (),             # dataset: a group per original class id; () = the dataset's coarse labels
+        'clusters': 5,                   # visual: KMeans groups K [-cluster]
+        'wordnet_depth': 0,              # wordnet: the distance normaliser H; 0 = the seen classes' tree height
+        'beta': 20.0,                    # soft-target sharpness β [-beta]
+        'mg_scale': 1.0,                 # weight of L_MG [-scale]
+        'dscale': 1.0,                   # weight of the KD term, times α·T² [-dscale]
+        'temperature': 2.0,              # T of the KD term
+        'cb_loss': True,                 # class-balanced CE (False: plain CE, batch mean) [--cbloss]
+        'cb_reduction': 'sum',           # sum (the reference) | mean over the batch
+        'cb_new_count': 0,               # n_c of new classes; 0 = the largest class's training-set size
+        'balanced_per_class': 2,         # of memory.size per class, the balanced set's share (CIFAR-10: 20)
+        'decoupling': True,              # stage 2 on the balanced set (False: --no_dcp)
+        'stage2_epochs': 40,             # CIFAR 40, others 30
+        'stage2_milestones': (15,),      # reference milestones of stage 2 (each takes effect one epoch later)
+        'warmup_epochs': 1,              # linear warm-up of the backbone's lr in stage 1
+    },
 }
 NAMES = tuple(sorted(OPTIONS))
 
@@ -72,9 +90,11 @@ NAMES = tuple(sorted(OPTIONS))
 # config_base.validate. LUCIR and PODNet: their own head, features without the last ReLU, and, as
 # their reference code, a fresh optimizer each task (the rows of classes not yet imprinted are held
 # still by masked updates; a momentum buffer carried over from earlier tasks would move them).
+# MGRB: its fixed per-class memory, the class's first images in file order.
 REQUIRES = {
     'lucir': {'model.head': 'cosine', 'model.last_relu': False, 'train.reset_optimizer_each_task': True},
     'podnet': {'model.head': 'lsc', 'model.last_relu': False, 'train.reset_optimizer_each_task': True},
+    'mgrb': {'model.head': 'linear', 'memory.policy': 'per_class', 'memory.selection': 'file_order'},
 }
 
 

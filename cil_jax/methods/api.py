@@ -122,6 +122,7 @@ class Phase:
   validation: Optional[str] = None
   validation_step: Optional[Step] = None   # whose loss the validation set measures; None: this phase's step
   on_start: Optional[Callable] = None
+  augment: bool = True        # False: the batches get the test transform (MGRB's balanced stage)
 
   def __post_init__(self):
     if self.schedule.needs_validation and self.validation is None:

@@ -3,7 +3,7 @@
 The names are listed here without importing Flax, so configs are validated before anything heavy
 is imported (tests check they match resnet.MODELS and heads.HEADS).
 """
-NAMES = ('resnet18', 'resnet18_cifar', 'resnet32_cifar', 'resnet34', 'small_convnet')
+NAMES = ('resnet18', 'resnet18_cifar', 'resnet32_cifar', 'resnet34', 'resnet34_cifar', 'small_convnet')
 HEADS = ('cosine', 'linear', 'lsc')
 DTYPES = ('bfloat16', 'float32')
 

@@ -116,6 +116,8 @@ MODELS = {
     'resnet32_cifar': functools.partial(ResNet, stage_sizes=(5, 5, 5), widths=(16, 32, 64), stem='cifar'),
     'resnet18_cifar': functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), widths=(64, 128, 256, 512),
                                         stem='cifar'),
+    'resnet34_cifar': functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), widths=(64, 128, 256, 512),
+                                        stem='cifar'),
     'small_convnet': SmallConvNet,
 }
 
