@@ -23,6 +23,7 @@ DATASETS = {
                     memory=200, balanced=20, beta=20.0, dscale=1.0, mg_scale=0.5, clusters=2),
     'miniimagenet': dict(model='resnet18_cifar', split=(50, 10), epochs=160, milestones=(100, 120), stage2=30,
                          memory=20, balanced=2, beta=50.0, dscale=1.0, mg_scale=1.0, clusters=10),
+    # no README command for ImageNet-100: β, dscale and K are miniImageNet's
     'imagenet100': dict(model='resnet18_cifar', split=(50, 10), epochs=120, milestones=(30, 60, 90), stage2=30,
                         memory=20, balanced=2, beta=50.0, dscale=1.0, mg_scale=1.0, clusters=10),
     # the offline stand-in for MGRB's CIFAR-10 protocol (docs/results.md): the first 2000 training images
@@ -64,6 +65,10 @@ def mgrb_config(dataset: str, arg=None, default_hierarchy: str = 'ont'):
     options['coarse_groups'] = CIFAR10_GROUPS if dataset == 'cifar10' else FASHION_MNIST_GROUPS
   if dataset == 'fashion_mnist':
     options['stage2_milestones'] = (5,)
+  if dataset == 'miniimagenet':
+    options['cb_new_count'] = 500      # cal_RB.py's nominal count, whatever the reader's split
+  if dataset == 'imagenet100':
+    options['cb_new_count'] = 1300
   set_method(c, 'mgrb', **{**options, **opts['options']})
   t = c.train
   t.lr, t.weight_decay, t.gamma = 1e-3, 0.05, 0.1

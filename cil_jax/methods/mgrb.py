@@ -40,8 +40,8 @@ Deviations from the reference, each for a reason:
 - Visual hierarchy: K = min(clusters, seen classes) (the reference falls back to 5); the reference's
   class means include one zero row per class, a uniform scaling KMeans does not see.
 - The reference's -k flag is parsed and ignored there; memory.size is the per-class memory here.
-- Training batches: the last partial batch of an epoch is dropped (stage 2: batch = min(batch size,
-  balanced set), reshuffled every epoch).
+- Training batches: stage 1 drops an epoch's last partial batch; stage 2 runs the reference's
+  ceil(n / 128) steps per epoch over the n balanced images in equal batches (balanced_batch).
 """
 from __future__ import annotations
 
@@ -155,6 +155,12 @@ def xavier_normal_head(params, rng: np.random.Generator, seen: int):
                                'bias': jnp.zeros_like(fc['bias'])})
 
 
+def balanced_batch(n: int, batch: int) -> int:
+  """Stage 2's batch size: as many steps per epoch as the reference's loader, ceil(n / batch) (it keeps
+  the last partial batch), in equal batches of n // steps images (at most steps − 1 left out)."""
+  return n // -(-n // batch)
+
+
 def split_memory(ctx, v: int) -> tuple[dict, list, list]:
   """(task data, balanced indices per seen class, exemplar indices per old class)."""
   old = ctx.memory.per_class()
@@ -228,7 +234,7 @@ def make(config) -> Method:
     if bool(opts.decoupling) and int(opts.stage2_epochs) > 0:
       seen = base_classes + t * step_classes     # before_task checks the split is even
       out.append(Phase('balanced', stage2, stage2_schedule, stream='mixed', data='balanced',
-                       batch_size=min(batch, v * seen), augment=False))
+                       batch_size=balanced_batch(v * seen, batch), augment=False))
     return out
 
   def before_task(ctx):
