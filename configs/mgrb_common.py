@@ -46,7 +46,12 @@ def mgrb_config(dataset: str, arg=None, default_hierarchy: str = 'ont'):
   if len(words) > 1 or len(splits) > 1:
     raise ValueError(f'config argument {arg!r}: give one hierarchy ({" | ".join(HIERARCHY_ARGS)}) and at most one '
                      'split n/m')
-  opts = parse_arg(','.join(p for p in parts if p not in words and p not in splits))
+  rest = [p for p in parts if p not in words and p not in splits]
+  for p in rest:
+    if p != 'smoke' and '=' not in p and not (p[0] in 'tm' and p[1:].isdigit()):
+      raise ValueError(f'config argument {p!r} is unknown; MGRB configs take a hierarchy ({" | ".join(HIERARCHY_ARGS)}), '
+                       'a split n/m, smoke and method options as name=value, comma-separated (e.g. ":vis,20/20")')
+  opts = parse_arg(','.join(rest))
   if opts['tasks'] is not None or opts['memory'] is not None:
     raise ValueError('MGRB configs take the split as n/m (e.g. 20/20) and a fixed per-class memory; for another '
                      'memory set --config.memory.size=<per class> (and method.balanced_per_class)')

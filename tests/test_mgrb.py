@@ -197,11 +197,11 @@ def test_balanced_batch_keeps_the_reference_step_count():
     assert b == want and n // b == math.ceil(n / 128)
 
 
-def _fmnist_ctx(t, config_arg='ont', wnids=None, outputs=None):
+def _fmnist_ctx(t, config_arg='ont', wnids=None, outputs=None, **overrides):
   """A TaskContext of the Fashion-MNIST config (5 base classes + 1 per phase, 200 per class, 20 of
   them balanced) for task t, with made-up training indices: class k owns 1000k .. 1000k + 299."""
   from cil_jax.input_pipeline.sources import ClassInfo
-  c = load_config('mgrb_fmnist.py', config_arg)
+  c = load_config('mgrb_fmnist.py', config_arg, **overrides)
   method = mgrb.make(c)
   tasks = scenario.Tasks(10, 5, 1)
   label_map = scenario.label_map(10, 'facil', 1993)
@@ -268,6 +268,15 @@ def test_before_task_builds_the_wordnet_targets_of_the_seen_classes():
   np.testing.assert_allclose(np.asarray(state['mg_logits'])[:6, :6], want)
   with pytest.raises(ValueError, match='WordNet ids'):
     method.before_task(_fmnist_ctx(1, 'wordnet')[1])
+
+
+def test_a_missing_hierarchy_input_fails_before_the_first_phase():
+  method, ctx, _ = _fmnist_ctx(0, 'wordnet')
+  with pytest.raises(ValueError, match='WordNet ids'):
+    method.before_task(ctx)
+  method, ctx, _ = _fmnist_ctx(0, 'ont', **{'method.coarse_groups': ()})
+  with pytest.raises(ValueError, match='coarse labels'):
+    method.before_task(ctx)
 
 
 def test_stage2_moves_the_head_only_and_keeps_the_bn_statistics():
@@ -347,6 +356,8 @@ def test_config_errors_name_the_fix(tmp_path):
     load_config('mgrb_cifar100.py', 'ont,vis')
   with pytest.raises(ValueError, match='n/m'):
     load_config('mgrb_cifar100.py', 't5')
+  with pytest.raises(ValueError, match="'onto' is unknown; MGRB configs take a hierarchy"):
+    load_config('mgrb_cifar100.py', 'onto')
   with pytest.raises(ValueError, match='balanced_per_class'):
     mgrb.make(load_config('mgrb_cifar100.py', 'ont,balanced_per_class=20'))
   from cil_jax import train

@@ -246,6 +246,7 @@ def make(config) -> Method:
     params = xavier_normal_head(ctx.state.params, ctx.rng('head_init'), seen)
     state = dict(ctx.method_state)
     if ctx.t == 0:
+      check_hierarchy(ctx)    # a missing input fails now, not after the first phase's training
       return params, state
     c = ctx.tasks.num_classes
     n_new = int(opts.cb_new_count) or max(len(k) for k in ctx.train_by_class)
@@ -256,6 +257,20 @@ def make(config) -> Method:
       s[:seen, :seen] = hierarchy_logits(ctx, seen)
       state['mg_logits'] = jnp.asarray(s, state['mg_logits'].dtype)
     return params, state
+
+  def check_hierarchy(ctx):
+    if hierarchy == 'dataset':
+      coarse_groups(ctx)
+    elif hierarchy == 'wordnet':
+      wordnet_paths(ctx, ctx.tasks.num_classes)
+
+  def wordnet_paths(ctx, seen):
+    from cil_jax import wordnet
+    wnids = ctx.class_info.wnids
+    if wnids is None:
+      raise ValueError(f'method.hierarchy=wordnet needs the classes\' WordNet ids, and {config.dataset.name} has '
+                       'none; use hierarchy=visual or hierarchy=dataset')
+    return [wordnet.hypernym_path(w) for w in wnids[:seen]]
 
   def hierarchy_logits(ctx, seen):
     beta = float(opts.beta)
@@ -268,11 +283,7 @@ def make(config) -> Method:
       return two_level_logits(coarse, beta)
     if hierarchy == 'wordnet':
       from cil_jax import wordnet
-      wnids = ctx.class_info.wnids
-      if wnids is None:
-        raise ValueError(f'method.hierarchy=wordnet needs the classes\' WordNet ids, and {config.dataset.name} has '
-                         'none; use hierarchy=visual or hierarchy=dataset')
-      paths = [wordnet.hypernym_path(w) for w in wnids[:seen]]
+      paths = wordnet_paths(ctx, seen)
       height = int(opts.wordnet_depth) or wordnet.tree_height(paths)
       return tree_logits(wordnet.distance_matrix(paths), beta, height)
     return two_level_logits(coarse_groups(ctx)[:seen], beta)
