@@ -73,7 +73,11 @@ def test_every_config_file_loads_for_every_argument():
   for name in sorted(os.listdir(os.path.join(ROOT, 'configs'))):
     if not name.endswith('.py') or name.endswith('_common.py') or name == '__init__.py':
       continue
-    for arg in ('', 'smoke', 't5', 't20,m5000') if 'imagenet' in name else ('', 'smoke', 't5'):
+    if name.startswith('mgrb_'):   # MGRB's split is n/m and its memory per class (tests/test_mgrb.py)
+      args = ('', 'smoke', 'vis', 'none,4/2' if name in ('mgrb_cifar10.py', 'mgrb_fmnist.py') else 'none,20/20')
+    else:
+      args = ('', 'smoke', 't5', 't20,m5000') if 'imagenet' in name else ('', 'smoke', 't5')
+    for arg in args:
       c = _config(name, arg or None)
       if 't5' in arg:
         assert c.scenario.base == c.scenario.step
