@@ -143,7 +143,7 @@ def test_per_class_memory_and_mgrbs_slices():
   train_by_class = [np.arange(100 * k, 100 * k + 50) for k in range(4)]
   mem = scenario.Memory.empty().update([train_by_class[0], train_by_class[1]], 20, 4, 'per_class')
   assert mem.counts.tolist() == [20, 20] and mem.indices[:20].tolist() == list(range(20))
-  data, balanced, exemplars = mgrb.split_memory(_ctx(1, mem, train_by_class, tasks), 2)
+  data, balanced = mgrb.split_memory(_ctx(1, mem, train_by_class, tasks), 2)
   new, old = data['train']
   assert new.tolist() == list(range(202, 250))
   assert old.tolist() == list(range(2, 20)) + list(range(102, 120))
@@ -151,7 +151,7 @@ def test_per_class_memory_and_mgrbs_slices():
   assert [b.tolist() for b in balanced] == [[0, 1], [100, 101], [200, 201]]
   mem = mem.update([train_by_class[2]], 20, 4, 'per_class')      # never trimmed: 20 more
   assert mem.counts.tolist() == [20, 20, 20]
-  data0, _, _ = mgrb.split_memory(_ctx(0, scenario.Memory.empty(), train_by_class, tasks), 2)
+  data0, _ = mgrb.split_memory(_ctx(0, scenario.Memory.empty(), train_by_class, tasks), 2)
   assert data0['train'][0].tolist() == list(range(2, 50)) + list(range(102, 150)) and 'balanced' not in data0
 
 

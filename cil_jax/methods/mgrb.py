@@ -161,17 +161,16 @@ def balanced_batch(n: int, batch: int) -> int:
   return n // -(-n // batch)
 
 
-def split_memory(ctx, v: int) -> tuple[dict, list, list]:
-  """(task data, balanced indices per seen class, exemplar indices per old class)."""
-  old = ctx.memory.per_class()
-  new = ctx.new_classes()
+def split_memory(ctx, v: int) -> tuple[dict, list]:
+  """(task data, balanced indices per seen class): the first v images of each class are its balanced
+  share, the rest of an old class's memory its exemplars, the rest of a new class its training data."""
+  old, new = ctx.memory.per_class(), ctx.new_classes()
   balanced = [m[:v] for m in old] + [c[:v] for c in new]
-  exemplars = [m[v:] for m in old]
   cat = lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64)  # noqa: E731
-  data = {'train': (cat([c[v:] for c in new]), cat(exemplars))}
+  data = {'train': (cat([c[v:] for c in new]), cat([m[v:] for m in old]))}
   if ctx.t > 0:
-    data['balanced'] = (cat([c[:v] for c in new]), cat([m[:v] for m in old]))
-  return data, balanced, exemplars
+    data['balanced'] = (cat(balanced[len(old):]), cat(balanced[:len(old)]))
+  return data, balanced
 
 
 # --- the method --------------------------------------------------------------------------------
@@ -275,7 +274,7 @@ def make(config) -> Method:
   def hierarchy_logits(ctx, seen):
     beta = float(opts.beta)
     if hierarchy == 'visual':
-      _, balanced, _ = split_memory(ctx, v)
+      _, balanced = split_memory(ctx, v)
       idx = np.concatenate(balanced)
       feats = ctx.outputs(idx)['features']
       bounds = np.cumsum([0] + [len(b) for b in balanced])
