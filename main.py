@@ -9,94 +9,24 @@ any directory: a relative --config is looked up in the current directory, then i
 """
 import contextlib
 import errno
-import importlib.util
 import os
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_CONFIG = os.path.join(ROOT, 'configs', 'default.py')
+from cil_jax import command_line
+
+ROOT = command_line.ROOT
 FLAGS = flags.FLAGS
 _config_value = ''  # the --config value as given (file[:arg]), for the default workdir
 
 
 def _define_flags() -> None:
-  # After the light checks: config_flags reads sys.argv's --config.* overrides when defined.
-  config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Experiment config file (file.py[:arg]).',
-                                  lock_config=True)
+  command_line.define_config_flag()
   flags.DEFINE_string('workdir', None, 'Where checkpoints, results and TensorBoard logs go '
                       '(default: runs/<config name>[_<arg>]).')
   flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (multi-host; the '
                     'coordinator is taken from the environment, e.g. SLURM or TPU pods).')
-
-
-def _config_arg(argv: list[str]) -> tuple[list[str], int | None]:
-  """argv with --config's file made absolute (found from any directory), and its index."""
-  for i, a in enumerate(argv):
-    if a == '--config' and i + 1 < len(argv):
-      i, value = i + 1, argv[i + 1]
-    elif a.startswith('--config='):
-      value = a[len('--config='):]
-    else:
-      continue
-    path, sep, arg = value.partition(':')
-    for candidate in (os.path.abspath(path), os.path.join(ROOT, path)):
-      if os.path.isfile(candidate):
-        argv = list(argv)
-        argv[i] = ('' if argv[i] == value else '--config=') + candidate + sep + arg
-        return argv, i
-    raise ValueError(f'config file {path} not found (looked in {os.getcwd()} and in {ROOT}); '
-                     'pass e.g. --config configs/default.py')
-  return argv, None
-
-
-def _overrides(argv: list[str]) -> dict:
-  """{'train.lr': '0.1', ...} from --config.train.lr=0.1 / --config.train.lr 0.1."""
-  out = {}
-  for i, a in enumerate(argv):
-    if a.startswith('--config.'):
-      key, eq, value = a[len('--config.'):].partition('=')
-      if not eq:
-        value = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith('--') else 'true'
-      out[key] = value
-  return out
-
-
-def _load_config_file(value: str):
-  path, _, arg = value.partition(':')
-  spec = importlib.util.spec_from_file_location('_config_file', path)
-  module = importlib.util.module_from_spec(spec)
-  try:
-    spec.loader.exec_module(module)
-    return module.get_config(arg or None)
-  except (ValueError, TypeError):  # the config's own message (e.g. ":t3 does not divide ...")
-    raise
-  except Exception as e:  # noqa: BLE001 - a broken config file: one line naming it
-    raise ValueError(f'config file {path} failed: {type(e).__name__}: {e}') from e
-
-
-def _check_command_line(argv: list[str]) -> list[str]:
-  """argv with --config found from any directory, after checking its overrides name real fields."""
-  from cil_jax import config_base
-  global _config_value
-  argv, i = _config_arg(argv)
-  _config_value = (argv[i][len('--config='):] if argv[i].startswith('--config=') else argv[i]) if i is not None \
-      else DEFAULT_CONFIG
-  config_base.check_overrides(_load_config_file(_config_value), _overrides(argv))
-  return argv
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with every config error as one line that names the fix."""
-  from cil_jax import config_base
-  try:
-    rest = FLAGS(argv)
-    config_base.validate(FLAGS.config)
-  except (flags.Error, ValueError, TypeError) as e:
-    sys.exit(f'error: {e}')
-  return rest
 
 
 def default_workdir(config_value: str) -> str:
@@ -174,8 +104,8 @@ def main(argv):
 if __name__ == '__main__':
   sys.path.insert(0, ROOT)
   try:
-    sys.argv = _check_command_line(sys.argv)
+    sys.argv, _config_value = command_line.check_command_line(sys.argv)
   except (ValueError, TypeError) as e:
     sys.exit(f'error: {e}')
   _define_flags()
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=command_line.parse_flags)

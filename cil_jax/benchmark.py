@@ -16,9 +16,15 @@ input pipeline (--input MODE): the host-side tf.data stream alone (`streams.Imag
     jpeg-synthetic  the same as files on N synthetic JPEGs first written to a temporary folder tree
                     (offline)
   The first batch is a warm-up (graph building, first reads); img/s is over the remaining batches.
+  --compare torch also times the reference's pipeline on the same files in the same command (in a
+  child process: torch's DataLoader crashes next to TensorFlow): a PyTorch DataLoader (num_workers = --cores, shuffled) over PIL images with torchvision's
+  RandomResizedCrop(S) + RandomHorizontalFlip + ToTensor (+ Normalize for ImageNet), batches of B + R;
+  ratio = ours / theirs. --cores N pins the process (and the DataLoader's workers) to N cores, so
+  both pipelines get the same CPUs. torch and torchvision: `pip install -r requirements-bench.txt`.
 
   python -m cil_jax.benchmark --model resnet18 --method ssil --steps 20 [--dtype bfloat16]
   python -m cil_jax.benchmark --input jpeg-synthetic [--json results.json]
+  python -m cil_jax.benchmark --input jpeg-synthetic --compare torch --cores 1
 """
 from __future__ import annotations
 
@@ -130,21 +136,28 @@ def bench_train_step(method: str = 'ssil', model: str = 'resnet18', image_size: 
 
 def write_synthetic_jpegs(root: str, num_images: int, num_classes: int = 10, size=(500, 375),
                           seed: int = 0) -> str:
-  """root/class_XXX/img_XXXXXX.JPEG: smooth random colour fields (ImageNet-like size and file size)."""
+  """root/class_XXX/img_XXXXXX.JPEG at quality 90: random colour fields with mid-frequency detail and
+  pixel noise, so the files are as large as ImageNet's (about 105 KB at 500 x 375; ImageNet's 1.28 M
+  training JPEGs average about 110 KB), which is what decoding time depends on."""
   from PIL import Image
   rng = np.random.RandomState(seed)
-  coarse = rng.randint(0, 256, (num_images, 12, 16, 3), dtype=np.uint8)   # upsampled: JPEG-friendly
+  w, h = size
   for c in range(num_classes):
     os.makedirs(os.path.join(root, f'class_{c:03d}'), exist_ok=True)
   for i in range(num_images):  # one file each: PIL encodes one image at a time
-    image = Image.fromarray(coarse[i]).resize(size, Image.BILINEAR)
+    coarse = Image.fromarray(rng.randint(0, 256, (12, 16, 3), dtype=np.uint8)).resize(size, Image.BILINEAR)
+    detail = Image.fromarray(rng.randint(0, 256, (h // 4, w // 4, 3), dtype=np.uint8)).resize(size, Image.BILINEAR)
+    pixels = (np.asarray(coarse, np.float32) + 0.5 * (np.asarray(detail, np.float32) - 128)
+              + rng.normal(0, 16, (h, w, 3)))
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     image.save(os.path.join(root, f'class_{i % num_classes:03d}', f'img_{i:06d}.JPEG'), quality=90)
   return root
 
 
 def bench_input(mode: str = 'memory', root: str = '', num_images: int = 0, image_size: int = 0,
-                batch_size: int = 128, replay_batch_size: int = 32, seed: int = 0) -> dict:
-  """Host-side img/s of one epoch of the new+replay stream (10% of the images are the memory)."""
+                batch_size: int = 128, replay_batch_size: int = 32, seed: int = 0, compare: str = '') -> dict:
+  """Host-side img/s of one epoch of the new+replay stream (10% of the images are the memory);
+  compare='torch' also the reference pipeline's on the same files (bench_torch_input)."""
   import tensorflow as tf
   from cil_jax.input_pipeline import sources, streams
   tf.config.set_visible_devices([], 'GPU')  # as the engine: tf.data only
@@ -172,17 +185,79 @@ def bench_input(mode: str = 'memory', root: str = '', num_images: int = 0, image
       raise ValueError(f'{len(split)} images make {plan.steps} batch(es) of {batch_size} new images; the benchmark '
                        f'needs at least 2 (one warm-up): use a folder of at least {2 * batch_size} images, or '
                        f'--batch-size {max(1, len(split) // 4)} --replay-batch-size {max(1, len(split) // 40)}')
+    if compare and mode == 'memory':
+      raise ValueError('--compare torch times JPEG decoding: use --input files or --input jpeg-synthetic')
     loader = streams.ImageLoader(split, split.labels, augment, image_size)
     it = loader.train(plan).as_numpy_iterator()
     next(it)                                 # warm-up batch
     t0 = time.perf_counter()
     batches = sum(1 for _ in it)
     elapsed = time.perf_counter() - t0
-  global_batch = batch_size + replay_batch_size
-  return {'kind': 'input', 'mode': mode, 'augment': augment, 'num_images': int(num_images),
-          'image_size': image_size, 'batch_size': batch_size, 'replay_batch_size': replay_batch_size,
-          'batches': batches, 'img_per_s': batches * global_batch / elapsed,
-          'ms_per_batch': 1000.0 * elapsed / batches}
+    global_batch = batch_size + replay_batch_size
+    result = {'kind': 'input', 'mode': mode, 'augment': augment, 'num_images': int(num_images),
+              'image_size': image_size, 'batch_size': batch_size, 'replay_batch_size': replay_batch_size,
+              'cores': len(os.sched_getaffinity(0)), 'batches': batches, 'img_per_s': batches * global_batch / elapsed,
+              'ms_per_batch': 1000.0 * elapsed / batches}
+    if compare == 'torch':
+      # in a fresh process: torch's DataLoader crashes in a process where TensorFlow runs
+      import concurrent.futures
+      import multiprocessing
+      with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as pool:
+        theirs = pool.submit(bench_torch_input, [str(f) for f in split.files], image_size, global_batch,
+                             result['cores'], True, seed).result()
+      result['torch'] = theirs
+      result['ratio'] = result['img_per_s'] / theirs['img_per_s']
+  return result
+
+
+def pin_cores(cores: int) -> list[int]:
+  """Restricts this process (and the processes it starts) to its first `cores` CPUs; before
+  TensorFlow starts, so tf.data sizes its thread pools to them."""
+  allowed = sorted(os.sched_getaffinity(0))
+  if cores < 1 or cores > len(allowed):
+    raise ValueError(f'--cores={cores}: this process may use {len(allowed)} cores; choose 1..{len(allowed)}')
+  os.sched_setaffinity(0, allowed[:cores])
+  return allowed[:cores]
+
+
+class _TorchFiles:
+  """A map-style dataset as the reference's: PIL-decoded files through a torchvision transform."""
+
+  def __init__(self, files, transform):
+    self.files, self.transform = files, transform
+
+  def __len__(self):
+    return len(self.files)
+
+  def __getitem__(self, i):
+    from PIL import Image
+    with open(self.files[i], 'rb') as f:   # as torchvision's pil_loader
+      image = Image.open(f).convert('RGB')
+    return self.transform(image), 0
+
+
+def bench_torch_input(files: list[str], image_size: int, batch: int, workers: int, normalize: bool,
+                      seed: int = 0) -> dict:
+  """The reference pipeline: torchvision transforms on PIL images in a DataLoader, one epoch."""
+  try:
+    import torch
+    from torchvision import transforms
+  except ImportError as e:
+    raise ValueError(f'--compare torch needs torch and torchvision ({e}); pip install -r requirements-bench.txt') \
+        from None
+  steps = [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip(), transforms.ToTensor()]
+  if normalize:
+    steps.append(transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]))
+  torch.manual_seed(seed)
+  loader = torch.utils.data.DataLoader(_TorchFiles(files, transforms.Compose(steps)), batch_size=batch,
+                                       shuffle=True, num_workers=workers, drop_last=True,
+                                       multiprocessing_context='fork')
+  it = iter(loader)
+  next(it)                                 # warm-up: the workers start
+  t0 = time.perf_counter()
+  batches = sum(1 for _ in it)
+  elapsed = time.perf_counter() - t0
+  return {'batches': batches, 'img_per_s': batches * batch / elapsed, 'ms_per_batch': 1000.0 * elapsed / batches}
 
 
 def format_result(r: dict) -> str:
@@ -192,9 +267,13 @@ def format_result(r: dict) -> str:
     return (f"train_step method={r['method']} model={r['model']} batch={batch} devices={r['devices']} "
             f"dtype={r['dtype']} image={shape} classes={r['num_classes']}: {r['img_per_s']:.1f} img/s, "
             f"{r['ms_per_step']:.1f} ms/step, compile {r['compile_s']:.1f} s")
-  return (f"input mode={r['mode']} augment={r['augment']} images={r['num_images']} size={r['image_size']} "
-          f"batch={batch}: {r['img_per_s']:.1f} img/s, {r['ms_per_batch']:.1f} ms/batch "
+  line = (f"input mode={r['mode']} augment={r['augment']} images={r['num_images']} size={r['image_size']} "
+          f"batch={batch} cores={r['cores']}: {r['img_per_s']:.1f} img/s, {r['ms_per_batch']:.1f} ms/batch "
           f"over {r['batches']} batches")
+  if 'torch' in r:
+    line += (f"\n  torch DataLoader + PIL ({r['cores']} workers): {r['torch']['img_per_s']:.1f} img/s; "
+             f"ratio {r['ratio']:.2f}x")
+  return line
 
 
 def main(argv=None) -> dict:
@@ -211,12 +290,20 @@ def main(argv=None) -> dict:
   p.add_argument('--input', choices=INPUT_MODES, help='benchmark the input pipeline instead')
   p.add_argument('--root', default='', help='--input files: the class-folder tree')
   p.add_argument('--num-images', type=int, default=0, help='memory: 20000, jpeg-synthetic: 2048')
+  p.add_argument('--compare', choices=('torch',), help='--input files / jpeg-synthetic: also time the '
+                 'reference PyTorch DataLoader + PIL pipeline on the same files')
+  p.add_argument('--cores', type=int, default=0, help='pin the process to this many cores (0: all it may use)')
   p.add_argument('--json', default='', help='also write the result to this file')
   a = p.parse_args(argv)
   from cil_jax.input_pipeline.sources import DataError
   try:
+    if a.cores:
+      pin_cores(a.cores)
+    if a.compare and not a.input:
+      raise ValueError('--compare torch compares input pipelines: add --input files or --input jpeg-synthetic')
     if a.input:
-      result = bench_input(a.input, a.root, a.num_images, a.image_size, a.batch_size, a.replay_batch_size)
+      result = bench_input(a.input, a.root, a.num_images, a.image_size, a.batch_size, a.replay_batch_size,
+                           compare=a.compare or '')
     else:
       result = bench_train_step(a.method, a.model, a.image_size, a.num_classes, a.batch_size,
                                 a.replay_batch_size, a.steps, a.dtype, a.num_tasks)

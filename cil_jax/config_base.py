@@ -31,9 +31,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.root = ''               # files on disk (IDX folder, CIFAR pickles, ImageNet train/ val/)
   c.dataset.data_dir = ''           # tfds data_dir ('' = tfds default)
   c.dataset.download = False        # True: let tfds download a missing small dataset (needs internet)
-  c.dataset.num_classes = 0         # ImageNet only: 0 = 1000
-  c.dataset.image_size = 0          # ImageNet only: crop side, 0 = 224
-  c.dataset.augment = ''            # '' = the dataset's: imagenet | crop_flip | crop_flip_rotate | pad_rrc_flip | none
+  c.dataset.num_classes = 0         # ImageNet: 0 = 1000; Landmarks: the classes kept, 0 = 1000 / 10000
+  c.dataset.image_size = 0          # ImageNet-style data only: crop side, 0 = 224
+  c.dataset.class_list = ''         # ImageNet-100: 'lucir' ('' = lucir) | 'podnet' | a file of WordNet ids
+  c.dataset.csv = ''                # Landmarks: the GLDv2 list that defines the classes ('' = train.csv | train_clean.csv)
+  c.dataset.augment = ''            # '' = the dataset's: see sources.AUGMENTS
   c.dataset.mean = ()               # () = the dataset's normalisation; else one value per channel
   c.dataset.std = ()
   c.dataset.max_per_class = 0       # >0: keep only the first N training images of each class

@@ -10,8 +10,8 @@ from cil_jax.config_base import set_method
 from configs.imagenet_common import imagenet_config
 
 
-def get_config(arg=None):
-  c, smoke = imagenet_config(arg)
+def get_config(arg=None, dataset='imagenet'):
+  c, smoke = imagenet_config(arg, dataset)
   set_method(c, 'eeil')
   c.train.lr = 0.1
   c.train.epochs, c.train.milestones, c.train.gamma = 40, (10, 20, 30), 0.1

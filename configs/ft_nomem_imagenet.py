@@ -2,7 +2,7 @@
 from configs import ft_imagenet
 
 
-def get_config(arg=None):
-  c = ft_imagenet.get_config(arg)
+def get_config(arg=None, dataset='imagenet'):
+  c = ft_imagenet.get_config(arg, dataset)
   c.memory.size = 0
   return c

@@ -10,8 +10,8 @@ from cil_jax.config_base import set_method
 from configs.imagenet_common import imagenet_config
 
 
-def get_config(arg=None):
-  c, smoke = imagenet_config(arg)
+def get_config(arg=None, dataset='imagenet'):
+  c, smoke = imagenet_config(arg, dataset)
   set_method(c, 'icarl')
   c.train.lr = 0.1
   c.train.epochs, c.train.milestones, c.train.gamma = 60, (20, 30, 40, 50), 0.2

@@ -7,7 +7,7 @@ from cil_jax.config_base import set_method
 from configs import ft_imagenet
 
 
-def get_config(arg=None):
-  c = ft_imagenet.get_config(arg)
+def get_config(arg=None, dataset='imagenet'):
+  c = ft_imagenet.get_config(arg, dataset)
   set_method(c, 'il2m')
   return c

@@ -1,26 +1,49 @@
-"""The SS-IL README protocol on ImageNet-1K, shared by the <method>_imagenet.py configs.
+"""The SS-IL README protocol on ImageNet-1K and Google Landmarks v2, shared by the <method>_imagenet.py
+and <method>_landmarks.py configs.
 
-ResNet-18 from scratch, T = 10 (base = step = 100), M = 20000, SGD momentum 0.9, coupled weight
-decay 1e-4. `:t5` / `:t20` give base = step = 200 / 50, `:m5000` etc. the memory sizes of Table 1.
+ResNet-18 from scratch, T = 10, SGD momentum 0.9, coupled weight decay 1e-4. ImageNet-1K: base = step
+= 100, M = 20000; `:t5` / `:t20` give base = step = 200 / 50, `:m5000` etc. the memory sizes of
+Table 1. Landmarks (SS-IL-Official's `--dataset Google_Landmark_v2_1K / _10K`, the same commands):
+`:1k` (M = 20000; Table 1: 5k / 10k / 20k) or `:10k` (a 10,000-way head, M = 60000; Table 1:
+20k / 40k / 60k), no mean/std normalisation (sources: the reader).
 """
 from cil_jax.config_base import base_config, classes_per_task, parse_arg
 
+DATASETS = {  # config dataset -> (dataset.name, classes, default memory, name in messages)
+    'imagenet': ('imagenet', 1000, 20000, 'ImageNet-1K'),
+    'landmarks_1k': ('landmarks_v2_1k', 1000, 20000, 'Landmarks-1K'),
+    'landmarks_10k': ('landmarks_v2_10k', 10000, 60000, 'Landmarks-10K'),
+}
+LANDMARKS_ARGS = {'1k': 'landmarks_1k', '10k': 'landmarks_10k'}
 
-def imagenet_config(arg):
+
+def landmarks(get_config, arg):
+  """A <method>_imagenet.py config on Landmarks: `1k` (default) or `10k` among the arguments."""
+  parts = [p.strip() for p in (arg or '').split(',') if p.strip()]
+  sizes = [p for p in parts if p in LANDMARKS_ARGS]
+  if len(sizes) > 1:
+    raise ValueError(f'config argument {arg!r}: give one of 1k or 10k')
+  rest = ','.join(p for p in parts if p not in LANDMARKS_ARGS)
+  return get_config(rest or None, LANDMARKS_ARGS[sizes[0] if sizes else '1k'])
+
+
+def imagenet_config(arg, dataset: str = 'imagenet'):
   opts = parse_arg(arg)
   if opts['options']:
-    raise ValueError(f'the ImageNet configs take no method options as arguments (got {sorted(opts["options"])}); '
-                     'pass them as --config.method.<name>=<value>')
+    raise ValueError(f'the ImageNet and Landmarks configs take no method options as arguments (got '
+                     f'{sorted(opts["options"])}); pass them as --config.method.<name>=<value>')
+  name, classes, memory, title = DATASETS[dataset]
   c = base_config()
-  c.dataset.name = 'imagenet'
-  c.dataset.num_classes = 1000
+  c.dataset.name = name
+  if dataset == 'imagenet':
+    c.dataset.num_classes = 1000
   c.model.name = 'resnet18'
-  c.scenario.base = c.scenario.step = classes_per_task(1000, opts['tasks'] or 10, 'ImageNet-1K')
-  c.memory.size = 20000 if opts['memory'] is None else opts['memory']
+  c.scenario.base = c.scenario.step = classes_per_task(classes, opts['tasks'] or 10, title)
+  c.memory.size = memory if opts['memory'] is None else opts['memory']
   c.eval.batch_size = 400
   c.log_every_steps = 50
   c.checkpoint.every_steps = 2000
-  if opts['smoke']:  # the same file, tiny: for tests on an ImageNet-format fixture folder
+  if opts['smoke']:  # the same file, tiny: for tests on a fixture folder in the dataset's own format
     c.dataset.num_classes = 4
     c.dataset.image_size = 32
     c.scenario.base = c.scenario.step = classes_per_task(4, opts['tasks'] or 2, 'the 4-class smoke setting')

@@ -7,12 +7,16 @@
 - AdamW lr 1e-3, weight decay 0.05, batch 128; stage 1 with one epoch of linear warm-up for the
   backbone, x0.1 at the reference's milestones (each takes effect one epoch later, as etrain.py steps
   MultiStepLR); stage 2 (head only, balanced set): 40 epochs (CIFAR) or 30, milestone 15.
-- Train transform: the reference's RandomCrop(32, 4) + flip + RandomRotation(15) (miniImageNet: its
-  own loader's transform is not reproduced yet: the datasets work reads it).
+- Train transform: the reference's RandomCrop(32, 4) + flip + RandomRotation(15); miniImageNet flip +
+  RandomRotation(15); ImageNet-100 RandomResizedCrop(224) + flip + RandomRotation(15). Those two
+  loaders also augment the balanced set (stage 2 and the visual hierarchy's features).
+- ImageNet-100: LUCIR's 100 classes, learned in CIL-MGRB's twice-shuffled order (see below).
 
 Config arguments, comma-separated: the hierarchy (ont | sem: the dataset's; vis: visual KMeans;
 wordnet; none: no L_MG), the split `n/m`, `smoke`, and method options as name=value (`:vis,clusters=10`).
 """
+import numpy as np
+
 from cil_jax.config_base import base_config, parse_arg, set_method, shrink_to_smoke
 
 # dataset -> settings of util.get_trainparameter and the README commands
@@ -82,6 +86,14 @@ def mgrb_config(dataset: str, arg=None, default_hierarchy: str = 'ont'):
   c.eval.batch_size = 100
   if dataset in ('cifar10', 'cifar100', 'fashion_mnist'):
     c.dataset.augment = 'crop_flip_rotate'
+  if dataset in ('miniimagenet', 'imagenet100'):   # their loaders' transforms; the balanced set's too
+    c.dataset.augment = 'flip_rotate' if dataset == 'miniimagenet' else 'imagenet_rotate'
+    c.method.balanced_augment = True
+  if dataset == 'imagenet100':
+    # CIL-MGRB's wnids.txt lists LUCIR's classes in LUCIR's learning order, and divideimagenet100.py
+    # shuffles that list again with seed 1993: class j learned is sorted[order[order[j]]]
+    order = np.random.RandomState(1993).permutation(100)
+    c.scenario.class_order = ','.join(str(order[o]) for o in order)
   if dataset == 'cifar10':
     c.dataset.std = (0.2023, 0.1994, 0.2010)    # the reference's CIFAR-10 normalisation
   if dataset == 'fashion_mnist':

@@ -11,8 +11,8 @@ from cil_jax.config_base import set_method
 from configs.imagenet_common import imagenet_config
 
 
-def get_config(arg=None):
-  c, smoke = imagenet_config(arg)
+def get_config(arg=None, dataset='imagenet'):
+  c, smoke = imagenet_config(arg, dataset)
   set_method(c, 'podnet')
   c.train.lr = 0.05
   c.train.epochs, c.train.milestones = 90, ()   # cosine annealing (the method's phases)

@@ -283,3 +283,70 @@ def test_image_loader_applies_crop_flip_rotate(tmp_path):
     image = augment.resize_center_crop(tf.io.read_file(files[i]), 32)
     want = augment.crop_flip_rotate(image, tf.constant([6, p], tf.int64), pad=4)
     np.testing.assert_array_equal(batch['image'][p], want.numpy())
+
+
+# --- decoding only the crop window ----------------------------------------------------------------
+
+def _jpeg_bytes(image, subsampling):
+  import io
+  from PIL import Image
+  buf = io.BytesIO()
+  Image.fromarray(image).save(buf, 'JPEG', quality=90, subsampling=subsampling)
+  return buf.getvalue()
+
+
+def _smooth_image(seed, h=75, w=100):
+  from PIL import Image
+  rng = np.random.RandomState(seed)
+  return np.asarray(Image.fromarray(rng.randint(0, 256, (6, 8, 3), dtype=np.uint8)).resize((w, h), Image.BILINEAR))
+
+
+def test_window_decode_equals_decode_then_crop():
+  """4:4:4 JPEGs and PNGs: exactly; 4:2:0 (chroma subsampled): exactly inside the window's 1-pixel
+  border, a few levels off on it."""
+  rng = np.random.RandomState(0)
+  for seed in range(4):
+    image = _smooth_image(seed)
+    for subsampling, exact in ((0, True), (2, False)):
+      data = tf.constant(_jpeg_bytes(image, subsampling))
+      whole = tf.io.decode_jpeg(data, channels=3).numpy()
+      assert augment.image_shape(data).numpy().tolist() == [75, 100]
+      for _ in range(5):
+        h, w = rng.randint(8, 76), rng.randint(8, 101)
+        top, left = rng.randint(0, 76 - h), rng.randint(0, 101 - w)
+        got = augment.decode_window(data, top, left, h, w).numpy()
+        want = whole[top:top + h, left:left + w]
+        assert got.shape == want.shape
+        if exact:
+          np.testing.assert_array_equal(got, want)
+        else:
+          assert np.abs(got.astype(int) - want).max() <= 32
+          np.testing.assert_array_equal(got[1:-1, 1:-1], want[1:-1, 1:-1])   # inside the 1-pixel border: exact
+    png = tf.io.encode_png(image)
+    np.testing.assert_array_equal(augment.decode_window(png, 3, 5, 20, 30).numpy(), image[3:23, 5:35])
+    assert augment.image_shape(png).numpy().tolist() == [75, 100]
+
+
+def test_random_resized_crop_of_a_jpeg_decodes_the_sampled_window():
+  image = _smooth_image(7, 120, 160)
+  data = tf.constant(_jpeg_bytes(image, 0))
+  whole = tf.io.decode_jpeg(data, channels=3)
+  for k in range(6):
+    seed = tf.constant([5, k], tf.int64)
+    s_box, s_flip = augment._seeds(seed, 2)
+    top, left, h, w = augment.random_resized_crop_window(120, 160, s_box)
+    want = _resized(whole[top:top + h, left:left + w], [24, 24])
+    want = tf.image.stateless_random_flip_left_right(want, seed=s_flip).numpy()
+    np.testing.assert_array_equal(augment.random_resized_crop_flip(data, seed, 24).numpy(), want)
+
+
+def test_imagenet_rotate_is_the_crop_then_a_rotation_of_its_own_draw():
+  data = tf.constant(_jpeg_bytes(_smooth_image(3), 0))
+  seed = tf.constant([1, 2], tf.int64)
+  s_crop, s_angle = augment._seeds(seed, 2)
+  crop = augment.random_resized_crop_flip(data, s_crop, 32)
+  angle = 15.0 * (2 * tf.random.stateless_uniform([], s_angle, dtype=tf.float64) - 1)
+  want = augment.rotate_batch(crop[None], tf.cast(angle, tf.float32)[None])[0].numpy()
+  got = augment.random_resized_crop_flip_rotate(data, seed, 32).numpy()
+  np.testing.assert_array_equal(got, want)
+  assert -15 <= float(angle) <= 15 and not np.array_equal(got, crop.numpy())

@@ -343,12 +343,19 @@ def test_configs_follow_the_readme_commands(config, arg, want):
              dscale=c.method.dscale, mg_scale=c.method.mg_scale, clusters=c.method.clusters,
              memory=c.memory.size, balanced=c.method.balanced_per_class, stage2=c.method.stage2_epochs)
   assert {k: got[k] for k in want} == want
-  assert (c.scenario.class_order, c.scenario.seed, c.memory.policy, c.memory.selection) == \
-      ('facil', 1993, 'per_class', 'file_order')
+  assert (c.scenario.seed, c.memory.policy, c.memory.selection) == (1993, 'per_class', 'file_order')
+  order = np.random.RandomState(1993).permutation(100)
+  if config == 'mgrb_imagenet100.py':   # wnids.txt (LUCIR's order) shuffled again by divideimagenet100.py
+    assert c.scenario.class_order == ','.join(str(order[o]) for o in order)
+    assert c.dataset.augment == 'imagenet_rotate' and c.method.balanced_augment
+  else:
+    assert c.scenario.class_order == 'facil'
+    assert c.method.balanced_augment == (config == 'mgrb_miniimagenet.py')
   assert (c.train.lr, c.train.weight_decay, c.train.batch_size) == (1e-3, 0.05, 128)
   epochs = {'mgrb_cifar100.py': 250, 'mgrb_cifar10.py': 200, 'mgrb_miniimagenet.py': 160, 'mgrb_imagenet100.py': 120}
   assert c.train.epochs == epochs[config]
-  mgrb.make(c)
+  _, balanced = mgrb.make(c).phases(1)
+  assert balanced.augment == c.method.balanced_augment   # the train transform on the balanced set (M11)
 
 
 def test_config_errors_name_the_fix(tmp_path):
@@ -362,9 +369,11 @@ def test_config_errors_name_the_fix(tmp_path):
     mgrb.make(load_config('mgrb_cifar100.py', 'ont,balanced_per_class=20'))
   from cil_jax import train
   from cil_jax.input_pipeline import sources
-  for config in ('mgrb_miniimagenet.py', 'mgrb_imagenet100.py'):
-    with pytest.raises(sources.DataError, match='cannot be read yet'):
-      train.train_and_evaluate(load_config(config, 'smoke'), str(tmp_path / config))
+  for config, match in (('mgrb_miniimagenet.py', 'miniimagenet needs dataset.root'),
+                        ('mgrb_imagenet100.py', 'dataset.root is unset and tfds')):
+    with pytest.raises(sources.DataError, match=match):
+      train.train_and_evaluate(load_config(config, 'smoke', **{'dataset.data_dir': str(tmp_path / 'tfds')}),
+                               str(tmp_path / config))
 
 
 # --- runs --------------------------------------------------------------------------------------

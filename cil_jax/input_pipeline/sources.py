@@ -63,9 +63,7 @@ class Source:
   test: Split
   mean: tuple[float, ...]
   std: tuple[float, ...]
-  augment: str  # 'imagenet' (random resized crop) | 'crop_flip' (pad + crop + flip) | 'crop_flip_rotate'
-                # (MGRB's CIFAR: pad + crop + flip + rotation by up to 15 degrees) | 'pad_rrc_flip'
-                # (FACIL's CIFAR: pad + random resized crop + flip) | 'none'
+  augment: str  # one of AUGMENTS
   image_size: int  # side of the images the network sees
   class_names: tuple[str, ...] | None = None   # by original class id
   wnids: tuple[str, ...] | None = None         # WordNet ids by original class id (ImageNet-derived data)
@@ -351,22 +349,26 @@ def _some(names: list[str], shown: int = 5) -> str:
   return text + (f' and {len(names) - shown} more' if len(names) > shown else '')
 
 
-def load_image_folder(root: str, classes: list[str] | None = None) -> tuple[Split, list[str]]:
+def load_image_folder(root: str, classes: list[str] | None = None, others_ok: bool = False) -> tuple[Split, list[str]]:
   """torchvision ImageFolder layout: root/<class>/<image>; classes sorted by name. Given `classes`
-  (the training set's), root must hold exactly those class folders, as a test set must."""
+  (the training set's), root must hold exactly those class folders, as a test set must; with
+  `others_ok` (a class list over a bigger tree: ImageNet-100) it reads those and ignores the rest."""
   if not os.path.isdir(root):
     raise DataError(f'image folder {root} does not exist')
   found = [d for d in _visible(os.listdir(root)) if os.path.isdir(os.path.join(root, d))]
-  test_set = classes is not None
-  if test_set:
+  test_set = classes is not None and not others_ok
+  if classes is not None:
     have = set(found)
     missing = [c for c in classes if c not in have]
     if missing:
-      raise DataError(f'{root} has no folder for class {missing[0]!r}, which the training set has'
+      needs = ('one folder of images per training class' if test_set else
+               'a folder for each class of the class list (dataset.class_list)')
+      raise DataError(f'{root} has no folder for class {missing[0]!r}, which the '
+                      f'{"training set" if test_set else "class list"} has'
                       + (f' ({len(missing)} classes missing: {_some(missing)})' if len(missing) > 1 else '')
-                      + '; it needs one folder of images per training class')
+                      + f'; it needs {needs}')
     extra = sorted(set(found) - set(classes))
-    if extra:
+    if extra and test_set:
       raise DataError(f'{root} has folder(s) for class(es) {_some(extra)}, which the training set does not have; '
                       'the test set must hold exactly the training set\'s class folders: remove them, or add '
                       'those classes\' training images to the training set')
@@ -383,8 +385,9 @@ def load_image_folder(root: str, classes: list[str] | None = None) -> tuple[Spli
       if test_set:  # a class without test images would give a task evaluated on nothing
         raise DataError(f'{folder} has no image files ({kinds}), so class {name!r} would have no test images; '
                         'put its test images there')
-      raise DataError(f'{folder} has no image files ({kinds}), so class {name!r} would have no training images; '
-                      'put its images there, or remove the folder (and the same class folder of the test set, val/)')
+      raise DataError(f'{folder} has no image files ({kinds}), so class {name!r} would have no images in this '
+                      'split; put its images there, or remove the folder (and the same class folder of the other '
+                      'split)')
     files.extend(os.path.join(folder, f) for f in images)
     labels.extend([c] * len(images))
   return Split(labels=np.asarray(labels, np.int64), files=np.asarray(files)), classes
@@ -454,20 +457,114 @@ def load_imagenet(cfg, cache_dir: str | None = None) -> Source:
                 class_names=wnids, wnids=wnids)
 
 
+WNID_FORMAT = 'n + 8 digits, e.g. n01440764'
+
+
+def imagenet100_classes(cfg) -> list[str]:
+  """The sorted WordNet ids of dataset.class_list: 'lucir' (default), 'podnet', or a text file of
+  wnids (one per line, '#' comments)."""
+  from cil_jax.input_pipeline import class_lists
+  value = cfg.get('class_list') or 'lucir'
+  if value in class_lists.IMAGENET100:
+    return sorted(class_lists.IMAGENET100[value])
+  if not os.path.isfile(value):
+    raise DataError(f'dataset.class_list={value!r} is neither {" nor ".join(map(repr, class_lists.IMAGENET100))} '
+                    'nor a file; give one of those, or the path of a text file with one WordNet id per line')
+  with open(value) as f:
+    wnids = [line.split('#')[0].strip() for line in f]
+  wnids = [w for w in wnids if w]
+  bad = [w for w in wnids if not (len(w) == 9 and w[0] == 'n' and w[1:].isdigit())]
+  if bad or not wnids:
+    raise DataError(f'{value}: {f"{bad[0]!r} is not a WordNet id" if bad else "holds no WordNet id"} '
+                    f'({WNID_FORMAT}); write one per line')
+  if len(set(wnids)) != len(wnids):
+    twice = sorted({w for w in wnids if wnids.count(w) > 1})
+    raise DataError(f'{value} lists {_some(twice)} more than once; list each class once')
+  return sorted(wnids)
+
+
+class RecordSubset:
+  """Some records of a tfds random-access data source, by position (ImageNet-100 over imagenet2012)."""
+
+  def __init__(self, records, index: np.ndarray):
+    self.records, self.index = records, np.asarray(index, np.int64)
+
+  def __len__(self):
+    return len(self.index)
+
+  def __getitem__(self, i):
+    return self.records[int(self.index[i])]
+
+
+def _records_of(split: Split, names: tuple[str, ...] | None, wnids: list[str], what: str) -> Split:
+  if names is None:
+    raise DataError(f'tfds imagenet2012 ({what}) gives no class names, so the ImageNet-100 classes cannot be '
+                    'found; set dataset.root to ImageNet train/ and val/ class folders')
+  position = {n: k for k, n in enumerate(names)}
+  missing = [w for w in wnids if w not in position]
+  if missing:
+    raise DataError(f'tfds imagenet2012 ({what}) has no class {_some(missing)} of dataset.class_list')
+  relabel = np.full(len(names), -1, np.int64)
+  relabel[[position[w] for w in wnids]] = np.arange(len(wnids))
+  keep = np.flatnonzero(relabel[split.labels] >= 0)
+  return Split(labels=relabel[split.labels[keep]], records=take(split, keep).records)
+
+
+def load_imagenet100(cfg, cache_dir: str | None = None) -> Source:
+  """A class list over an ImageNet-1K source (dataset.root's train/ and val/ class folders, the full
+  1000 or just the listed ones, or tfds imagenet2012): nothing is copied. Labels follow the sorted
+  wnids, as LUCIR's and PODNet's subsets."""
+  wnids = imagenet100_classes(cfg)
+  wanted = int(cfg.get('num_classes') or 0)
+  if wanted and wanted != len(wnids):
+    raise DataError(f'dataset.num_classes={wanted} but dataset.class_list has {len(wnids)} classes; set '
+                    f'dataset.num_classes=0 (the list decides)')
+  root = cfg.get('root') or None
+  if root:
+    train, _ = load_image_folder(os.path.join(root, 'train'), wnids, others_ok=True)
+    test, _ = load_image_folder(os.path.join(root, 'val'), wnids, others_ok=True)
+  else:
+    data_dir = cfg.get('data_dir') or None
+    train_all, _, names = _tfds_records('imagenet2012', data_dir, 'train', cache_dir)
+    test_all, _, test_names = _tfds_records('imagenet2012', data_dir, 'validation', cache_dir)
+    train = _records_of(train_all, names, wnids, 'train')
+    test = _records_of(test_all, test_names, wnids, 'validation')
+  return Source('imagenet100', len(wnids), train, test, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                augment=cfg.get('augment') or 'imagenet', image_size=int(cfg.get('image_size') or 224),
+                class_names=tuple(wnids), wnids=tuple(wnids))
+
+
+def _landmarks(name: str):
+  def load(cfg, cache_dir=None):
+    from cil_jax.input_pipeline import landmarks
+    return landmarks.load_landmarks(cfg, name)
+  return load
+
+
+def _miniimagenet(cfg, cache_dir=None):
+  from cil_jax.input_pipeline import miniimagenet
+  return miniimagenet.load_miniimagenet(cfg)
+
+
 LOADERS: dict[str, Callable[..., Source]] = {
     'fashion_mnist': lambda cfg, cache_dir=None: load_fashion_mnist(cfg),
     'cifar10': lambda cfg, cache_dir=None: _load_cifar(cfg, 10),
     'cifar100': lambda cfg, cache_dir=None: _load_cifar(cfg, 100),
     'imagenet': load_imagenet,
-    'imagenet100': lambda cfg, cache_dir=None: _not_yet_readable('ImageNet-100'),
-    'miniimagenet': lambda cfg, cache_dir=None: _not_yet_readable('miniImageNet'),
+    'imagenet100': load_imagenet100,
+    'miniimagenet': _miniimagenet,
+    'landmarks_v2_1k': _landmarks('landmarks_v2_1k'),
+    'landmarks_v2_10k': _landmarks('landmarks_v2_10k'),
 }
-AUGMENTS = ('imagenet', 'crop_flip', 'crop_flip_rotate', 'pad_rrc_flip', 'none')  # dataset.augment; '' = own
-
-
-def _not_yet_readable(title: str):
-  raise DataError(f'{title} cannot be read yet: its reader comes with the datasets work; until then run the '
-                  'CIFAR-100, CIFAR-10 or Fashion-MNIST configs')
+# dataset.augment ('' = the dataset's own):
+#   imagenet          RandomResizedCrop + flip (encoded images)
+#   imagenet_rotate   the same + RandomRotation(15) (MGRB's ImageNet-100)
+#   crop_flip         zero-pad + random crop + flip (CIFAR-style)
+#   crop_flip_rotate  the same + RandomRotation(15) (MGRB's CIFAR)
+#   flip_rotate       flip + RandomRotation(15), no crop (MGRB's miniImageNet)
+#   pad_rrc_flip      zero-pad + RandomResizedCrop + flip (FACIL's CIFAR)
+#   none
+AUGMENTS = ('imagenet', 'imagenet_rotate', 'crop_flip', 'crop_flip_rotate', 'flip_rotate', 'pad_rrc_flip', 'none')
 
 
 def load(cfg, cache_dir: str | None = None) -> Source:
@@ -521,9 +618,8 @@ def subset_per_class(split: Split, limit: int) -> Split:
 
 
 def take(split: Split, idx: np.ndarray) -> Split:
-  if split.records is not None:
-    raise DataError('subsetting a tfds data source is not supported; use dataset.root image folders')
   return Split(labels=split.labels[idx],
+               records=None if split.records is None else RecordSubset(split.records, idx),
                coarse_labels=None if split.coarse_labels is None else split.coarse_labels[idx],
                images=None if split.images is None else split.images[idx],
                files=None if split.files is None else split.files[idx])

@@ -135,6 +135,8 @@ class ImageLoader:
     image = self.load(i)
     if self.augment_kind == 'imagenet':
       return augment.random_resized_crop_flip(image, seed, self.image_size)
+    if self.augment_kind == 'imagenet_rotate':
+      return augment.random_resized_crop_flip_rotate(image, seed, self.image_size)
     image = augment.resize_center_crop(image, self.image_size)
     if self.augment_kind == 'pad_rrc_flip':
       return augment.pad_random_resized_crop_flip_batch(image[None], seed, pad=self._pad())[0]
@@ -142,6 +144,8 @@ class ImageLoader:
       return augment.crop_flip(image, seed, pad=self._pad())
     if self.augment_kind == 'crop_flip_rotate':
       return augment.crop_flip_rotate(image, seed, pad=self._pad())
+    if self.augment_kind == 'flip_rotate':
+      return augment.crop_flip_rotate(image, seed, pad=0)
     return image
 
   def _eval_image(self, i):
@@ -171,13 +175,14 @@ class ImageLoader:
         images = self.load(i)
         if self.augment_kind == 'crop_flip':
           images = augment.crop_flip_batch(images, tf.stack([seed0, k]), pad=self._pad())
-        elif self.augment_kind == 'crop_flip_rotate':
-          images = augment.crop_flip_rotate_batch(images, tf.stack([seed0, k]), pad=self._pad())
+        elif self.augment_kind in ('crop_flip_rotate', 'flip_rotate'):
+          pad = self._pad() if self.augment_kind == 'crop_flip_rotate' else 0
+          images = augment.crop_flip_rotate_batch(images, tf.stack([seed0, k]), pad=pad)
         elif self.augment_kind == 'pad_rrc_flip':
           images = augment.pad_random_resized_crop_flip_batch(images, tf.stack([seed0, k]), pad=self._pad())
         elif self.augment_kind != 'none':
           raise ValueError(f'augment={self.augment_kind!r} needs encoded images; use crop_flip, '
-                           'crop_flip_rotate, pad_rrc_flip or none')
+                           'crop_flip_rotate, flip_rotate, pad_rrc_flip or none')
         return {'image': images, 'label': tf.gather(self.labels, i), 'replay': r}
       ds = ds.map(load_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
       return self._finish(ds)

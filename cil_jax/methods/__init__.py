@@ -78,6 +78,8 @@ OPTIONS = {
         'cb_reduction': 'sum',           # sum (the reference) | mean over the batch
         'cb_new_count': 0,               # n_c of new classes; 0 = the largest class's training-set size
         'balanced_per_class': 2,         # of memory.size per class, the balanced set's share (CIFAR-10: 20)
+        'balanced_augment': False,       # the balanced set (stage 2, visual features) in the train transform
+                                         # (the reference's miniImageNet / ImageNet-100 loaders); False: test
         'decoupling': True,              # stage 2 on the balanced set (False: --no_dcp)
         'stage2_epochs': 40,             # CIFAR 40, others 30
         'stage2_milestones': (15,),      # reference milestones of stage 2 (each takes effect one epoch later)

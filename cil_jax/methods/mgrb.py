@@ -233,7 +233,7 @@ def make(config) -> Method:
     if bool(opts.decoupling) and int(opts.stage2_epochs) > 0:
       seen = base_classes + t * step_classes     # before_task checks the split is even
       out.append(Phase('balanced', stage2, stage2_schedule, stream='mixed', data='balanced',
-                       batch_size=balanced_batch(v * seen, batch), augment=False))
+                       batch_size=balanced_batch(v * seen, batch), augment=bool(opts.balanced_augment)))
     return out
 
   def before_task(ctx):
@@ -276,7 +276,7 @@ def make(config) -> Method:
     if hierarchy == 'visual':
       _, balanced = split_memory(ctx, v)
       idx = np.concatenate(balanced)
-      feats = ctx.outputs(idx)['features']
+      feats = ctx.outputs(idx, augment=bool(opts.balanced_augment))['features']
       bounds = np.cumsum([0] + [len(b) for b in balanced])
       coarse = visual_groups([feats[bounds[k]:bounds[k + 1]] for k in range(seen)], int(opts.clusters))
       return two_level_logits(coarse, beta)

@@ -1,0 +1,259 @@
+"""Checks a dataset once before a long run: what the config's reader finds, against what the
+dataset should hold, and every image decoded with the decoder training uses.
+
+  python -m cil_jax.data check --config configs/ssil_imagenet.py --config.dataset.root=/data/imagenet
+  python -m cil_jax.data check --config configs/ssil_landmarks.py:10k --config.dataset.root=/data/gldv2 --out report/
+
+Prints the images and classes of each split against the full dataset's numbers, the smallest and
+largest classes, Landmarks' selected classes (with the counts at the cut), non-image files in class
+folders, and every file that does not decode (all of them, with their paths). --out DIR also writes
+classes.tsv (label, class, train, test images) and bad_files.txt. Exit status 0 when all is well, 1
+when something needs fixing.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import sys
+import time
+
+import numpy as np
+
+from cil_jax import command_line
+
+# dataset.name -> (classes, train images, test images) of the full dataset; None where it has no
+# fixed size
+EXPECTED = {
+    'imagenet': (1000, 1281167, 50000),
+    'imagenet100': (100, None, 5000),
+    'miniimagenet': (100, 50000, 10000),
+    'cifar10': (10, 50000, 10000),
+    'cifar100': (100, 50000, 10000),
+    'fashion_mnist': (10, 60000, 10000),
+    'landmarks_v2_1k': (1000, None, 50000),
+    'landmarks_v2_10k': (10000, None, 100000),
+}
+IMAGENET100_TRAIN = {'lucir': 128856}   # LUCIR's subset: its train list (PyCIL / FOSTER imagenet-sub)
+
+
+def expected_counts(cfg) -> tuple[int | None, int | None, int | None]:
+  classes, train, test = EXPECTED.get(cfg.name, (None, None, None))
+  if cfg.name == 'imagenet100':
+    train = IMAGENET100_TRAIN.get(cfg.get('class_list') or 'lucir')
+  if cfg.name.startswith('landmarks') and int(cfg.get('num_classes') or 0):   # fewer classes kept
+    per = test // classes
+    classes = int(cfg.num_classes)
+    test = classes * per
+  if cfg.name == 'imagenet' and int(cfg.get('num_classes') or 1000) != 1000:
+    return int(cfg.num_classes), None, None
+  return classes, train, test
+
+
+class Bar:
+  """A progress line: redrawn in place on a terminal, every 10 % otherwise."""
+
+  def __init__(self, total: int, what: str, stream=None):
+    self.total, self.what, self.stream = max(total, 1), what, stream or sys.stderr
+    self.tty, self.start, self.shown = self.stream.isatty(), time.perf_counter(), -1
+
+  def update(self, done: int) -> None:
+    tenth = 10 * done // self.total
+    if not self.tty and tenth == self.shown and done < self.total:
+      return
+    self.shown = tenth
+    rate = done / max(time.perf_counter() - self.start, 1e-9)
+    filled = 30 * done // self.total
+    text = (f'{self.what} [{"#" * filled}{"." * (30 - filled)}] {done}/{self.total} '
+            f'{rate:.0f} img/s')
+    self.stream.write(('\r' + text) if self.tty else text + '\n')
+    if self.tty and done >= self.total:
+      self.stream.write('\n')
+    self.stream.flush()
+
+
+def _decoder():
+  import tensorflow as tf
+  tf.config.set_visible_devices([], 'GPU')
+
+  def decode(data: bytes) -> str | None:
+    try:
+      image = tf.io.decode_image(data, channels=3, expand_animations=False)
+      if image.shape[0] == 0 or image.shape[1] == 0:
+        return 'empty image'
+    except Exception as e:  # noqa: BLE001 - any decoder failure: the image is unusable
+      return ' '.join(f'{type(e).__name__}: {e}'.split())[:200]
+    return None
+  return decode
+
+
+def undecodable(split, what: str, threads: int) -> list[str]:
+  """'path (why)' of every image of a file or record split that the training decoder rejects."""
+  if split.images is not None or len(split) == 0:
+    return []
+  decode = _decoder()
+
+  def check(i: int) -> str | None:
+    try:
+      if split.files is not None:
+        with open(str(split.files[i]), 'rb') as f:
+          data = f.read()
+      else:
+        data = bytes(split.records[i]['image'])
+    except OSError as e:
+      return f'{split.describe(i)} (unreadable: {e.strerror or e})'
+    why = decode(data)
+    return None if why is None else f'{split.describe(i)} ({why})'
+
+  bar, bad = Bar(len(split), f'decoding {what}'), []
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:   # TF's decoder releases the GIL
+    for done, problem in enumerate(pool.map(check, range(len(split)), chunksize=64), 1):
+      if problem:
+        bad.append(problem)
+      if done % 256 == 0 or done == len(split):
+        bar.update(done)
+  return bad
+
+
+def non_images(split) -> list[str]:
+  """Files other than images next to a file split's images (class folders only)."""
+  if split.files is None or len(split) == 0:
+    return []
+  from cil_jax.input_pipeline.sources import IMAGE_EXTENSIONS
+  folders = sorted({os.path.dirname(str(f)) for f in split.files})
+  if len(folders) > 20000:   # GLDv2's nested train/a/b/c folders are named by the csv, not listed
+    return []
+  out = []
+  for folder in folders:
+    for name in sorted(os.listdir(folder)):
+      path = os.path.join(folder, name)
+      if not name.startswith('.') and os.path.isfile(path) and not name.lower().endswith(IMAGE_EXTENSIONS) \
+          and not name.endswith('_boxes.txt'):
+        out.append(path)
+  return out
+
+
+def _compare(what: str, found: int, expected: int | None) -> tuple[str, bool]:
+  if expected is None:
+    return f'{what}: {found}', True
+  ok = found == expected
+  return f'{what}: {found}' + (' (as expected)' if ok else f' (the full dataset has {expected})'), ok
+
+
+def check(config, threads: int, out_dir: str = '', decode: bool = True) -> bool:
+  """Prints the report; True when nothing needs fixing."""
+  from cil_jax.input_pipeline import sources
+  cfg = config.dataset
+  print(f'dataset {cfg.name}' + (f' at {cfg.root}' if cfg.get('root') else ''), flush=True)
+  t0 = time.perf_counter()
+  ok = True
+  if cfg.name.startswith('landmarks'):
+    source, ok = _landmarks_report(cfg)
+  else:
+    source = sources.load(cfg)
+  print(f'read in {time.perf_counter() - t0:.1f} s', flush=True)
+  classes, train_n, test_n = expected_counts(cfg)
+  lines = []
+  for line, good in (_compare('classes', source.num_classes, classes),
+                     _compare('train images', len(source.train), train_n),
+                     _compare('test images', len(source.test), test_n)):
+    lines.append(line)
+    ok &= good
+  print('\n'.join(lines))
+  counts = {}
+  for name, split in (('train', source.train), ('test', source.test)):
+    c = np.bincount(split.labels, minlength=source.num_classes)
+    counts[name] = c
+    empty = np.flatnonzero(c == 0)
+    names = source.class_names or tuple(str(k) for k in range(source.num_classes))
+    lo, hi = int(np.argmin(c)), int(np.argmax(c))
+    print(f'{name}: {c.min()} to {c.max()} images per class (smallest {names[lo]}, largest {names[hi]})')
+    if len(empty):
+      ok = False
+      print(f'{name}: {len(empty)} classes have no images: ' + ', '.join(names[k] for k in empty))
+  if int(cfg.get('max_per_class') or 0):
+    print(f'note: dataset.max_per_class={cfg.max_per_class} keeps only the first images of each class')
+  other = non_images(source.train) + non_images(source.test)
+  for path in other:
+    print(f'not an image (ignored by the reader): {path}')
+  bad = []
+  if decode:
+    bad = undecodable(source.train, 'train', threads) + undecodable(source.test, 'test', threads)
+    for problem in bad:
+      print(f'cannot decode: {problem}')
+    print(f'{len(bad)} of {len(source.train) + len(source.test)} images do not decode' if bad else
+          'every image decodes' if source.train.images is None else 'images are decoded by the reader (in memory)')
+  ok &= not bad
+  if out_dir:
+    os.makedirs(out_dir, exist_ok=True)
+    names = source.class_names or tuple(str(k) for k in range(source.num_classes))
+    with open(os.path.join(out_dir, 'classes.tsv'), 'w') as f:
+      f.write('label\tclass\ttrain\ttest\n')
+      for k in range(source.num_classes):
+        f.write(f'{k}\t{names[k]}\t{counts["train"][k]}\t{counts["test"][k]}\n')
+    with open(os.path.join(out_dir, 'bad_files.txt'), 'w') as f:
+      f.write(''.join(p + '\n' for p in bad + [f'{p} (not an image)' for p in other]))
+    print(f'wrote {os.path.join(out_dir, "classes.tsv")} and {os.path.join(out_dir, "bad_files.txt")}')
+  print('OK' if ok else 'PROBLEMS FOUND (see above)')
+  return ok
+
+
+def _landmarks_report(cfg):
+  """Landmarks: the selection (the largest and smallest kept classes, missing files); (the source
+  of the files that are there, whether none is missing)."""
+  from cil_jax.input_pipeline import landmarks
+  from cil_jax.input_pipeline.sources import Source
+  s = landmarks.selection(cfg, cfg.name)
+  kept, counts = s['kept'], s['counts']
+  print(f'{s["layout"]}: {s["total_classes"]} classes, the {s["num_classes"]} with the most images kept '
+        f'(relabelled by decreasing count, ties by name), {s["test_per_class"]} test images each')
+  shown = min(5, len(kept))
+  print('largest: ' + ', '.join(f'{kept[k]} ({counts[k]})' for k in range(shown)))
+  print('smallest kept: ' + ', '.join(f'{kept[k]} ({counts[k]})' for k in range(len(kept) - shown, len(kept))))
+  missing = []
+  if s['layout'].startswith('GLDv2'):
+    missing = landmarks.missing_files(np.concatenate([s['train'].files, s['test'].files]))
+    for path in missing:
+      print(f'missing: {path}')
+    if missing:
+      print(f'{len(missing)} images of the selected classes are missing')
+      have = set(missing)
+      keep_train = np.asarray([str(f) not in have for f in s['train'].files], bool)
+      keep_test = np.asarray([str(f) not in have for f in s['test'].files], bool)
+      from cil_jax.input_pipeline.sources import take
+      s['train'], s['test'] = take(s['train'], np.flatnonzero(keep_train)), take(s['test'], np.flatnonzero(keep_test))
+  return Source(cfg.name, s['num_classes'], s['train'], s['test'], mean=(0.0,) * 3, std=(1.0,) * 3,
+                augment='imagenet', image_size=224, class_names=tuple(str(k) for k in kept)), not missing
+
+
+def main(argv=None) -> int:
+  argv = list(sys.argv if argv is None else argv)
+  if len(argv) < 2 or argv[1] != 'check':
+    print(__doc__.strip().split('\n\n')[1], file=sys.stderr)
+    return 2
+  argv = [argv[0]] + argv[2:]
+  p = argparse.ArgumentParser(prog='python -m cil_jax.data check', description='Checks a dataset (see the module doc).')
+  p.add_argument('--threads', type=int, default=0, help='decoding threads (default: 2 per core)')
+  p.add_argument('--out', default='', help='also write classes.tsv and bad_files.txt into this folder')
+  p.add_argument('--no-decode', action='store_true', help='count only; do not decode every image')
+  known, rest = p.parse_known_args(argv[1:])
+  try:
+    rest, _ = command_line.check_command_line([argv[0]] + rest)
+  except (ValueError, TypeError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  command_line.define_config_flag()
+  command_line.parse_flags(rest)
+  from absl import flags
+  from cil_jax.input_pipeline.sources import DataError
+  threads = known.threads or 2 * (os.cpu_count() or 1)
+  try:
+    return 0 if check(flags.FLAGS.config, threads, known.out, decode=not known.no_decode) else 1
+  except DataError as e:
+    print(f'error: {e}')
+    print('PROBLEMS FOUND (see above)')
+    return 1
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,10 @@
+"""configs/ft_nomem_imagenet.py on Google Landmarks v2 (SS-IL-Official's --dataset Google_Landmark_v2_1K / _10K):
+
+    python main.py --config configs/ft_nomem_landmarks.py:10k,m40000 --config.dataset.root=GLDV2 --workdir runs/ft_nomem_lm10k
+`:1k` (default) or `:10k`, with the ImageNet config's `:t5` / `:t20`, `:m<N>` (configs/imagenet_common.py)."""
+from configs import ft_nomem_imagenet
+from configs.imagenet_common import landmarks
+
+
+def get_config(arg=None):
+  return landmarks(ft_nomem_imagenet.get_config, arg)
