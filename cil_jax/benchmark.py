@@ -17,10 +17,11 @@ input pipeline (--input MODE): the host-side tf.data stream alone (`streams.Imag
                     (offline)
   The first batch is a warm-up (graph building, first reads); img/s is over the remaining batches.
   --compare torch also times the reference's pipeline on the same files in the same command (in a
-  child process: torch's DataLoader crashes next to TensorFlow): a PyTorch DataLoader (num_workers = --cores, shuffled) over PIL images with torchvision's
-  RandomResizedCrop(S) + RandomHorizontalFlip + ToTensor (+ Normalize for ImageNet), batches of B + R;
-  ratio = ours / theirs. --cores N pins the process (and the DataLoader's workers) to N cores, so
-  both pipelines get the same CPUs. torch and torchvision: `pip install -r requirements-bench.txt`.
+  child process: torch's DataLoader crashes next to TensorFlow): a PyTorch DataLoader
+  (num_workers = --cores, shuffled) over PIL images with torchvision's RandomResizedCrop(S) +
+  RandomHorizontalFlip + ToTensor + Normalize, batches of B + R; ratio = ours / theirs. --cores N
+  pins the process (and the DataLoader's workers) to N cores, so both pipelines get the same CPUs.
+  torch and torchvision: `pip install -r requirements-bench.txt`.
 
   python -m cil_jax.benchmark --model resnet18 --method ssil --steps 20 [--dtype bfloat16]
   python -m cil_jax.benchmark --input jpeg-synthetic [--json results.json]

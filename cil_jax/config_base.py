@@ -34,7 +34,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.num_classes = 0         # ImageNet: 0 = 1000; Landmarks: the classes kept, 0 = 1000 / 10000
   c.dataset.image_size = 0          # ImageNet-style data only: crop side, 0 = 224
   c.dataset.class_list = ''         # ImageNet-100: 'lucir' ('' = lucir) | 'podnet' | a file of WordNet ids
-  c.dataset.csv = ''                # Landmarks: the GLDv2 list that defines the classes ('' = train.csv | train_clean.csv)
+  c.dataset.csv = ''                # Landmarks: the GLDv2 list of the classes, train.csv ('') | train_clean.csv
   c.dataset.augment = ''            # '' = the dataset's: see sources.AUGMENTS
   c.dataset.mean = ()               # () = the dataset's normalisation; else one value per channel
   c.dataset.std = ()

@@ -40,7 +40,8 @@ class Evaluator:
                                b['valid'], classes)
     return metrics_lib.row_from_counts(np.asarray(jax.device_get(counts)), t)  # the one fetch
 
-  def outputs(self, state, indices: np.ndarray, augment: bool, seed: int, eval_batch: int) -> dict:
+  def outputs(self, state, indices: np.ndarray, augment: bool, seed: int, eval_batch: int,
+              keys: tuple[str, ...] = ('logits', 'features')) -> dict:
     """Inference-mode logits and features of training images, as numpy (api.TaskContext.outputs)."""
     exp = self.exp
     # In-memory augmentation is seeded per batch: an augmented pass uses a batch size of its own, so
@@ -56,9 +57,10 @@ class Evaluator:
     with naming_bad_images(exp.source.train, plan, 'a pass over training images'):
       for b in ds.as_numpy_iterator():
         images = parallel.to_global({'image': b['image']}, exp.sharded)['image']
-        outs.append(exp.outputs_step(state.variables, images))
+        out = exp.outputs_step(state.variables, images)
+        outs.append({k: out[k] for k in keys})   # the rest is freed at once
     ok = valid.reshape(-1)
-    return {k: _to_host([o[k] for o in outs])[ok] for k in ('logits', 'features')}
+    return {k: _to_host([o[k] for o in outs])[ok] for k in keys}
 
   def validation_loss(self, spec, state, teacher, method_state, classes, new_idx, mem_idx, batch: int) -> float:
     """The step's loss over a validation set (new data, then memory; test transform, in order), as

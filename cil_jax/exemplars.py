@@ -24,7 +24,7 @@ def update_memory(ctx, memory_cfg, seed: int) -> scenario.Memory:
     candidates = [by_class[c] for c in new_classes]
   else:  # 'herding' (config_base.validate allows no other)
     budget = int(scenario.per_class_sizes(size, tasks.end(t), tasks.num_classes, memory_cfg.policy).max())
-    feats = ctx.outputs(ctx.new_indices())['features']
+    feats = ctx.outputs(ctx.new_indices(), keys=('features',))['features']
     bounds = np.cumsum([0] + [len(by_class[c]) for c in new_classes])
     candidates = [scenario.herding_priority(by_class[c], feats[bounds[i]:bounds[i + 1]], budget)
                   for i, c in enumerate(new_classes)]
@@ -47,7 +47,7 @@ def facil_memory(ctx, size: int, selection: str, seed: int) -> scenario.Memory:
   elif selection == 'file_order':
     sets = [p[:quota] for p in pools]
   else:  # 'herding'
-    feats = ctx.outputs(np.concatenate(pools))['features']
+    feats = ctx.outputs(np.concatenate(pools), keys=('features',))['features']
     bounds = np.cumsum([0] + [len(p) for p in pools])
     sets = [scenario.herding_priority(p, feats[bounds[c]:bounds[c + 1]], quota) for c, p in enumerate(pools)]
   return scenario.Memory(np.concatenate(sets).astype(np.int64), np.array([len(s) for s in sets], np.int64))

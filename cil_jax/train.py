@@ -169,7 +169,8 @@ class Run:
         train_labels=exp.train_labels, label_map=exp.label_map, class_info=exp.class_info,
         validation=None if exp.validation_by_task is None else exp.validation_by_task[t], state=rs.state,
         method_state=rs.method_state,
-        _outputs=lambda idx, augment, seed: exp.evaluator.outputs(self.rs.state, idx, augment, seed, eval_batch))
+        _outputs=lambda idx, augment, seed, keys: exp.evaluator.outputs(self.rs.state, idx, augment, seed, eval_batch,
+                                                                         keys))
 
   def _where(self) -> str:
     """The cursor for people: tasks, phases and epochs counted from 1, as everywhere in the output."""

@@ -55,3 +55,23 @@ def test_input_benchmark_on_a_small_image_folder(imagenet_dir):
     benchmark.main(['--input', 'files', '--root', imagenet_dir])
   r = benchmark.main(['--input', 'files', '--root', imagenet_dir, '--batch-size', '10', '--replay-batch-size', '1'])
   assert r['num_images'] == 40 and r['batches'] == 3 and r['img_per_s'] > 0
+
+
+def test_input_benchmark_against_the_torch_pipeline_on_the_same_files(tmp_path):
+  import importlib.util
+  if not (importlib.util.find_spec('torch') and importlib.util.find_spec('torchvision')):   # not imported
+    pytest.skip('torch / torchvision are not installed (requirements-bench.txt)')          # next to TF
+  root = benchmark.write_synthetic_jpegs(str(tmp_path / 'jpegs'), 48, size=(64, 48))
+  result = benchmark.bench_input('files', root=root, image_size=32, batch_size=16, replay_batch_size=4,
+                                 compare='torch')
+  _positive_finite(result, ('img_per_s', 'ratio'))
+  _positive_finite(result['torch'], ('img_per_s', 'ms_per_batch'))
+  assert result['torch']['batches'] == 48 // 20 - 1     # one epoch of B + R batches minus the warm-up
+  assert 'torch DataLoader + PIL' in benchmark.format_result(result)
+
+
+def test_benchmark_arguments_that_do_not_fit_are_one_line(capsys):
+  with pytest.raises(SystemExit, match='--compare torch compares input pipelines'):
+    benchmark.main(['--compare', 'torch'])
+  with pytest.raises(SystemExit, match='--cores=99'):
+    benchmark.main(['--input', 'memory', '--cores', '99'])

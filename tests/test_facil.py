@@ -112,7 +112,7 @@ class _Ctx:
   def __init__(self, t, tasks, memory, by_class, feats):
     self.t, self.tasks, self.memory, self.train_by_class, self._feats = t, tasks, memory, by_class, feats
 
-  def outputs(self, idx):
+  def outputs(self, idx, keys=None):
     return {'features': self._feats[idx]}
 
 
@@ -429,7 +429,7 @@ def test_facil_configs_carry_main_incrementals_defaults():
   assert (c.scenario.num_tasks, c.memory.size, c.memory.policy, c.method.variant) == (20, 2000, 'facil', 'bsr')
 
 
-def test_protocol_errors_are_clear():
+def test_protocol_errors_are_clear(tmp_path):
   from helpers import load_config
   from cil_jax.input_pipeline import sources
   with pytest.raises(ValueError, match='scenario.validation'):
@@ -444,8 +444,9 @@ def test_protocol_errors_are_clear():
     from cil_jax.methods import eeil
     eeil.make(load_config('eeil_fmnist.py', 'smoke', **{'train.schedule': 'patience',
                                                         'scenario.validation': 0.1})).phases(1)
-  with pytest.raises(sources.DataError, match='ImageNet-100 cannot be read yet'):
-    sources.load(load_config('lwf_imagenet100.py', None).dataset)
+  (tmp_path / 'train').mkdir()
+  with pytest.raises(sources.DataError, match="no folder for class 'n01514668', which the class list has"):
+    sources.load(load_config('lwf_imagenet100.py', None, **{'dataset.root': str(tmp_path)}).dataset)
 
 
 def test_a_workdir_accepts_a_field_added_later_at_its_default(tmp_path):

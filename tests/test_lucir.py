@@ -150,7 +150,7 @@ def test_before_task_imprints_the_new_classes_from_their_training_images():
   feats_of = RNG.randn(36, D).astype(np.float32)     # a fixed feature per training image
   calls = []
 
-  def outputs(idx, augment=False, stream=None):
+  def outputs(idx, augment=False, stream=None, keys=None):
     calls.append((np.asarray(idx).copy(), augment))
     return {'features': feats_of[idx], 'logits': np.zeros((len(idx), 9), np.float32)}
 

@@ -243,7 +243,7 @@ def test_before_task_sets_the_head_the_weights_and_the_dataset_hierarchy():
 def test_before_task_builds_the_visual_hierarchy_from_the_balanced_set():
   asked = []
 
-  def outputs(idx, augment, seed):
+  def outputs(idx, augment, seed, keys):
     asked.append((idx.copy(), augment))
     group = np.isin(idx // 1000, [0, 2, 5]).astype(np.float64)     # incremental classes 0, 2, 5 together
     return {'features': np.stack([group * 10 + (idx % 7) * 0.01, np.ones(len(idx))], 1)}

@@ -198,7 +198,7 @@ def test_nme_state_is_float64_under_x64(x64, name):
   memory = types.SimpleNamespace(indices=np.arange(36, 40))
   ctx = types.SimpleNamespace(t=1, tasks=TASKS, method_state=state, train_labels=train_labels, memory=memory,
                               new_indices=lambda: np.arange(12, 20),
-                              outputs=lambda idx, augment=False, stream=None: {'features': feats[idx]})
+                              outputs=lambda idx, augment=False, stream=None, keys=None: {'features': feats[idx]})
   got = method.after_task(ctx)['class_means']
   idx = np.r_[12:20, 36:40]
   _check64(got, _class_means_reference(feats[idx], train_labels[idx], 9))
@@ -224,7 +224,7 @@ def test_il2m_statistics_are_float64_under_x64(x64):
   new = np.r_[6:13]                                                        # labels 3, 3, 4, 4, 3, 4, 3
   ctx = types.SimpleNamespace(t=1, tasks=TASKS, method_state=state, train_labels=train_labels, memory=memory,
                               new_indices=lambda: new,
-                              outputs=lambda idx, augment=False, stream=None: {'logits': logits[idx]})
+                              outputs=lambda idx, augment=False, stream=None, keys=None: {'logits': logits[idx]})
   got = method.after_task(ctx)
   idx = np.r_[new, 13:16]
   z = logits[idx, :5]
@@ -302,7 +302,7 @@ def test_podnet_before_task_keeps_the_head_dtypes(x64):
   train_labels = np.repeat(np.arange(9), 4)               # 4 < K images per class: repeated features
   ctx = types.SimpleNamespace(t=2, tasks=TASKS, state=types.SimpleNamespace(params=params), method_state={},
                               train_labels=train_labels, new_indices=lambda: np.r_[20:28],
-                              outputs=lambda idx, augment=False, stream=None: {'features': feats[idx]})
+                              outputs=lambda idx, augment=False, stream=None, keys=None: {'features': feats[idx]})
   new_params, _ = method.before_task(ctx)
   head = new_params['model']['head']
   assert head['scale'].dtype == np.float64 and float(head['scale']) == 1.0

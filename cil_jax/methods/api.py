@@ -206,8 +206,10 @@ class TaskContext:
     """A numpy Generator of the named stream: the same numbers whenever the hook runs again."""
     return np.random.default_rng(self.seed(stream, *keys))
 
-  def outputs(self, indices: np.ndarray, augment: bool = False, stream: str = 'host_pass') -> dict:
-    """Inference-mode logits and features of training images, as numpy. augment=True uses the
-    training transform, seeded by the named stream (as the SS-IL code base does for its class means
-    and statistics); False the test transform."""
-    return self._outputs(indices, augment, self.seed(stream))
+  def outputs(self, indices: np.ndarray, augment: bool = False, stream: str = 'host_pass',
+              keys: tuple[str, ...] = ('logits', 'features')) -> dict:
+    """Inference-mode logits and/or features (`keys`) of training images, as numpy. augment=True
+    uses the training transform, seeded by the named stream (as the SS-IL code base does for its
+    class means and statistics); False the test transform. Ask only for what the hook uses: a
+    10,000-way head's logits of a task's images are gigabytes."""
+    return self._outputs(indices, augment, self.seed(stream), tuple(keys))

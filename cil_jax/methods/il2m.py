@@ -53,7 +53,7 @@ def statistics(probs, labels, t, start, end, state) -> dict:
 def after_task(ctx) -> dict:
   t, tasks = ctx.t, ctx.tasks
   idx = np.concatenate([ctx.new_indices(), ctx.memory.indices])
-  logits = ctx.outputs(idx, augment=True)['logits'][:, :tasks.end(t)]
+  logits = ctx.outputs(idx, augment=True, keys=('logits',))['logits'][:, :tasks.end(t)]
   probs = np.asarray(jax.nn.softmax(at_least_f32(logits), axis=-1), np.float64)
   stats = statistics(probs, ctx.train_labels[idx], t, tasks.start(t), tasks.end(t), ctx.method_state)
   # the state keeps the dtype init_state gave it (the default float: float64 under x64)

@@ -217,7 +217,7 @@ def make(config) -> Method:
       return params, ctx.method_state
     weight = np.asarray(jax.device_get(params['model']['head']['weight']))
     idx = ctx.new_indices()
-    feats = ctx.outputs(idx, augment=bool(opts.imprint_augment), stream='imprint')['features']
+    feats = ctx.outputs(idx, augment=bool(opts.imprint_augment), stream='imprint', keys=('features',))['features']
     weight = imprint(weight, feats, ctx.train_labels[idx], ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))
     return with_head(params, weight=jnp.asarray(weight)), ctx.method_state
 

@@ -276,7 +276,7 @@ def make(config) -> Method:
     if hierarchy == 'visual':
       _, balanced = split_memory(ctx, v)
       idx = np.concatenate(balanced)
-      feats = ctx.outputs(idx, augment=bool(opts.balanced_augment))['features']
+      feats = ctx.outputs(idx, augment=bool(opts.balanced_augment), keys=('features',))['features']
       bounds = np.cumsum([0] + [len(b) for b in balanced])
       coarse = visual_groups([feats[bounds[k]:bounds[k + 1]] for k in range(seen)], int(opts.clusters))
       return two_level_logits(coarse, beta)

@@ -213,7 +213,8 @@ def make(config) -> Method:
       raise ValueError(f'the lsc head has {proxies.shape[0]} proxy rows, not {ctx.tasks.num_classes} x {k}')
     new = range(ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))
     idx = ctx.new_indices()
-    feats = ctx.outputs(idx, augment=bool(opts['imprint_augment']), stream='imprint_kmeans')['features']
+    feats = ctx.outputs(idx, augment=bool(opts['imprint_augment']), stream='imprint_kmeans',
+                        keys=('features',))['features']
     proxies = imprint(proxies, feats, ctx.train_labels[idx], new, k, int(config.seed), ctx.t)
     scale = jnp.ones_like(params['model']['head']['scale'])   # keeps the parameter's dtype
     return with_head(params, proxies=jnp.asarray(proxies), scale=scale), ctx.method_state

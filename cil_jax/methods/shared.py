@@ -146,7 +146,7 @@ def update_class_means(ctx, augment: bool) -> dict:
   update); old-class means are recomputed with the current model too. Stored in the dtype the state
   was created with (init_state), so it stays fixed for the run."""
   idx = np.concatenate([ctx.new_indices(), ctx.memory.indices])
-  feats = ctx.outputs(idx, augment=augment)['features']
+  feats = ctx.outputs(idx, augment=augment, keys=('features',))['features']
   means = class_means(feats, ctx.train_labels[idx], ctx.tasks.num_classes)
   dtype = ctx.method_state['class_means'].dtype
   return dict(ctx.method_state, class_means=jnp.asarray(means, dtype))
