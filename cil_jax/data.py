@@ -34,13 +34,17 @@ EXPECTED = {
     'landmarks_v2_1k': (1000, None, 50000),
     'landmarks_v2_10k': (10000, None, 100000),
 }
-IMAGENET100_TRAIN = {'lucir': 128856}   # LUCIR's subset: its train list (PyCIL / FOSTER imagenet-sub)
+# LUCIR's subset: the 128,856 lines of the imagenet-sub train list that PyCIL's maintainers point to
+# (FOSTER's repository), which is LUCIR's seed-1993 draw of classes with every training image
+IMAGENET100_TRAIN = {'lucir': 128856}
 
 
 def expected_counts(cfg) -> tuple[int | None, int | None, int | None]:
   classes, train, test = EXPECTED.get(cfg.name, (None, None, None))
-  if cfg.name == 'imagenet100':
-    train = IMAGENET100_TRAIN.get(cfg.get('class_list') or 'lucir')
+  if cfg.name == 'imagenet100':   # ImageNet's val set: 50 images per class
+    from cil_jax.input_pipeline import sources
+    classes = len(sources.imagenet100_classes(cfg))
+    train, test = IMAGENET100_TRAIN.get(cfg.get('class_list') or 'lucir'), 50 * classes
   if cfg.name.startswith('landmarks') and int(cfg.get('num_classes') or 0):   # fewer classes kept
     per = test // classes
     classes = int(cfg.num_classes)
@@ -105,13 +109,14 @@ def undecodable(split, what: str, threads: int) -> list[str]:
     why = decode(data)
     return None if why is None else f'{split.describe(i)} ({why})'
 
-  bar, bad = Bar(len(split), f'decoding {what}'), []
+  bar, bad, done = Bar(len(split), f'decoding {what}'), [], 0
   with concurrent.futures.ThreadPoolExecutor(threads) as pool:   # TF's decoder releases the GIL
-    for done, problem in enumerate(pool.map(check, range(len(split)), chunksize=64), 1):
-      if problem:
-        bad.append(problem)
-      if done % 256 == 0 or done == len(split):
-        bar.update(done)
+    for start in range(0, len(split), 4096):   # a bounded number of pending tasks (ImageNet: 1.3 M)
+      for problem in pool.map(check, range(start, min(start + 4096, len(split)))):
+        done += 1
+        if problem:
+          bad.append(problem)
+      bar.update(done)
   return bad
 
 
@@ -149,10 +154,14 @@ def check(config, threads: int, out_dir: str = '', decode: bool = True) -> bool:
   ok = True
   if cfg.name.startswith('landmarks'):
     source, ok = _landmarks_report(cfg)
+  elif cfg.name == 'miniimagenet':   # the files, so that the decoding pass below names every bad one
+    source, ok = _miniimagenet_report(cfg)
   else:
     source = sources.load(cfg)
   print(f'read in {time.perf_counter() - t0:.1f} s', flush=True)
   classes, train_n, test_n = expected_counts(cfg)
+  if int(cfg.get('max_per_class') or 0):   # the config keeps part of each class on purpose
+    train_n = None
   lines = []
   for line, good in (_compare('classes', source.num_classes, classes),
                      _compare('train images', len(source.train), train_n),
@@ -198,6 +207,20 @@ def check(config, threads: int, out_dir: str = '', decode: bool = True) -> bool:
   return ok
 
 
+def _miniimagenet_report(cfg):
+  """miniImageNet's files (the reader decodes them into memory), and whether its classes are Ravi &
+  Larochelle's 100."""
+  from cil_jax.input_pipeline import class_lists, miniimagenet
+  from cil_jax.input_pipeline.sources import IMAGENET_MEAN, IMAGENET_STD, Source
+  train, test, wnids, layout = miniimagenet.file_splits(cfg)
+  print(f'layout: {layout}')
+  other = sorted(set(wnids) - set(class_lists.MINIIMAGENET))
+  if other:
+    print(f'{len(other)} classes are not miniImageNet\'s (Ravi & Larochelle\'s 100): ' + ', '.join(other))
+  return Source('miniimagenet', len(wnids), train, test, mean=IMAGENET_MEAN, std=IMAGENET_STD, augment='none',
+                image_size=miniimagenet.SIZE, class_names=tuple(wnids)), not other
+
+
 def _landmarks_report(cfg):
   """Landmarks: the selection (the largest and smallest kept classes, missing files); (the source
   of the files that are there, whether none is missing)."""
@@ -206,7 +229,7 @@ def _landmarks_report(cfg):
   s = landmarks.selection(cfg, cfg.name)
   kept, counts = s['kept'], s['counts']
   print(f'{s["layout"]}: {s["total_classes"]} classes, the {s["num_classes"]} with the most images kept '
-        f'(relabelled by decreasing count, ties by name), {s["test_per_class"]} test images each')
+        f'(relabelled by decreasing count, equal counts: the later name first), {s["test_per_class"]} test images each')
   shown = min(5, len(kept))
   print('largest: ' + ', '.join(f'{kept[k]} ({counts[k]})' for k in range(shown)))
   print('smallest kept: ' + ', '.join(f'{kept[k]} ({counts[k]})' for k in range(len(kept) - shown, len(kept))))

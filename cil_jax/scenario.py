@@ -54,7 +54,8 @@ def label_map(num_classes: int, class_order, seed: int) -> np.ndarray:
   order = np.asarray(list(class_order), dtype=np.int64)
   if sorted(order.tolist()) != list(range(num_classes)):
     raise ScenarioError(
-        f'scenario.class_order must be a permutation of 0..{num_classes - 1}; got {len(order)} entries')
+        f'scenario.class_order must be a permutation of 0..{num_classes - 1}; got {len(order)} entries (a config '
+        f'may set a list for its dataset\'s own classes: pass --config.scenario.class_order=facil or ssil)')
   return _order_to_map(order)
 
 

@@ -13,7 +13,8 @@ RethinkSoftmax runs use it), shared by the lwf_* and lucir_facil_* configs.
 - Memory: none by default (FACIL's and the paper's runs); `:m<N>` keeps FACIL's ceil(N / seen) per
   class, untrimmed, herding re-selected after each task (memory.policy 'facil').
 - CIFAR-100: FACIL's ResNet-32, its train transform (pad 4, RandomResizedCrop 32, flip) and
-  normalisation (std 0.2009, 0.1984, 0.2023). ImageNet-100: ResNet-18, RandomResizedCrop 224 + flip.
+  normalisation (std 0.2009, 0.1984, 0.2023). ImageNet-100: ResNet-18, RandomResizedCrop 224 + flip,
+  the first 100 ImageNet classes (FACIL's imagenet_subset with ImageNet's labels; `dataset.class_list`).
   Fashion-MNIST (offline): the small conv net, pad-crop-flip, the first 1000 training images of each
   class (900 train + 100 validation), at most 20 epochs per task, patience 2, stop under 1e-3, so the
   table of docs/results.md runs on a laptop CPU (`:smoke`: seconds).
@@ -48,6 +49,8 @@ def facil_config(method: str, dataset: str, arg=None, **method_options):
   t.batch_size, t.replay_batch_size = 64, 0
   t.reset_optimizer_each_task = True
   c.eval.batch_size = 256
+  if dataset == 'imagenet100':   # FACIL's imagenet_subset read with ImageNet's own labels: classes 0-99
+    c.dataset.class_list = 'podnet'
   if dataset == 'cifar100':
     c.dataset.augment = 'pad_rrc_flip'
     c.dataset.std = (0.2009, 0.1984, 0.2023)

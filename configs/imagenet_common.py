@@ -20,10 +20,13 @@ LANDMARKS_ARGS = {'1k': 'landmarks_1k', '10k': 'landmarks_10k'}
 def landmarks(get_config, arg):
   """A <method>_imagenet.py config on Landmarks: `1k` (default) or `10k` among the arguments."""
   parts = [p.strip() for p in (arg or '').split(',') if p.strip()]
-  sizes = [p for p in parts if p in LANDMARKS_ARGS]
+  sizes = [p.lower() for p in parts if p.lower() in LANDMARKS_ARGS]
   if len(sizes) > 1:
     raise ValueError(f'config argument {arg!r}: give one of 1k or 10k')
-  rest = ','.join(p for p in parts if p not in LANDMARKS_ARGS)
+  odd = [p for p in parts if p.lower() in ('1000', '10000')]
+  if odd:
+    raise ValueError(f'config argument {odd[0]!r}: the Landmarks configs take 1k or 10k')
+  rest = ','.join(p for p in parts if p.lower() not in LANDMARKS_ARGS)
   return get_config(rest or None, LANDMARKS_ARGS[sizes[0] if sizes else '1k'])
 
 

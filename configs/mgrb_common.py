@@ -74,6 +74,8 @@ def mgrb_config(dataset: str, arg=None, default_hierarchy: str = 'ont'):
     options['coarse_groups'] = CIFAR10_GROUPS if dataset == 'cifar10' else FASHION_MNIST_GROUPS
   if dataset == 'fashion_mnist':
     options['stage2_milestones'] = (5,)
+  if dataset in ('miniimagenet', 'imagenet100'):
+    options['balanced_augment'] = True   # their loaders augment the balanced set (M11)
   if dataset == 'miniimagenet':
     options['cb_new_count'] = 500      # cal_RB.py's nominal count, whatever the reader's split
   if dataset == 'imagenet100':
@@ -86,12 +88,12 @@ def mgrb_config(dataset: str, arg=None, default_hierarchy: str = 'ont'):
   c.eval.batch_size = 100
   if dataset in ('cifar10', 'cifar100', 'fashion_mnist'):
     c.dataset.augment = 'crop_flip_rotate'
-  if dataset in ('miniimagenet', 'imagenet100'):   # their loaders' transforms; the balanced set's too
+  if dataset in ('miniimagenet', 'imagenet100'):   # their loaders' transforms
     c.dataset.augment = 'flip_rotate' if dataset == 'miniimagenet' else 'imagenet_rotate'
-    c.method.balanced_augment = True
   if dataset == 'imagenet100':
     # CIL-MGRB's wnids.txt lists LUCIR's classes in LUCIR's learning order, and divideimagenet100.py
-    # shuffles that list again with seed 1993: class j learned is sorted[order[order[j]]]
+    # shuffles that list again with seed 1993: class j learned is sorted[order[order[j]]] (LUCIR's list;
+    # with another dataset.class_list pass --config.scenario.class_order=facil)
     order = np.random.RandomState(1993).permutation(100)
     c.scenario.class_order = ','.join(str(order[o]) for o in order)
   if dataset == 'cifar10':

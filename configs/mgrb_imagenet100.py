@@ -1,8 +1,7 @@
 """MGRB on ImageNet-100 (configs/mgrb_common.py, methods/mgrb.py).
 
     python main.py --config configs/mgrb_imagenet100.py:wordnet --workdir runs/mgrb_imagenet100
-50/10 (ResNet-18, 224 px, 120 epochs): `:wordnet` or `:vis`. Its reader comes with the datasets
-work: until then the run stops with a message that says so."""
+50/10 (ResNet-18, 224 px, 120 epochs): `:wordnet` or `:vis`. """
 from configs.mgrb_common import mgrb_config
 
 

@@ -1,8 +1,7 @@
 """MGRB on miniImageNet (configs/mgrb_common.py, methods/mgrb.py).
 
     python main.py --config configs/mgrb_miniimagenet.py:wordnet --workdir runs/mgrb_miniimagenet
-50/10, -beta 50: `:wordnet` (WordNet hypernym tree) or `:vis` (K = 10). Its reader comes with
-the datasets work: until then the run stops with a message that says so."""
+50/10, -beta 50: `:wordnet` (WordNet hypernym tree) or `:vis` (K = 10)."""
 from configs.mgrb_common import mgrb_config
 
 

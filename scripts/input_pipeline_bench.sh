@@ -12,18 +12,23 @@ ROOT=${2:-}
 BEFORE=${3:-}
 PY=${PY:-$PWD/.venv/bin/python}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)                         # absolute: the BEFORE runs start in another folder
 if [ -z "$ROOT" ]; then
   ROOT=$OUT/jpegs
   [ -d "$ROOT" ] || "$PY" -c "from cil_jax import benchmark; benchmark.write_synthetic_jpegs('$ROOT/train', 2048)"
 fi
+ROOT=$(cd "$ROOT" && pwd)
+run() {  # the benchmark's stderr goes to OUT/log; a failure shows its last lines
+  if ! "$@" 2>>"$OUT/log"; then tail -3 "$OUT/log" >&2; exit 1; fi
+}
 for rep in 1 2 3; do
   for cores in 1 2; do
-    "$PY" -m cil_jax.benchmark --input files --root "$ROOT" --compare torch --cores $cores \
-      --json "$OUT/ours_c${cores}_r$rep.json" 2>/dev/null | tail -2
+    run "$PY" -m cil_jax.benchmark --input files --root "$ROOT" --compare torch --cores $cores \
+      --json "$OUT/ours_c${cores}_r$rep.json"
     if [ -n "$BEFORE" ]; then
       cpus=$(seq -s, 0 $((cores - 1)))
-      (cd "$BEFORE" && taskset -c "$cpus" "$PY" -m cil_jax.benchmark --input files --root "$ROOT" \
-        --json "$OUT/before_c${cores}_r$rep.json" 2>/dev/null | tail -1)
+      (cd "$BEFORE" && run taskset -c "$cpus" "$PY" -m cil_jax.benchmark --input files --root "$ROOT" \
+        --json "$OUT/before_c${cores}_r$rep.json")
     fi
   done
 done
@@ -35,8 +40,9 @@ for cores in (1, 2):
   before = [json.load(open(f))['img_per_s'] for f in sorted(glob.glob(f'{out}/before_c{cores}_r*.json'))]
   med = lambda v: statistics.median(v) if v else float('nan')  # noqa: E731
   line = (f'cores={cores}: ours {med([r["img_per_s"] for r in ours]):.0f} img/s, torch '
-          f'{med([r["torch"]["img_per_s"] for r in ours]):.0f} img/s, ratio {med([r["ratio"] for r in ours]):.2f}x')
+          f'{med([r["torch"]["img_per_s"] for r in ours]):.0f} img/s, ratio {med([r["ratio"] for r in ours]):.2f}x '
+          '(the median of the paired runs\' ratios)')
   if before:
     line += f', before {med(before):.0f} img/s'
-  print(line + ' (medians of 3)')
+  print(line + ', medians of 3')
 PY

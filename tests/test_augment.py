@@ -310,11 +310,15 @@ def test_window_decode_equals_decode_then_crop():
     for subsampling, exact in ((0, True), (2, False)):
       data = tf.constant(_jpeg_bytes(image, subsampling))
       whole = tf.io.decode_jpeg(data, channels=3).numpy()
-      assert augment.image_shape(data).numpy().tolist() == [75, 100]
+      sizes = []
+
+      def window(height, width, box):
+        sizes.append((height, width))
+        return box
       for _ in range(5):
         h, w = rng.randint(8, 76), rng.randint(8, 101)
         top, left = rng.randint(0, 76 - h), rng.randint(0, 101 - w)
-        got = augment.decode_window(data, top, left, h, w).numpy()
+        got = augment.decode_window(data, lambda H, W, box=(top, left, h, w): window(H, W, box)).numpy()
         want = whole[top:top + h, left:left + w]
         assert got.shape == want.shape
         if exact:
@@ -322,9 +326,10 @@ def test_window_decode_equals_decode_then_crop():
         else:
           assert np.abs(got.astype(int) - want).max() <= 32
           np.testing.assert_array_equal(got[1:-1, 1:-1], want[1:-1, 1:-1])   # inside the 1-pixel border: exact
+      assert all(tuple(int(v) for v in hw) == (75, 100) for hw in sizes)   # the window sees the image's size
     png = tf.io.encode_png(image)
-    np.testing.assert_array_equal(augment.decode_window(png, 3, 5, 20, 30).numpy(), image[3:23, 5:35])
-    assert augment.image_shape(png).numpy().tolist() == [75, 100]
+    np.testing.assert_array_equal(augment.decode_window(png, lambda H, W: (3, 5, H - 55, W - 70)).numpy(),
+                                  image[3:23, 5:35])
 
 
 def test_random_resized_crop_of_a_jpeg_decodes_the_sampled_window():
@@ -350,3 +355,10 @@ def test_imagenet_rotate_is_the_crop_then_a_rotation_of_its_own_draw():
   got = augment.random_resized_crop_flip_rotate(data, seed, 32).numpy()
   np.testing.assert_array_equal(got, want)
   assert -15 <= float(angle) <= 15 and not np.array_equal(got, crop.numpy())
+
+
+def test_flip_rotate_never_shifts():
+  """MGRB's miniImageNet transform: crop_flip_rotate with pad 0, so every crop offset is 0."""
+  seeds = tf.random.experimental.stateless_split(tf.constant([4, 2], tf.int64), 64)
+  off, flip, angle = augment.crop_flip_rotate_params(seeds, pad=0)
+  assert np.all(off.numpy() == 0) and 0 < flip.numpy().mean() < 1 and np.abs(angle.numpy()).max() <= 15

@@ -40,8 +40,9 @@ def _jpeg(path, seed, size=(20, 16)):
 
 # --- Google Landmarks v2 ---------------------------------------------------------------------------
 
-# landmark id -> images. '12' and '7' tie at 13 images: the tie goes to '12', the first name in string
-# order (ImageFolder's order of folder names), though 7 < 12 as numbers.
+# landmark id -> images. '12' and '7' tie at 13 images: the tie goes to '7', the later name in string
+# order (ImageFolder's order of folder names; the reference's np.flip(np.argsort(counts)) with a stable
+# sort), though 7 < 12 as numbers.
 GLD_SIZES = {'5': 15, '7': 13, '12': 13, '30': 12, '4': 10}
 
 
@@ -96,22 +97,25 @@ def test_landmarks_selects_the_most_frequent_classes_by_decreasing_count(gld, la
   root = gld['tree'] if layout == 'tree' else gld['root']
   cfg = _cfg(name='landmarks_v2_10k', root=str(root), num_classes=3, csv='' if layout == 'tree' else layout)
   source = sources.load(cfg)
-  assert source.class_names == ('5', '12', '7')     # 15, then the 13-13 tie by name
-  train, test = _expected_selection(gld['rows'], ['5', '12', '7'], 10)
+  assert source.class_names == ('5', '7', '12')     # 15, then the 13-13 tie by decreasing name
+  train, test = _expected_selection(gld['rows'], ['5', '7', '12'], 10)
   assert _ids_labels(source.test) == test and _ids_labels(source.train) == train
   assert source.mean == (0.0, 0.0, 0.0) and source.std == (1.0, 1.0, 1.0)   # the reference feeds [0, 1]
   assert source.augment == 'imagenet' and source.image_size == 224
   for f in source.train.files:
     assert os.path.isfile(f)
   kept = sources.load(_cfg(**{**cfg.to_dict(), 'num_classes': 2}))
-  assert kept.class_names == ('5', '12')              # the tie at the cut: '12' before '7'
+  assert kept.class_names == ('5', '7')               # the tie at the cut: '7' before '12'
 
 
 def test_landmarks_1k_keeps_50_test_images_per_class():
   classes = np.asarray(['a'] * 60 + ['b'] * 55 + ['c'] * 70)
   files = np.asarray([f'{c}/{i:03d}.jpg' for i, c in enumerate(classes)])
-  kept, counts = landmarks.select(classes, 2)
-  assert list(kept) == ['c', 'a'] and list(counts) == [70, 60]
+  kept, counts, total = landmarks.select(classes, 2)
+  assert list(kept) == ['c', 'a'] and list(counts) == [70, 60] and total == 3
+  tied = np.asarray(['b'] * 3 + ['a'] * 3 + ['c'] * 2)
+  ref_order = np.flip(np.argsort(np.asarray([3, 3, 2]), kind='stable'))    # the reference's, stable: b, a, c
+  assert list(landmarks.select(tied, 3)[0]) == [['a', 'b', 'c'][k] for k in ref_order]
   train, test = landmarks.split_by_class(files, classes, kept, 50, sort_keys=files)
   assert np.bincount(test.labels).tolist() == [50, 50] and np.bincount(train.labels).tolist() == [20, 10]
   assert landmarks.VARIANTS == {'landmarks_v2_1k': (1000, 50), 'landmarks_v2_10k': (10000, 10)}
@@ -131,7 +135,7 @@ def test_landmarks_errors_name_the_fix(gld, tmp_path):
   message = _error(sources.load, _cfg(name='landmarks_v2_1k', root=''))
   assert 'needs dataset.root' in message and 'train.csv' in message
   message = _error(sources.load, _cfg(name='landmarks_v2_10k', root=str(gld['root']), num_classes=5))
-  assert "class '4' has 10 images or fewer" in message
+  assert "class '4' (rank 5) has 10 images, none left to train on" in message
 
 
 def test_landmarks_missing_images_are_counted_and_named(gld, tmp_path):
@@ -201,7 +205,7 @@ def test_miniimagenet_corrupt_files_are_all_named(mini_mgrb, tmp_path):
   for b in bad:
     b.write_bytes(b'not an image')
   message = _error(sources.load, _cfg(name='miniimagenet', root=str(root)))
-  assert 'cannot be read' in message and str(bad[0]) in message
+  assert message.startswith('2 miniImageNet image(s) cannot be read') and all(str(b) in message for b in bad)
   shutil.rmtree(root / 'test' / MINI[3])
   message = _error(sources.load, _cfg(name='miniimagenet', root=str(root)))
   assert MINI[3] in message and 'only one of' in message
@@ -288,7 +292,7 @@ def test_data_check_landmarks_shows_the_selection_and_missing_files(gld, tmp_pat
   r = _check('--config', 'configs/ssil_landmarks.py:10k,smoke', f'--config.dataset.root={root}',
              '--config.dataset.num_classes=3')
   assert r.returncode == 1, r.stdout + r.stderr
-  assert 'the 3 with the most images kept' in r.stdout and 'largest: 5 (15), 12 (13), 7 (13)' in r.stdout
+  assert 'the 3 with the most images kept' in r.stdout and 'largest: 5 (15), 7 (13), 12 (13)' in r.stdout
   assert f'missing: {gone}' in r.stdout and 'test images: 29 (the full dataset has 30)' in r.stdout
   r = _check('--config', 'configs/ssil_landmarks.py:10k,smoke', f'--config.dataset.root={gld["root"]}',
              '--config.dataset.num_classes=3')
@@ -336,3 +340,42 @@ def test_mgrb_imagenet100_smoke_run_over_a_class_list(imagenet_dir, tmp_path):
                     **{'dataset.root': imagenet_dir, 'dataset.class_list': str(listed), 'dataset.image_size': 32,
                        'scenario.class_order': 'facil'})
   assert c.dataset.augment == 'imagenet_rotate'
+
+
+def test_landmarks_configs_follow_the_ssil_table(tmp_path):
+  from tests.helpers import load_config
+  c = load_config('ssil_landmarks.py', '10k')
+  assert (c.dataset.name, c.scenario.base, c.scenario.step, c.memory.size) == ('landmarks_v2_10k', 1000, 1000, 60000)
+  assert (c.model.name, c.train.epochs, c.train.factor, c.train.replay_batch_size) == ('resnet18', 100, 4, 32)
+  c = load_config('icarl_landmarks.py', '1K,t20,m5000')
+  assert (c.dataset.name, c.scenario.base, c.memory.size, c.method.name) == ('landmarks_v2_1k', 50, 5000, 'icarl')
+  with pytest.raises(ValueError, match='give one of 1k or 10k'):
+    load_config('ssil_landmarks.py', '1k,10k')
+  with pytest.raises(ValueError, match='take 1k or 10k'):
+    load_config('ssil_landmarks.py', '10000')
+
+
+def test_host_passes_fetch_only_the_outputs_asked_for(idx_dir, tmp_path):
+  """TaskContext.outputs(keys=...): the engine's pass returns only those arrays, the same values."""
+  from cil_jax import train
+  from tests.helpers import load_config
+  exp = train.Experiment(load_config('default.py', 'smoke', **{'dataset.root': idx_dir}), str(tmp_path))
+  state, _ = exp.init_state()
+  idx = np.arange(37)
+  both = exp.evaluator.outputs(state, idx, augment=False, seed=0, eval_batch=16)
+  feats = exp.evaluator.outputs(state, idx, augment=False, seed=0, eval_batch=16, keys=('features',))
+  assert set(both) == {'logits', 'features'} and set(feats) == {'features'}
+  assert feats['features'].shape[0] == 37 and both['logits'].shape == (37, 10)
+  np.testing.assert_array_equal(feats['features'], both['features'])
+
+
+def test_data_check_miniimagenet_names_every_bad_file(mini_mgrb, tmp_path):
+  root = tmp_path / 'mini'
+  shutil.copytree(mini_mgrb, root)
+  bad = [root / 'train' / MINI[0] / f'{MINI[0]}_1.JPEG', root / 'test' / MINI[3] / f'{MINI[3]}_2.JPEG']
+  for b in bad:
+    b.write_bytes(b'broken')
+  r = _check('--config', 'configs/mgrb_miniimagenet.py:wordnet', f'--config.dataset.root={root}')
+  assert r.returncode == 1, r.stdout + r.stderr
+  assert all(f'cannot decode: {b}' in r.stdout for b in bad) and '2 of 36 images do not decode' in r.stdout
+  assert 'layout: train/ + test/ class folders' in r.stdout and "not miniImageNet's" not in r.stdout

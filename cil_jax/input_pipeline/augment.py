@@ -166,39 +166,35 @@ def random_resized_crop_window(height, width, seed, scale=RRC_SCALE, ratio=RRC_R
   return offsets[0], offsets[1], h, w
 
 
-def image_shape(encoded):
-  """(height, width) of an encoded image, from the JPEG header alone when it is a JPEG."""
-  def header():
-    return tf.image.extract_jpeg_shape(encoded)[:2]
+def decode_window(encoded, window):
+  """A window of an encoded image as uint8 RGB: `window(height, width)` gives (top, left, h, w) from
+  the image's size. A JPEG's size comes from its header and only the window is decoded
+  (libjpeg-turbo skips the rest: a random-resized crop covers 54 % of the image on average); other
+  formats decode once, whole. Equal to decode-then-crop except where the JPEG subsamples chroma
+  (4:2:0, most photos): the window's outermost rows and columns, whose chroma is upsampled without
+  the neighbours outside the window, may differ (measured on 600 windows of 100 x 75 and 500 x 375
+  quality-90 files: by up to 14 levels, on 0.7 % of a window's pixels on average; every pixel inside
+  that 1-pixel border is exact)."""
+  is_jpeg = tf.io.is_jpeg(encoded)
+
+  def header():    # the size alone; no pixels yet
+    return tf.image.extract_jpeg_shape(encoded)[:2], tf.zeros([0, 0, 3], tf.uint8)
 
   def decoded():
-    return tf.shape(tf.io.decode_image(encoded, channels=3, expand_animations=False))[:2]
-  return tf.cond(tf.io.is_jpeg(encoded), header, decoded)
-
-
-def decode_window(encoded, top, left, h, w):
-  """The window [top, top + h) x [left, left + w) of an encoded image as uint8 RGB. A JPEG decodes
-  only the window (libjpeg-turbo skips the rest: a random-resized crop covers 54 % of the image on
-  average); other formats decode whole. Equal to decode-then-crop except where the JPEG subsamples
-  chroma (4:2:0, most photos): the window's outermost rows and columns, whose chroma is upsampled
-  without the neighbours outside the window, may differ (measured on 600 windows of 100 x 75 and
-  500 x 375 quality-90 files: by up to 14 levels, on 0.7 % of a window's pixels on average; every
-  pixel inside that 1-pixel border is exact)."""
-  def fused():
-    return tf.io.decode_and_crop_jpeg(encoded, tf.stack([top, left, h, w]), channels=3)
-
-  def whole():
-    return tf.io.decode_image(encoded, channels=3, expand_animations=False)[top:top + h, left:left + w]
-  return tf.cond(tf.io.is_jpeg(encoded), fused, whole)
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    return tf.shape(image)[:2], image
+  shape, whole = tf.cond(is_jpeg, header, decoded)
+  top, left, h, w = window(shape[0], shape[1])   # outside the conds: its many small ops run inline
+  return tf.cond(is_jpeg, lambda: tf.io.decode_and_crop_jpeg(encoded, tf.stack([top, left, h, w]), channels=3),
+                 lambda: whole[top:top + h, left:left + w])
 
 
 def random_resized_crop_flip(encoded, seed, size: int):
-  """torchvision RandomResizedCrop(size, scale=(0.08, 1), ratio=(3/4, 4/3)) + horizontal flip, with
-  the window drawn from the header's size and decoded alone (decode_window)."""
+  """torchvision RandomResizedCrop(size, scale=(0.08, 1), ratio=(3/4, 4/3)) + horizontal flip, the
+  window drawn from the image's size and decoded alone (decode_window)."""
   s_box, s_flip = _seeds(seed, 2)
-  shape = image_shape(encoded)
-  top, left, h, w = random_resized_crop_window(shape[0], shape[1], s_box)
-  image = resize_bilinear(decode_window(encoded, top, left, h, w), size, h, w)
+  crop = decode_window(encoded, lambda height, width: random_resized_crop_window(height, width, s_box))
+  image = resize_bilinear(crop, size, tf.shape(crop)[0], tf.shape(crop)[1])
   return tf.image.stateless_random_flip_left_right(image, seed=s_flip)
 
 

@@ -10,9 +10,10 @@ Two layouts of dataset.root:
 The selection is SS-IL-Official's data_handler: count every image of every class, keep the C largest
 classes, relabel them 0..C-1 by decreasing count; per class the first 50 (1K) or 10 (10K) images in
 the reference's file order (ImageFolder's: sorted file names, i.e. sorted image ids) are the test
-set, the rest train. The reference sorts the counts with an unstable argsort, so its tie order is not
-reproducible; here ties go to the class whose name (landmark id, as ImageFolder sorts folder names:
-as strings) comes first. No mean/std normalisation: the reference feeds [0, 1] pixels.
+set, the rest train. The reference sorts the counts with an unstable argsort (np.flip(np.argsort(...))),
+so its tie order is not reproducible; here the same expression with a stable sort: of classes with
+equal counts, the one whose name (landmark id, compared as a string, as ImageFolder sorts folder
+names) comes later ranks first. No mean/std normalisation: the reference feeds [0, 1] pixels.
 """
 from __future__ import annotations
 
@@ -85,15 +86,16 @@ def _folder_tree(root: str) -> tuple[np.ndarray, np.ndarray]:
   return np.asarray(paths, dtype=str), np.asarray(classes, dtype=str)
 
 
-def select(classes: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-  """(names of the kept classes in label order, their image counts): the `num_classes` classes with
-  the most images, by decreasing count, ties by name."""
-  names, counts = np.unique(classes, return_counts=True)      # names sorted: the tie order
+def select(classes: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray, int]:
+  """(names of the kept classes in label order, their image counts, the number of classes): the
+  `num_classes` classes with the most images, by decreasing count, ties by decreasing name."""
+  names, counts = np.unique(classes, return_counts=True)      # names sorted, as ImageFolder's class indices
   if len(names) < num_classes:
     raise DataError(f'the Landmarks data has {len(names)} classes, fewer than the {num_classes} to keep; use '
                     'the full GLDv2 train set (or the other Landmarks variant)')
-  rank = np.argsort(-counts, kind='stable')[:num_classes]
-  return names[rank], counts[rank]
+  # the reference's np.flip(np.argsort(counts)) with a stable sort: equal counts, the later name first
+  rank = np.argsort(counts, kind='stable')[::-1][:num_classes]
+  return names[rank], counts[rank], len(names)
 
 
 def split_by_class(files: np.ndarray, classes: np.ndarray, kept: np.ndarray, test_per_class: int,
@@ -107,10 +109,12 @@ def split_by_class(files: np.ndarray, classes: np.ndarray, kept: np.ndarray, tes
   labels, files = labels[order], files[order]
   starts = np.searchsorted(labels, np.arange(len(kept)))
   rank = np.arange(len(labels)) - starts[labels]                # position within its class
-  small = np.flatnonzero(np.bincount(labels, minlength=len(kept)) <= test_per_class)
+  sizes = np.bincount(labels, minlength=len(kept))
+  small = np.flatnonzero(sizes <= test_per_class)
   if len(small):
-    raise DataError(f'class {str(kept[small[0]])!r} has {test_per_class} images or fewer, none left to train on after '
-                    f'the {test_per_class} test images')
+    raise DataError(f'class {str(kept[small[0]])!r} (rank {small[0] + 1}) has {sizes[small[0]]} images, none left to '
+                    f'train on after its {test_per_class} test images; keep fewer classes (dataset.num_classes) or '
+                    'use the full GLDv2 train set')
   test = rank < test_per_class
   return (Split(labels=labels[~test], files=files[~test]), Split(labels=labels[test], files=files[test]))
 
@@ -141,8 +145,7 @@ def selection(cfg, name: str) -> dict:
                       f'or download {csv_name} from {DOWNLOAD}')
     csv_path = os.path.join(root, csv_name)
     ids, classes = read_csv(csv_path)
-    kept, counts = select(classes, num_classes)
-    total = len(np.unique(classes))
+    kept, counts, total = select(classes, num_classes)
     mine = np.isin(classes, kept)       # paths only for the kept images (train.csv lists 4.1 M)
     ids, classes = ids[mine], classes[mine]
     files = np.asarray([image_path(root, i) for i in ids], dtype=str)
@@ -153,8 +156,7 @@ def selection(cfg, name: str) -> dict:
       raise DataError(f'dataset.csv={csv_name} but {root} holds no GLDv2 csv; point dataset.root at the folder '
                       f'that holds {csv_name} and train/')
     files, classes = _folder_tree(root)
-    kept, counts = select(classes, num_classes)
-    total = len(np.unique(classes))
+    kept, counts, total = select(classes, num_classes)
     train, test = split_by_class(files, classes, kept, test_per_class, sort_keys=files)
     layout = 'class folders'
   return dict(layout=layout, kept=kept, counts=counts, train=train, test=test, num_classes=num_classes,

@@ -109,39 +109,31 @@ def find_files(root: str) -> tuple[dict[str, list[str]], dict[str, list[str]], s
 
 
 def decode(path: str) -> np.ndarray:
-  """One image as uint8 [84, 84, 3] RGB."""
+  """One image as uint8 [84, 84, 3] RGB; OSError or ValueError (PIL's) when it cannot be read."""
   from PIL import Image
-  try:
-    with Image.open(path) as im:
-      im = im.convert('RGB')
-      if im.size != (SIZE, SIZE):
-        im = im.resize((SIZE, SIZE), Image.BILINEAR)
-      return np.asarray(im, np.uint8)
-  except FileNotFoundError:
-    raise
-  except Exception as e:  # noqa: BLE001 - any decoder failure: the file is unusable
-    raise DataError(f'corrupt or unreadable image {path} ({type(e).__name__}: {e}); replace it') from e
+  with Image.open(path) as im:
+    im = im.convert('RGB')
+    if im.size != (SIZE, SIZE):
+      im = im.resize((SIZE, SIZE), Image.BILINEAR)
+    return np.asarray(im, np.uint8)
 
 
-def read_images(files: list[str], threads: int = 0) -> np.ndarray:
-  """All files decoded in parallel (PIL releases the GIL while it decodes); every missing or
-  unreadable file is named in one error."""
+def read_images(files: list[str], threads: int = 0) -> tuple[np.ndarray, list[str]]:
+  """(all files decoded, 'path (why)' of each one that could not be), in parallel: PIL releases
+  the GIL while it decodes."""
   out = np.zeros((len(files), SIZE, SIZE, 3), np.uint8)
-  bad = []
 
   def one(i):
     try:
       out[i] = decode(files[i])
     except FileNotFoundError:
-      bad.append(f'{files[i]} (missing)')
-    except DataError as e:
-      bad.append(str(e).removeprefix('corrupt or unreadable image ').removesuffix('; replace it'))
+      return f'{files[i]} (missing)'
+    except Exception as e:  # noqa: BLE001 - any decoder failure: the file is unusable
+      return f'{files[i]} ({type(e).__name__}: {e})'
+    return None
   with concurrent.futures.ThreadPoolExecutor(threads or min(16, (os.cpu_count() or 1) * 2)) as pool:
-    list(pool.map(one, range(len(files))))
-  if bad:
-    raise DataError(f'{len(bad)} miniImageNet image(s) cannot be read: {_some(sorted(bad), 3)}; replace them '
-                    '(`python -m cil_jax.data check` lists them all)')
-  return out
+    bad = [p for p in pool.map(one, range(len(files))) if p]
+  return out, bad
 
 
 def _to_split(by_class: dict[str, list[str]], wnids: list[str]) -> Split:
@@ -156,9 +148,6 @@ def file_splits(cfg) -> tuple[Split, Split, list[str], str]:
   """(train, test, sorted wnids, layout) with file paths: what the data check and the reader share."""
   train, test, layout = find_files(cfg.get('root') or '')
   wnids = sorted(train)
-  missing = sorted(set(wnids) ^ set(test))
-  if missing:
-    raise DataError(f'class(es) {_some(missing)} have no test images; each class needs train and test images')
   empty = [w for w in wnids if not train[w] or not test[w]]
   if empty:
     raise DataError(f'class(es) {_some(empty)} have no images in one of the splits ({layout})')
@@ -172,8 +161,14 @@ def load_miniimagenet(cfg) -> Source:
     from cil_jax.input_pipeline.sources import subset_per_class
     train = subset_per_class(train, limit)
   _log.info('miniImageNet (%s): %d classes, %d train / %d test images', layout, len(wnids), len(train), len(test))
-  train = Split(labels=train.labels, images=read_images(list(train.files)))
-  test = Split(labels=test.labels, images=read_images(list(test.files)))
+  (train_images, bad_train), (test_images, bad_test) = read_images(list(train.files)), read_images(list(test.files))
+  bad = bad_train + bad_test
+  if bad:
+    raise DataError(f'{len(bad)} miniImageNet image(s) cannot be read: {"; ".join(bad[:3])}'
+                    + (f' and {len(bad) - 3} more' if len(bad) > 3 else '')
+                    + '; replace them (`python -m cil_jax.data check` lists them all)')
+  train = Split(labels=train.labels, images=train_images)
+  test = Split(labels=test.labels, images=test_images)
   return Source('miniimagenet', len(wnids), train, test, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                 augment=cfg.get('augment') or 'crop_flip', image_size=SIZE, class_names=tuple(wnids),
                 wnids=tuple(wnids))

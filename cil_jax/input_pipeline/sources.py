@@ -385,9 +385,10 @@ def load_image_folder(root: str, classes: list[str] | None = None, others_ok: bo
       if test_set:  # a class without test images would give a task evaluated on nothing
         raise DataError(f'{folder} has no image files ({kinds}), so class {name!r} would have no test images; '
                         'put its test images there')
+      fix = ('drop the class from dataset.class_list' if others_ok else
+             'remove the folder (and the same class folder of the other split)')
       raise DataError(f'{folder} has no image files ({kinds}), so class {name!r} would have no images in this '
-                      'split; put its images there, or remove the folder (and the same class folder of the other '
-                      'split)')
+                      f'split; put its images there, or {fix}')
     files.extend(os.path.join(folder, f) for f in images)
     labels.extend([c] * len(images))
   return Split(labels=np.asarray(labels, np.int64), files=np.asarray(files)), classes
@@ -562,6 +563,7 @@ LOADERS: dict[str, Callable[..., Source]] = {
 #   crop_flip         zero-pad + random crop + flip (CIFAR-style)
 #   crop_flip_rotate  the same + RandomRotation(15) (MGRB's CIFAR)
 #   flip_rotate       flip + RandomRotation(15), no crop (MGRB's miniImageNet)
+# (the CIFAR-style kinds on encoded files run after the test resize + centre crop)
 #   pad_rrc_flip      zero-pad + RandomResizedCrop + flip (FACIL's CIFAR)
 #   none
 AUGMENTS = ('imagenet', 'imagenet_rotate', 'crop_flip', 'crop_flip_rotate', 'flip_rotate', 'pad_rrc_flip', 'none')

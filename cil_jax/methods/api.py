@@ -187,7 +187,7 @@ class TaskContext:
   validation: Optional[np.ndarray]  # the task's held-out images (scenario.validation), else None
   state: Any                      # the train state (params, batch_stats, optimizer states)
   method_state: dict
-  _outputs: Callable              # (indices, augment, seed) -> {'logits', 'features'} (engine service)
+  _outputs: Callable              # (indices, augment, seed, keys) -> {key: array} (engine service)
 
   def new_classes(self) -> list[np.ndarray]:
     """The training indices of each of the current task's classes."""
