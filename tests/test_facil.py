@@ -445,7 +445,7 @@ def test_protocol_errors_are_clear(tmp_path):
     eeil.make(load_config('eeil_fmnist.py', 'smoke', **{'train.schedule': 'patience',
                                                         'scenario.validation': 0.1})).phases(1)
   (tmp_path / 'train').mkdir()
-  with pytest.raises(sources.DataError, match="no folder for class 'n01514668', which the class list has"):
+  with pytest.raises(sources.DataError, match="no folder for class 'n01440764', which the class list has"):
     sources.load(load_config('lwf_imagenet100.py', None, **{'dataset.root': str(tmp_path)}).dataset)
 
 
