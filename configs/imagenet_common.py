@@ -23,7 +23,7 @@ def landmarks(get_config, arg):
   sizes = [p.lower() for p in parts if p.lower() in LANDMARKS_ARGS]
   if len(sizes) > 1:
     raise ValueError(f'config argument {arg!r}: give one of 1k or 10k')
-  odd = [p for p in parts if p.lower() in ('1000', '10000')]
+  odd = [p for p in parts if p.lower().rstrip('k').isdigit() and p.lower() not in LANDMARKS_ARGS]
   if odd:
     raise ValueError(f'config argument {odd[0]!r}: the Landmarks configs take 1k or 10k')
   rest = ','.join(p for p in parts if p.lower() not in LANDMARKS_ARGS)
