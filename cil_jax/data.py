@@ -211,21 +211,19 @@ def _miniimagenet_report(cfg):
   """miniImageNet's files (the reader decodes them into memory), and whether its classes are Ravi &
   Larochelle's 100."""
   from cil_jax.input_pipeline import class_lists, miniimagenet
-  from cil_jax.input_pipeline.sources import IMAGENET_MEAN, IMAGENET_STD, Source
   train, test, wnids, layout = miniimagenet.file_splits(cfg)
   print(f'layout: {layout}')
   other = sorted(set(wnids) - set(class_lists.MINIIMAGENET))
   if other:
     print(f'{len(other)} classes are not miniImageNet\'s (Ravi & Larochelle\'s 100): ' + ', '.join(other))
-  return Source('miniimagenet', len(wnids), train, test, mean=IMAGENET_MEAN, std=IMAGENET_STD, augment='none',
-                image_size=miniimagenet.SIZE, class_names=tuple(wnids)), not other
+  return miniimagenet.source_of(cfg, train, test, wnids), not other
 
 
 def _landmarks_report(cfg):
   """Landmarks: the selection (the largest and smallest kept classes, missing files); (the source
   of the files that are there, whether none is missing)."""
   from cil_jax.input_pipeline import landmarks
-  from cil_jax.input_pipeline.sources import Source
+  from cil_jax.input_pipeline.sources import take
   s = landmarks.selection(cfg, cfg.name)
   kept, counts = s['kept'], s['counts']
   print(f'{s["layout"]}: {s["total_classes"]} classes, the {s["num_classes"]} with the most images kept '
@@ -233,20 +231,14 @@ def _landmarks_report(cfg):
   shown = min(5, len(kept))
   print('largest: ' + ', '.join(f'{kept[k]} ({counts[k]})' for k in range(shown)))
   print('smallest kept: ' + ', '.join(f'{kept[k]} ({counts[k]})' for k in range(len(kept) - shown, len(kept))))
-  missing = []
-  if s['layout'].startswith('GLDv2'):
-    missing = landmarks.missing_files(np.concatenate([s['train'].files, s['test'].files]))
-    for path in missing:
-      print(f'missing: {path}')
-    if missing:
-      print(f'{len(missing)} images of the selected classes are missing')
-      have = set(missing)
-      keep_train = np.asarray([str(f) not in have for f in s['train'].files], bool)
-      keep_test = np.asarray([str(f) not in have for f in s['test'].files], bool)
-      from cil_jax.input_pipeline.sources import take
-      s['train'], s['test'] = take(s['train'], np.flatnonzero(keep_train)), take(s['test'], np.flatnonzero(keep_test))
-  return Source(cfg.name, s['num_classes'], s['train'], s['test'], mean=(0.0,) * 3, std=(1.0,) * 3,
-                augment='imagenet', image_size=224, class_names=tuple(str(k) for k in kept)), not missing
+  missing = landmarks.missing_in(s)
+  for path in missing:
+    print(f'missing: {path}')
+  if missing:
+    print(f'{len(missing)} images of the selected classes are missing')
+    for part in ('train', 'test'):   # the rest is still decoded
+      s[part] = take(s[part], np.flatnonzero(~np.isin(s[part].files, missing)))
+  return landmarks.source_of(cfg, cfg.name, s), not missing
 
 
 def main(argv=None) -> int:

@@ -198,12 +198,18 @@ def test_miniimagenet_ravi_csv_layout_splits_each_class_in_file_order(tmp_path, 
   assert source.train.images.shape[1:] == (84, 84, 3)
 
 
-def test_miniimagenet_corrupt_files_are_all_named(mini_mgrb, tmp_path):
+def _mini_with_bad_files(mini_mgrb, tmp_path, bad):
+  """A copy of the miniImageNet fixture where the (split, class, image) files of `bad` are broken."""
   root = tmp_path / 'mini'
   shutil.copytree(mini_mgrb, root)
-  bad = [root / 'train' / MINI[1] / f'{MINI[1]}_2.JPEG', root / 'test' / MINI[2] / f'{MINI[2]}_0.JPEG']
-  for b in bad:
-    b.write_bytes(b'not an image')
+  paths = [root / split / MINI[c] / f'{MINI[c]}_{i}.JPEG' for split, c, i in bad]
+  for p in paths:
+    p.write_bytes(b'not an image')
+  return root, paths
+
+
+def test_miniimagenet_corrupt_files_are_all_named(mini_mgrb, tmp_path):
+  root, bad = _mini_with_bad_files(mini_mgrb, tmp_path, [('train', 1, 2), ('test', 2, 0)])
   message = _error(sources.load, _cfg(name='miniimagenet', root=str(root)))
   assert message.startswith('2 miniImageNet image(s) cannot be read') and all(str(b) in message for b in bad)
   shutil.rmtree(root / 'test' / MINI[3])
@@ -370,11 +376,7 @@ def test_host_passes_fetch_only_the_outputs_asked_for(idx_dir, tmp_path):
 
 
 def test_data_check_miniimagenet_names_every_bad_file(mini_mgrb, tmp_path):
-  root = tmp_path / 'mini'
-  shutil.copytree(mini_mgrb, root)
-  bad = [root / 'train' / MINI[0] / f'{MINI[0]}_1.JPEG', root / 'test' / MINI[3] / f'{MINI[3]}_2.JPEG']
-  for b in bad:
-    b.write_bytes(b'broken')
+  root, bad = _mini_with_bad_files(mini_mgrb, tmp_path, [('train', 0, 1), ('test', 3, 2)])
   r = _check('--config', 'configs/mgrb_miniimagenet.py:wordnet', f'--config.dataset.root={root}')
   assert r.returncode == 1, r.stdout + r.stderr
   assert all(f'cannot decode: {b}' in r.stdout for b in bad) and '2 of 36 images do not decode' in r.stdout

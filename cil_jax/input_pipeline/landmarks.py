@@ -163,17 +163,27 @@ def selection(cfg, name: str) -> dict:
               test_per_class=test_per_class, total_classes=total)
 
 
-def load_landmarks(cfg, name: str) -> Source:
-  s = selection(cfg, name)
-  if s['layout'].startswith('GLDv2'):  # the csv names images a partial download may not have
-    missing = missing_files(np.concatenate([s['train'].files, s['test'].files]))
-    if missing:
-      raise DataError(f'{len(missing)} images of the {s["num_classes"]} selected classes are missing under '
-                      f'{os.path.join(cfg.root, "train")}: {_some(missing, 3)}; download all 500 images_*.tar of '
-                      f'GLDv2 train ({DOWNLOAD}) and unpack them there (`python -m cil_jax.data check` lists them all)')
-  _log.info('%s: %s, %d of %d classes kept (%d to %d images each), %d train / %d test images', name, s['layout'],
-            s['num_classes'], s['total_classes'], s['counts'][-1], s['counts'][0], len(s['train']), len(s['test']))
-  names = tuple(str(k) for k in s['kept'])
+def missing_in(s: dict) -> list[str]:
+  """The selected images that are not on disk (a csv names images a partial download may not have;
+  a folder tree lists only what is there)."""
+  if not s['layout'].startswith('GLDv2'):
+    return []
+  return missing_files(np.concatenate([s['train'].files, s['test'].files]))
+
+
+def source_of(cfg, name: str, s: dict) -> Source:
   return Source(name, s['num_classes'], s['train'], s['test'], mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
                 augment=cfg.get('augment') or 'imagenet', image_size=int(cfg.get('image_size') or 224),
-                class_names=names)
+                class_names=tuple(str(k) for k in s['kept']))
+
+
+def load_landmarks(cfg, name: str) -> Source:
+  s = selection(cfg, name)
+  missing = missing_in(s)
+  if missing:
+    raise DataError(f'{len(missing)} images of the {s["num_classes"]} selected classes are missing under '
+                    f'{os.path.join(cfg.root, "train")}: {_some(missing, 3)}; download all 500 images_*.tar of '
+                    f'GLDv2 train ({DOWNLOAD}) and unpack them there (`python -m cil_jax.data check` lists them all)')
+  _log.info('%s: %s, %d of %d classes kept (%d to %d images each), %d train / %d test images', name, s['layout'],
+            s['num_classes'], s['total_classes'], s['counts'][-1], s['counts'][0], len(s['train']), len(s['test']))
+  return source_of(cfg, name, s)

@@ -167,8 +167,11 @@ def load_miniimagenet(cfg) -> Source:
     raise DataError(f'{len(bad)} miniImageNet image(s) cannot be read: {"; ".join(bad[:3])}'
                     + (f' and {len(bad) - 3} more' if len(bad) > 3 else '')
                     + '; replace them (`python -m cil_jax.data check` lists them all)')
-  train = Split(labels=train.labels, images=train_images)
-  test = Split(labels=test.labels, images=test_images)
+  return source_of(cfg, Split(labels=train.labels, images=train_images),
+                   Split(labels=test.labels, images=test_images), wnids)
+
+
+def source_of(cfg, train: Split, test: Split, wnids: list[str]) -> Source:
   return Source('miniimagenet', len(wnids), train, test, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                 augment=cfg.get('augment') or 'crop_flip', image_size=SIZE, class_names=tuple(wnids),
                 wnids=tuple(wnids))

@@ -563,9 +563,9 @@ LOADERS: dict[str, Callable[..., Source]] = {
 #   crop_flip         zero-pad + random crop + flip (CIFAR-style)
 #   crop_flip_rotate  the same + RandomRotation(15) (MGRB's CIFAR)
 #   flip_rotate       flip + RandomRotation(15), no crop (MGRB's miniImageNet)
-# (the CIFAR-style kinds on encoded files run after the test resize + centre crop)
 #   pad_rrc_flip      zero-pad + RandomResizedCrop + flip (FACIL's CIFAR)
 #   none
+# (the CIFAR-style kinds on encoded files run after the test resize + centre crop)
 AUGMENTS = ('imagenet', 'imagenet_rotate', 'crop_flip', 'crop_flip_rotate', 'flip_rotate', 'pad_rrc_flip', 'none')
 
 
