@@ -46,7 +46,7 @@ from cil_jax import models, parallel
 from cil_jax.config_base import base_config, set_method
 from cil_jax.methods.api import Classes, Optimizer
 from cil_jax.scenario import Tasks
-from cil_jax.step import TrainState, make_optimizer, make_train_step, normalizer
+from cil_jax.step import TrainState, chunk_sharding, make_optimizer, make_train_step, normalizer
 
 INPUT_MODES = ('memory', 'files', 'jpeg-synthetic')
 
@@ -72,67 +72,183 @@ def _synthetic_batch(rng, tasks: Tasks, phase, side: int, channels: int) -> dict
   return {'image': images, 'label': labels.astype(np.int32), 'replay': replay}
 
 
+# Dense peak TFLOP/s of common accelerators (vendor figures, no sparsity) by compute dtype; float32
+# means TF32 tensor cores, which XLA's default precision uses for float32 convolutions and matmuls
+# on these GPUs. Matched against jax's device_kind in this order. CPU: FLOP/s only.
+PEAK_TFLOPS = (('H100 PCIe', {'bfloat16': 756.0, 'float32': 378.0}),
+               ('H100', {'bfloat16': 989.0, 'float32': 495.0}),
+               ('H200', {'bfloat16': 989.0, 'float32': 495.0}),
+               ('A100', {'bfloat16': 312.0, 'float32': 156.0}),
+               ('L4', {'bfloat16': 121.0, 'float32': 60.0}),
+               ('A10', {'bfloat16': 125.0, 'float32': 62.5}),
+               ('V100', {'float32': 15.7}))
+
+
+def peak_flops(device_kind: str, dtype: str) -> float | None:
+  for name, peaks in PEAK_TFLOPS:
+    if name in device_kind:
+      return peaks[dtype] * 1e12 if dtype in peaks else None
+  return None
+
+
+def compiled_flops(compiled) -> float | None:
+  """FLOPs of one call from XLA's cost analysis of the compiled program (a multiply-add counts 2)."""
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):   # older jaxlib: one dict per program
+    analysis = analysis[0] if analysis else {}
+  flops = (analysis or {}).get('flops')
+  return float(flops) if flops and flops > 0 else None
+
+
+class JaxStep:
+  """The engine's jitted, sharded train step for task 1 of `method` on a synthetic batch already on
+  the devices, built as the engine builds it. `run(steps)` times steps dispatched back to back."""
+
+  def __init__(self, method: str, model: str, image_size: int, num_classes: int, batch_size: int,
+               replay_batch_size: int, dtype: str, num_tasks: int, seed: int = 0, steps_per_call: int = 1):
+    config = base_config()
+    set_method(config, method)
+    config.train.batch_size, config.train.replay_batch_size = batch_size, replay_batch_size
+    config.model.name, config.model.dtype = model, dtype
+    self.method_obj = methods_lib.get(method).make(config)
+    phase = self.method_obj.phases(1)[0]
+    self.phase = phase
+    self.global_batch = phase.batch_size + phase.replay_batch_size
+    parallel.check_batch(self.global_batch, 'batch size + replay batch size')
+    step_size = num_classes // num_tasks
+    if step_size < 1:
+      raise ValueError(f'--num-classes={num_classes} is smaller than the {num_tasks} tasks')
+    self.tasks = tasks = Tasks(num_classes, step_size, step_size)
+    side, channels = default_image_shape(model)
+    self.side, self.channels = image_size or side, channels
+    side = self.side
+
+    mesh = parallel.make_mesh()
+    replicated, sharded = parallel.shardings(mesh)
+    net = models.create(model, num_classes, last_relu=True, dtype=dtype)
+    tx = make_optimizer(Optimizer(momentum=float(config.train.momentum),
+                                  weight_decay=float(config.train.weight_decay)))
+    normalize = normalizer((0.5,) * channels, (0.25,) * channels)
+    if steps_per_call < 1:
+      raise ValueError(f'--steps-per-call={steps_per_call} must be >= 1')
+    self.steps_per_call = steps_per_call
+    self.step_fn = make_train_step(net, phase.step, tx, normalize, replicated, sharded, steps_per_call)
+    variables = jax.jit(lambda k: net.init(k, jnp.zeros((1, side, side, channels)), train=False))(
+        jax.random.PRNGKey(seed))
+    params = {'model': variables['params'], 'method': self.method_obj.init_params(num_classes, tasks.num_tasks)}
+    self.state = jax.device_put(TrainState(params, variables['batch_stats'], tx.init(params), ()), replicated)
+    feature_dim = jax.eval_shape(lambda v: net.apply(v, jnp.zeros((1, side, side, channels)), train=False),
+                                 variables)['features'].shape[-1]
+    self.method_state = jax.device_put(self.method_obj.init_state(num_classes, tasks.num_tasks, feature_dim),
+                                       replicated)
+    self.teacher = self.state.teacher_copy() if phase.step.teacher is not None else None
+    self.classes = Classes.for_task(tasks, 1)
+    lr = np.float32(0.01) if steps_per_call == 1 else np.full(steps_per_call, 0.01, np.float32)
+    self.lr = jax.device_put(lr, replicated)
+    rng = np.random.RandomState(seed + jax.process_index())
+    self.local_batch = _synthetic_batch(rng, tasks, phase, side, channels)
+    per = self.global_batch // jax.process_count()   # each process feeds its slice of the global batch
+    local = {k: v[:per] for k, v in self.local_batch.items()}
+    if steps_per_call > 1:   # the same batch K times, as one chunk
+      local = {k: np.stack([v] * steps_per_call) for k, v in local.items()}
+    self.batch = parallel.to_global(local, sharded if steps_per_call == 1 else chunk_sharding(sharded))
+    t0 = time.perf_counter()
+    # FLOPs from the one-step program: XLA's cost analysis counts a loop's body once
+    single = self.step_fn if steps_per_call == 1 else make_train_step(net, phase.step, tx, normalize, replicated,
+                                                                      sharded)
+    one_batch = jax.tree.map(lambda x: x[0], self.batch) if steps_per_call > 1 else self.batch
+    self.flops = compiled_flops(single.jitted.lower(self.state, self.teacher, one_batch, self.classes,
+                                                    jnp.float32(0.01), self.method_state, ()).compile())
+    self.run(steps_per_call)   # the jit cache's own compile (the same program) and one call
+    self.compile_s = time.perf_counter() - t0
+
+  def run(self, steps: int) -> tuple[float, float]:
+    """(seconds for `steps` steps, the last loss): no per-step sync, the state donated as in training."""
+    if steps % self.steps_per_call:
+      raise ValueError(f'--steps={steps} is not a multiple of --steps-per-call={self.steps_per_call}')
+    jax.block_until_ready(self.state)
+    t0 = time.perf_counter()
+    for _ in range(steps // self.steps_per_call):
+      self.state, metrics = self.step_fn(self.state, self.teacher, self.batch, self.classes, self.lr,
+                                         self.method_state)
+    jax.block_until_ready((self.state, metrics))
+    elapsed = time.perf_counter() - t0
+    loss = float(np.asarray(metrics['loss']).reshape(-1)[-1])
+    if not math.isfinite(loss):
+      raise FloatingPointError(f'the benchmarked step produced loss={loss}')
+    return elapsed, loss
+
+
+def _torch_peers(jax_step: JaxStep, method: str, model: str, dtype: str, seed: int) -> dict:
+  """The PyTorch eager and torch.compile steps on the same batch and device (torch_reference.py)."""
+  try:
+    import torch
+    from cil_jax import torch_reference
+  except ImportError as e:
+    raise ValueError(f'--compare torch needs torch ({e}); pip install -r requirements-bench.txt') from None
+  platform = jax.devices()[0].platform
+  device = 'cuda' if platform == 'gpu' else 'cpu'
+  if device == 'cuda':
+    torch.backends.cuda.matmul.allow_tf32 = True   # as XLA's default precision (cuDNN convs already do)
+  else:
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+  tasks = jax_step.tasks
+  bounds = [(tasks.start(s), tasks.end(s)) for s in range(2)]
+  peers = {}
+  for name, compile_ in (('torch_eager', False), ('torch_compile', True)):
+    peer = torch_reference.TorchStep(method, model, tasks.num_classes, bounds, jax_step.phase.batch_size,
+                                     jax_step.channels, device, dtype, compile_, seed)
+    images, labels = peer.to_device(jax_step.local_batch['image'], jax_step.local_batch['label'])
+    t0 = time.perf_counter()
+    peer.run(images, labels, 2)   # warm-up (torch.compile: trace + compile)
+    peers[name] = (peer, images, labels, time.perf_counter() - t0)
+  return peers
+
+
 def bench_train_step(method: str = 'ssil', model: str = 'resnet18', image_size: int = 0,
                      num_classes: int = 1000, batch_size: int = 128, replay_batch_size: int = 32,
-                     steps: int = 20, dtype: str = 'float32', num_tasks: int = 10, seed: int = 0) -> dict:
-  config = base_config()
-  set_method(config, method)
-  config.train.batch_size, config.train.replay_batch_size = batch_size, replay_batch_size
-  config.model.name, config.model.dtype = model, dtype
+                     steps: int = 20, dtype: str = 'float32', num_tasks: int = 10, seed: int = 0,
+                     compare: str = '', rounds: int = 3, steps_per_call: int = 1) -> dict:
+  """img/s of the engine's step; compare='torch': also PyTorch eager and compiled, timed in turns
+  (`rounds` rounds of `steps` steps each, the median round counts) so that a noisy machine slows
+  all of them alike."""
   if steps < 1:
     raise ValueError(f'--steps={steps} must be >= 1')
-  method_name = method
-  method = methods_lib.get(method_name).make(config)
-  phase = method.phases(1)[0]
-  global_batch = phase.batch_size + phase.replay_batch_size
-  parallel.check_batch(global_batch, 'batch size + replay batch size')
-  step_size = num_classes // num_tasks
-  if step_size < 1:
-    raise ValueError(f'--num-classes={num_classes} is smaller than the {num_tasks} tasks')
-  tasks = Tasks(num_classes, step_size, step_size)
-  side, channels = default_image_shape(model)
-  side = image_size or side
-
-  mesh = parallel.make_mesh()
-  replicated, sharded = parallel.shardings(mesh)
-  net = models.create(model, num_classes, last_relu=True, dtype=dtype)
-  tx = make_optimizer(Optimizer(momentum=float(config.train.momentum), weight_decay=float(config.train.weight_decay)))
-  normalize = normalizer((0.5,) * channels, (0.25,) * channels)
-  step_fn = make_train_step(net, phase.step, tx, normalize, replicated, sharded)
-
-  variables = jax.jit(lambda k: net.init(k, jnp.zeros((1, side, side, channels)), train=False))(
-      jax.random.PRNGKey(seed))
-  params = {'model': variables['params'], 'method': method.init_params(num_classes, tasks.num_tasks)}
-  state = jax.device_put(TrainState(params, variables['batch_stats'], tx.init(params), ()), replicated)
-  feature_dim = jax.eval_shape(lambda v: net.apply(v, jnp.zeros((1, side, side, channels)), train=False),
-                               variables)['features'].shape[-1]
-  method_state = jax.device_put(method.init_state(num_classes, tasks.num_tasks, feature_dim), replicated)
-  teacher = state.teacher_copy() if phase.step.teacher is not None else None
-  classes = Classes.for_task(tasks, 1)
-  lr = jax.device_put(jnp.asarray(0.01, jnp.float32), replicated)
-  rng = np.random.RandomState(seed + jax.process_index())
-  local = _synthetic_batch(rng, tasks, phase, side, channels)
-  per = global_batch // jax.process_count()   # each process feeds its slice of the global batch
-  batch = parallel.to_global({k: v[:per] for k, v in local.items()}, sharded)
-
-  t0 = time.perf_counter()
-  state, metrics = step_fn(state, teacher, batch, classes, lr, method_state)
-  jax.block_until_ready((state, metrics))
-  compile_s = time.perf_counter() - t0
-
-  t0 = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = step_fn(state, teacher, batch, classes, lr, method_state)
-  jax.block_until_ready((state, metrics))
-  elapsed = time.perf_counter() - t0
-  loss = float(metrics['loss'])
-  if not math.isfinite(loss):
-    raise FloatingPointError(f'the benchmarked step produced loss={loss}')
-  return {'kind': 'train_step', 'method': method_name, 'model': model, 'dtype': dtype,
-          'batch_size': phase.batch_size, 'replay_batch_size': phase.replay_batch_size,
-          'image_shape': [side, side, channels], 'num_classes': num_classes, 'devices': jax.device_count(),
-          'steps': steps, 'compile_s': compile_s, 'img_per_s': steps * global_batch / elapsed,
-          'ms_per_step': 1000.0 * elapsed / steps, 'loss': loss}
+  if rounds < 1:
+    raise ValueError(f'--rounds={rounds} must be >= 1')
+  ours = JaxStep(method, model, image_size, num_classes, batch_size, replay_batch_size, dtype, num_tasks, seed,
+                 steps_per_call)
+  contenders = {'jax': ours.run}
+  peers = {}
+  if compare == 'torch':
+    peers = _torch_peers(ours, method, model, dtype, seed)
+    for name, (peer, images, labels, _) in peers.items():
+      contenders[name] = lambda n, peer=peer, images=images, labels=labels: peer.run(images, labels, n)
+  times = {name: [] for name in contenders}
+  losses = {}
+  for _ in range(rounds if peers else 1):
+    for name, run in contenders.items():
+      elapsed, losses[name] = run(steps)
+      times[name].append(elapsed)
+  median = {name: float(np.median(t)) for name, t in times.items()}
+  device_kind = jax.devices()[0].device_kind
+  result = {'kind': 'train_step', 'method': method, 'model': model, 'dtype': dtype,
+            'batch_size': ours.phase.batch_size, 'replay_batch_size': ours.phase.replay_batch_size,
+            'image_shape': [ours.side, ours.side, ours.channels], 'num_classes': num_classes,
+            'devices': jax.device_count(), 'device_kind': device_kind, 'steps': steps, 'rounds': len(times['jax']),
+            'steps_per_call': steps_per_call,
+            'compile_s': ours.compile_s, 'img_per_s': steps * ours.global_batch / median['jax'],
+            'ms_per_step': 1000.0 * median['jax'] / steps, 'loss': losses['jax'], 'flops_per_step': ours.flops}
+  if ours.flops:
+    result['tflop_per_s'] = ours.flops / (median['jax'] / steps) / 1e12
+    peak = peak_flops(device_kind, dtype)
+    if peak:
+      result['mfu'] = ours.flops / (median['jax'] / steps) / (peak * jax.device_count())
+  for name, (_, _, _, warm_s) in peers.items():
+    result[name] = {'img_per_s': steps * ours.global_batch / median[name], 'ms_per_step': 1000.0 * median[name] / steps,
+                    'warmup_s': warm_s, 'loss': losses[name]}
+    result[f'ratio_{name}'] = median[name] / median['jax']
+  return result
 
 
 def write_synthetic_jpegs(root: str, num_images: int, num_classes: int = 10, size=(500, 375),
@@ -265,9 +381,21 @@ def format_result(r: dict) -> str:
   batch = f"{r['batch_size']}+{r['replay_batch_size']}"
   if r['kind'] == 'train_step':
     shape = 'x'.join(map(str, r['image_shape']))
-    return (f"train_step method={r['method']} model={r['model']} batch={batch} devices={r['devices']} "
-            f"dtype={r['dtype']} image={shape} classes={r['num_classes']}: {r['img_per_s']:.1f} img/s, "
-            f"{r['ms_per_step']:.1f} ms/step, compile {r['compile_s']:.1f} s")
+    line = (f"train_step method={r['method']} model={r['model']} batch={batch} devices={r['devices']} "
+            f"({r['device_kind']}) dtype={r['dtype']} image={shape} classes={r['num_classes']} "
+            f"steps/call={r.get('steps_per_call', 1)}: "
+            f"{r['img_per_s']:.1f} img/s, {r['ms_per_step']:.1f} ms/step, compile {r['compile_s']:.1f} s")
+    if r.get('tflop_per_s'):
+      line += f", {r['flops_per_step'] / 1e9:.2f} GFLOP/step = {r['tflop_per_s']:.3g} TFLOP/s"
+    if r.get('mfu'):
+      line += f", MFU {100 * r['mfu']:.1f} %"
+    for name in ('torch_eager', 'torch_compile'):
+      if name in r:
+        line += (f"\n  {name.replace('_', ' ')}: {r[name]['img_per_s']:.1f} img/s, {r[name]['ms_per_step']:.1f} ms/step; "
+                 f"jax / {name.split('_')[1]} = {r['ratio_' + name]:.2f}x")
+    if 'torch_eager' in r:
+      line += f"\n  (median of {r['rounds']} rounds of {r['steps']} steps, taken in turns)"
+    return line
   line = (f"input mode={r['mode']} augment={r['augment']} images={r['num_images']} size={r['image_size']} "
           f"batch={batch} cores={r['cores']}: {r['img_per_s']:.1f} img/s, {r['ms_per_batch']:.1f} ms/batch "
           f"over {r['batches']} batches")
@@ -288,11 +416,14 @@ def main(argv=None) -> dict:
   p.add_argument('--replay-batch-size', type=int, default=32)
   p.add_argument('--steps', type=int, default=20, help='timed train steps after the compile call')
   p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
+  p.add_argument('--steps-per-call', type=int, default=1, help='K steps per jitted call (lax.scan, '
+                 'train.steps_per_call); --steps must be a multiple of K')
   p.add_argument('--input', choices=INPUT_MODES, help='benchmark the input pipeline instead')
   p.add_argument('--root', default='', help='--input files: the class-folder tree')
   p.add_argument('--num-images', type=int, default=0, help='memory: 20000, jpeg-synthetic: 2048')
-  p.add_argument('--compare', choices=('torch',), help='--input files / jpeg-synthetic: also time the '
-                 'reference PyTorch DataLoader + PIL pipeline on the same files')
+  p.add_argument('--compare', choices=('torch',), help='also time the PyTorch peer: the same step in eager '
+                 'and torch.compile modes, or with --input, the reference DataLoader + PIL pipeline')
+  p.add_argument('--rounds', type=int, default=3, help='--compare: timed rounds per contender, in turns')
   p.add_argument('--cores', type=int, default=0, help='pin the process to this many cores (0: all it may use)')
   p.add_argument('--json', default='', help='also write the result to this file')
   a = p.parse_args(argv)
@@ -300,14 +431,13 @@ def main(argv=None) -> dict:
   try:
     if a.cores:
       pin_cores(a.cores)
-    if a.compare and not a.input:
-      raise ValueError('--compare torch compares input pipelines: add --input files or --input jpeg-synthetic')
     if a.input:
       result = bench_input(a.input, a.root, a.num_images, a.image_size, a.batch_size, a.replay_batch_size,
                            compare=a.compare or '')
     else:
       result = bench_train_step(a.method, a.model, a.image_size, a.num_classes, a.batch_size,
-                                a.replay_batch_size, a.steps, a.dtype, a.num_tasks)
+                                a.replay_batch_size, a.steps, a.dtype, a.num_tasks, compare=a.compare or '',
+                                rounds=a.rounds, steps_per_call=a.steps_per_call)
   except (ValueError, DataError) as e:  # a setting to change, not a bug: one line
     raise SystemExit(f'error: {e}') from None
   if jax.process_index() == 0:

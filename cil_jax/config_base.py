@@ -39,6 +39,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.mean = ()               # () = the dataset's normalisation; else one value per channel
   c.dataset.std = ()
   c.dataset.max_per_class = 0       # >0: keep only the first N training images of each class
+  c.dataset.on_device = 'auto'      # training images on the accelerators, augmented there (device_data.py):
+                                    # auto = for in-memory data with augment crop_flip | none; on | off (tf.data)
 
   c.scenario = ml_collections.ConfigDict()
   c.scenario.base = 2               # classes of task 0
@@ -81,6 +83,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.replay_batch_size = 32    # SS-IL: exemplars per step, drawn from memory
   c.train.momentum = 0.9
   c.train.weight_decay = 1e-4       # coupled (added to the gradient), on all parameters
+  c.train.steps_per_call = 0        # K train steps per jitted call (lax.scan); 0 = auto: 1 on CPU, 8 elsewhere
   c.train.reset_optimizer_each_task = False  # SS-IL/FT keep one optimizer (momentum) for the whole run
 
   c.eval = ml_collections.ConfigDict()
@@ -208,6 +211,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'{field}={value!r} is unknown; choose one of {sorted(valid)}')
   choice('dataset.name', config.dataset.name, sources.LOADERS)
   choice('dataset.augment', config.dataset.augment, ('',) + sources.AUGMENTS)
+  choice('dataset.on_device', config.dataset.on_device, ('auto', 'on', 'off'))
   choice('method.name', config.method.name, methods_lib.NAMES)
   choice('model.name', config.model.name, models.NAMES)
   choice('model.dtype', config.model.dtype, models.DTYPES)

@@ -35,13 +35,15 @@ def to_global(batch: dict, data_sharding: NamedSharding) -> dict:
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(data_sharding, np.asarray(x)), batch)
 
 
-def prefetch_to_device(it: Iterable[dict], data_sharding: NamedSharding, size: int = 2) -> Iterator[dict]:
-  """Keeps `size` batches in flight to the devices so the accelerator never waits on the copy."""
+def prefetch(items: Iterable, put, size: int = 2) -> Iterator:
+  """put(item) (an asynchronous copy to the devices) kept `size` items ahead of the consumer, so the
+  accelerator never waits on the copy."""
   queue = collections.deque()
-  it = iter(it)
-  for batch in itertools.islice(it, size):
-    queue.append(to_global(batch, data_sharding))
+  it = iter(items)
+  for item in itertools.islice(it, size):
+    queue.append(put(item))
   while queue:
     yield queue.popleft()
-    for batch in itertools.islice(it, 1):
-      queue.append(to_global(batch, data_sharding))
+    for item in itertools.islice(it, 1):
+      queue.append(put(item))
+

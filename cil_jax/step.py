@@ -82,18 +82,26 @@ def _teacher_outputs(model, teacher, images):
   return jax.lax.stop_gradient(model.apply(teacher_vars, images, train=False))
 
 
-def make_train_step(model, spec, tx, normalize, replicated, sharded):
-  """step(state, teacher, batch, classes, lr, method_state) -> (state, metrics); state is donated.
+def make_train_step(model, spec, tx, normalize, replicated, sharded, steps_per_call: int = 1, on_device=None):
+  """step(state, teacher, batch, classes, lr, method_state, data) -> (state, metrics); state is donated.
 
   `spec` (an api.Step) decides: the loss, whether a teacher runs (inference mode, same augmented
   batch), BN mode, which parameters move (`spec.trainable`), which optimizer state is used and the
   parameter groups of a per-group lr.
+
+  batch: {'image' uint8, 'label', 'replay'} from the host, or with `on_device` (a
+  device_data.DeviceData) the slots {'index', 'position', 'seed', 'replay'} of a device-resident
+  dataset `data`, gathered and augmented inside the step. steps_per_call = K > 1: every batch leaf
+  and the lr (a scalar or a dict of them) carry a leading axis of K, and one call runs the K steps
+  in order (lax.scan); metrics then come stacked [K].
   """
   from cil_jax.methods.api import LossInputs
   uses_teacher = spec.teacher is not None
   own_optimizer = spec.optimizer is not None
 
-  def step(state: TrainState, teacher, batch, classes, lr, method_state):
+  def step(state: TrainState, teacher, batch, classes, lr, method_state, data):
+    if on_device is not None:
+      batch = on_device.batch(data, batch)
     images = normalize(batch['image'])
     teacher_out = _teacher_outputs(model, teacher, images) if uses_teacher else None
     mask = spec.trainable(state.params, classes) if spec.trainable is not None else None
@@ -125,10 +133,28 @@ def make_train_step(model, spec, tx, normalize, replicated, sharded):
       new_state = state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state)
     return new_state, dict(metrics, loss=loss)
 
-  batch_sharding = {'image': sharded, 'label': sharded, 'replay': sharded}
-  return jax.jit(step, donate_argnums=(0,),
-                 in_shardings=(replicated, replicated, batch_sharding, replicated, replicated, replicated),
-                 out_shardings=(replicated, replicated))
+  def steps(state, teacher, batches, classes, lrs, method_state, data):
+    def body(state, xs):
+      return step(state, teacher, xs[0], classes, xs[1], method_state, data)
+    return jax.lax.scan(body, state, (batches, lrs))
+
+  keys = ('image', 'label', 'replay') if on_device is None else on_device.BATCH_KEYS
+  per_step = sharded if steps_per_call == 1 else chunk_sharding(sharded)
+  jitted = jax.jit(step if steps_per_call == 1 else steps, donate_argnums=(0,),
+                   in_shardings=(replicated, replicated, {k: per_step for k in keys}, replicated, replicated,
+                                 replicated, replicated),
+                   out_shardings=(replicated, replicated))
+
+  def call(state, teacher, batch, classes, lr, method_state, data=()):
+    return jitted(state, teacher, batch, classes, lr, method_state, data)
+  call.jitted = jitted   # for .lower(...) with all seven arguments
+  return call
+
+
+def chunk_sharding(sharded):
+  """The batch sharding of a stack of K batches [K, B, ...]: the K axis whole on every device."""
+  from jax.sharding import NamedSharding, PartitionSpec
+  return NamedSharding(sharded.mesh, PartitionSpec(None, *sharded.spec))
 
 
 def make_loss_step(model, spec, normalize):

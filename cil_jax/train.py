@@ -21,7 +21,7 @@ from cil_jax import checkpoint as ckpt_lib
 from cil_jax import config_base
 from cil_jax import metrics as metrics_lib
 from cil_jax import methods as methods_lib
-from cil_jax import models, parallel, report, scenario
+from cil_jax import device_data, models, parallel, report, scenario
 from cil_jax import workdir as workdir_lib
 from cil_jax.evaluation import Evaluator
 from cil_jax.exemplars import update_memory
@@ -30,7 +30,8 @@ from cil_jax.methods import api
 from cil_jax.methods.api import Classes
 from cil_jax.progress import Progress
 from cil_jax.run_state import Cursor, RunState
-from cil_jax.step import TrainState, make_eval_step, make_optimizer, make_outputs_step, make_train_step, normalizer
+from cil_jax.step import (TrainState, chunk_sharding, make_eval_step, make_optimizer, make_outputs_step,
+                          make_train_step, normalizer)
 
 
 class Preempted(Exception):
@@ -81,6 +82,13 @@ class Experiment:
     self.train_loader = streams.ImageLoader(source.train, self.train_labels, source.augment, source.image_size, pi, pc)
     self.test_loader = streams.ImageLoader(source.test, self.test_labels, 'none', source.image_size, pi, pc)
     self.train_eval_loader = streams.ImageLoader(source.train, self.train_labels, 'none', source.image_size, pi, pc)
+    self.device_data = self.device_arrays = None   # {augment: DeviceData} and the images on the devices
+    if device_data.resolve(config.dataset.on_device, source.train.in_memory, source.augment):
+      self.device_data = {flag: device_data.DeviceData(source.train.images, self.train_labels,
+                                                       source.augment if flag else 'none', source.image_size)
+                          for flag in (True, False)}
+      self.device_arrays = self.device_data[True].arrays(self.replicated)
+    self.steps_per_call = int(config.train.steps_per_call) or (1 if jax.devices()[0].platform == 'cpu' else 8)
 
     self.model = models.create(config.model.name, c, last_relu=config.model.last_relu, dtype=config.model.dtype,
                                head=config.model.head)
@@ -103,13 +111,15 @@ class Experiment:
   def phase_optimizer(self, spec: api.Step):
     return self.tx if spec.optimizer is None else make_optimizer(spec.optimizer)
 
-  def train_step(self, spec: api.Step):
+  def train_step(self, spec: api.Step, augment: bool = True, steps_per_call: int = 1):
     # Phases are rebuilt per task; equal steps (same loss function and options) share one compile,
     # whatever their schedules.
-    if spec not in self._train_steps:
-      self._train_steps[spec] = make_train_step(self.model, spec, self.phase_optimizer(spec), self.normalize,
-                                                self.replicated, self.sharded)
-    return self._train_steps[spec]
+    key = (spec, augment, steps_per_call)
+    if key not in self._train_steps:
+      on_device = None if self.device_data is None else self.device_data[augment]
+      self._train_steps[key] = make_train_step(self.model, spec, self.phase_optimizer(spec), self.normalize,
+                                               self.replicated, self.sharded, steps_per_call, on_device)
+    return self._train_steps[key]
 
   def init_state(self) -> tuple[TrainState, dict]:
     """The initial train state and method state (both replicated on the mesh)."""
@@ -284,7 +294,6 @@ class Run:
         raise ValueError(f'phase {phase.name!r} of task {t + 1} names the set {name!r}, but the method\'s task_data '
                          f'gives {sorted(data)}')
     new_idx, mem_idx = data[phase.data]
-    step_fn = exp.train_step(phase.step)
     if rs.cursor.at_phase_start(p):
       self._start_phase(t, phase)
     every_epochs = int(cfg.checkpoint.every_epochs)
@@ -299,7 +308,7 @@ class Run:
       start = rs.cursor.step if (rs.cursor.phase, rs.cursor.epoch) == (p, epoch) else 0
       rs.cursor = Cursor(t, p, epoch, start)
       header = f'task {t + 1}/{exp.tasks.num_tasks} {phase.name} ep {epoch + 1}/{_epochs_text(sched)}'
-      self._train_epoch(step_fn, phase, plan, start, classes, header)
+      self._train_epoch(phase, plan, start, classes, header)
       last = self._end_epoch(t, p, epoch, phase, classes, data, plan.steps, header)
       if every_epochs and ((epoch + 1) % every_epochs == 0 or last):
         self.save()
@@ -335,38 +344,60 @@ class Run:
     rs.cursor = Cursor(t, p, epoch + 1, 0)
     return False
 
-  def _train_epoch(self, step_fn, phase, plan, start, classes, header):
+  def _train_epoch(self, phase, plan, start, classes, header):
     exp, cfg, rs = self.exp, self.cfg, self.rs
     sched, epoch = phase.schedule, rs.cursor.epoch
     teacher = rs.teacher if phase.step.teacher is not None else None
     log_every = int(cfg.log_every_steps)
     ckpt_every = int(cfg.checkpoint.every_steps)
+    chunk = exp.steps_per_call
+    steps = {n: exp.train_step(phase.step, bool(phase.augment), n) for n in {1, chunk}}
 
     def lr_of_step(k):
       return sched.lr(epoch, k, plan.steps, rs.schedule_state)
-    lr = None if sched.per_step else _device_lr(lr_of_step(0), exp.replicated)   # one copy per epoch
+
+    constant = {}
+
+    def lrs(k, n):
+      """The lr of steps [k, k + n): a scalar (n = 1) or stacked [n]; a constant lr is copied once
+      per epoch and chunk size."""
+      if not sched.per_step and n in constant:
+        return constant[n]
+      values = [lr_of_step(k + i if sched.per_step else 0) for i in range(n)]
+      lr = _device_lr(values[0] if n == 1 else jax.tree.map(lambda *v: np.asarray(v, np.float32), *values),
+                      exp.replicated)
+      if not sched.per_step:
+        constant[n] = lr
+      return lr
     lr_text = _lr_text(lr_of_step(start))
-    loader = exp.train_loader if phase.augment else exp.train_eval_loader
-    batches = parallel.prefetch_to_device(loader.train(plan, start).as_numpy_iterator(), exp.sharded)
+    pi, pc = jax.process_index(), jax.process_count()
+    if exp.device_data is not None:
+      per_step, data = device_data.DeviceData.slots(plan, start, pi, pc), exp.device_arrays
+    else:
+      loader = exp.train_loader if phase.augment else exp.train_eval_loader
+      per_step, data = loader.train(plan, start).as_numpy_iterator(), ()
+    stacked = chunk_sharding(exp.sharded)
+    batches = parallel.prefetch(_chunks(per_step, start, plan.steps, chunk), lambda item: (
+        item[0], item[1], parallel.to_global(item[2], exp.sharded if item[1] == 1 else stacked)))
     pending = pending_step = last_metrics = None
     self.progress.reset_rate(rs.images_seen)
     k = start
     try:
-      for k, batch in enumerate(batches, start=start):
-        step_lr = _device_lr(lr_of_step(k), exp.replicated) if sched.per_step else lr
-        rs.state, metrics = step_fn(rs.state, teacher, batch, classes, step_lr, rs.method_state)
-        rs.global_step += 1
-        rs.images_seen += plan.indices.shape[1]
-        rs.cursor.step = k + 1
-        if log_every and (k + 1) % log_every == 0:
+      for k, n, batch in batches:
+        rs.state, metrics = steps[n](rs.state, teacher, batch, classes, lrs(k, n), rs.method_state, data)
+        before = rs.global_step
+        rs.global_step += n
+        rs.images_seen += n * plan.indices.shape[1]
+        rs.cursor.step = k + n
+        if _crossed(log_every, k, k + n):
           if pending is not None:  # the previous interval's metrics are ready: no stall
             self._log(header, _lr_text(lr_of_step(pending_step - 1)), pending_step, plan.steps, pending)
-          pending, pending_step = metrics, k + 1
+          pending, pending_step = metrics, k + n
         last_metrics = metrics
-        self._maybe_profile()
-        if ckpt_every and rs.global_step % ckpt_every == 0:
+        self._maybe_profile(before)
+        if _crossed(ckpt_every, before, rs.global_step):
           self.save()
-        self._debug_kill()
+        self._debug_kill(before)
         if self.preempted:
           self.save()
           raise Preempted(self.preempted)
@@ -377,8 +408,10 @@ class Run:
                 last_metrics)
 
   def _log(self, header, lr_text, step, steps, metrics):
-    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if not np.isfinite(values['loss']):
+    """metrics of one step, or stacked [K] over a chunk of K steps (the last one is shown)."""
+    fetched = {k: np.asarray(v).reshape(-1) for k, v in jax.device_get(metrics).items()}
+    values = {k: float(v[-1]) for k, v in fetched.items()}
+    if not np.isfinite(fetched['loss']).all():
       raise FloatingPointError(f'loss is {values["loss"]} at {header}, step {step}: training '
                                'diverged; lower train.lr (with a new --workdir: the lr is part of the experiment) '
                                'or check the data')
@@ -412,7 +445,8 @@ class Run:
     if not self.rs.cursor.at_phase_start(self.rs.cursor.phase) or self.ckpt.latest() is None:
       self.save()
     split = self.exp.source.train
-    for i in plan.indices[k:k + 8].reshape(-1):  # the failing batch is at most a few prefetches ahead
+    ahead = 3 * self.exp.steps_per_call + 8     # the failing batch is at most a few prefetches ahead
+    for i in plan.indices[k:k + ahead].reshape(-1):
       problem = sources.check_image(split, int(i))
       if problem:
         raise sources.DataError(f'{problem}; remove or replace the file, then rerun the same command '
@@ -420,20 +454,23 @@ class Run:
     raise sources.DataError(f'reading training batch {k} failed: {error.message}; rerun the same command to '
                             'resume from the last checkpoint') from error
 
-  def _maybe_profile(self):
+  def _maybe_profile(self, before: int):
+    """Called after the steps (before, global_step]: the trace starts and stops at the first chunk
+    boundary at or after its steps."""
     prof = self.cfg.profile
     if prof.start_step < 0:
       return
-    if self.rs.global_step == int(prof.start_step):
+    first, last = int(prof.start_step), int(prof.start_step) + int(prof.num_steps)
+    if before < first <= self.rs.global_step:
       jax.profiler.start_trace(os.path.join(self.exp.workdir, 'tensorboard'))
-    elif self.rs.global_step == int(prof.start_step) + int(prof.num_steps):
+    elif before < last <= self.rs.global_step:
       jax.block_until_ready(self.rs.state.params)
       jax.profiler.stop_trace()
       self.progress.message(f'profiler trace of steps {prof.start_step}..{self.rs.global_step} written to '
                             f'{self.exp.workdir}/tensorboard (open the Profile tab of TensorBoard)')
 
-  def _debug_kill(self):
-    if self.rs.global_step == int(self.cfg.debug.kill_at_step):  # a real signal, for the resume tests
+  def _debug_kill(self, before: int):
+    if before < int(self.cfg.debug.kill_at_step) <= self.rs.global_step:  # a real signal, for the resume tests
       os.kill(os.getpid(), getattr(signal, 'SIG' + self.cfg.debug.kill_signal))
 
   def _write_results(self):
@@ -442,6 +479,28 @@ class Run:
     summary = metrics_lib.summarize(self.rs.rows, self.exp.tasks.num_tasks)
     workdir_lib.atomic_write(os.path.join(self.exp.workdir, workdir_lib.RESULTS), json.dumps(summary, indent=1))
     report.plot_accuracy({self.cfg.method.name: summary}, os.path.join(self.exp.workdir, 'accuracy.png'))
+
+
+def _chunks(per_step, start: int, steps: int, size: int):
+  """(first step, n, batch) over steps [start, steps): chunks of n = `size` steps (each batch leaf
+  stacked [n, ...]) at multiples of `size` from the epoch start, single steps (n = 1) elsewhere: before
+  a resumed epoch's first boundary and after its last whole chunk. Aligned this way, a run resumed
+  from any checkpoint makes the same calls as the uninterrupted run."""
+  it = iter(per_step)
+  k = start
+  while k < steps:
+    if size > 1 and k % size == 0 and k + size <= steps:
+      group = [next(it) for _ in range(size)]
+      yield k, size, {key: np.stack([b[key] for b in group]) for key in group[0]}
+      k += size
+    else:
+      yield k, 1, next(it)
+      k += 1
+
+
+def _crossed(every: int, before: int, after: int) -> bool:
+  """A multiple of `every` (> 0) lies in (before, after]."""
+  return every > 0 and after // every > before // every
 
 
 def _epochs_text(schedule) -> str:

@@ -26,6 +26,40 @@ def test_train_step_benchmark(tmp_path):
   assert line.startswith('train_step method=ssil model=small_convnet batch=4+4') and 'img/s' in line
 
 
+def test_train_step_benchmark_reports_flops():
+  result = benchmark.bench_train_step('ssil', 'small_convnet', num_classes=10, batch_size=8, replay_batch_size=0,
+                                      steps=1, num_tasks=5)
+  # 3x3 convs at 28, 14, 7 px: 2 * 9 * (1*16*28² + 16*32*14² + 32*64*7²) FLOPs per image forward;
+  # the step is the student's forward and backward (about 3x) plus the teacher's forward
+  conv_forward = 2 * 9 * (1 * 16 * 28 ** 2 + 16 * 32 * 14 ** 2 + 32 * 64 * 7 ** 2) * 8
+  assert 3 * conv_forward < result['flops_per_step'] < 6 * conv_forward
+  assert result['tflop_per_s'] > 0 and 'mfu' not in result     # CPU: no peak to divide by
+  assert benchmark.peak_flops('NVIDIA H100 80GB HBM3', 'bfloat16') == 989e12
+  assert benchmark.peak_flops('NVIDIA H100 PCIe', 'bfloat16') == 756e12
+  assert benchmark.peak_flops('cpu', 'float32') is None
+
+
+def test_train_step_benchmark_against_torch(tmp_path):
+  """In a fresh process, as users run it: torch crashes where TensorFlow is loaded (other tests)."""
+  import importlib.util
+  import subprocess
+  import sys
+  if importlib.util.find_spec('torch') is None:
+    pytest.skip('torch is not installed (requirements-bench.txt)')
+  path = tmp_path / 'bench.json'
+  done = subprocess.run([sys.executable, '-m', 'cil_jax.benchmark', '--model', 'small_convnet', '--num-classes', '10',
+                         '--num-tasks', '5', '--batch-size', '8', '--replay-batch-size', '4', '--steps', '2',
+                         '--compare', 'torch', '--rounds', '2', '--json', str(path)],
+                        capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads(path.read_text())
+  for name in ('torch_eager', 'torch_compile'):
+    _positive_finite(result[name], ('img_per_s', 'ms_per_step', 'warmup_s', 'loss'))
+    _positive_finite(result, ('ratio_' + name,))
+  assert result['rounds'] == 2
+  assert 'jax / eager' in benchmark.format_result(result)
+
+
 def test_train_step_benchmark_ft():
   result = benchmark.bench_train_step('ft', 'small_convnet', num_classes=4, batch_size=4, steps=2,
                                       num_tasks=2)
@@ -71,7 +105,7 @@ def test_input_benchmark_against_the_torch_pipeline_on_the_same_files(tmp_path):
 
 
 def test_benchmark_arguments_that_do_not_fit_are_one_line(capsys):
-  with pytest.raises(SystemExit, match='--compare torch compares input pipelines'):
-    benchmark.main(['--compare', 'torch'])
+  with pytest.raises(SystemExit, match='--rounds=0 must be >= 1'):
+    benchmark.main(['--model', 'small_convnet', '--compare', 'torch', '--rounds', '0'])
   with pytest.raises(SystemExit, match='--cores=99'):
     benchmark.main(['--input', 'memory', '--cores', '99'])

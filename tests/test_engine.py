@@ -339,7 +339,8 @@ def test_the_readme_example_method_runs(idx_dir, tmp_path, monkeypatch):
 
 
 def test_phases_differing_only_in_schedule_share_one_compiled_step(experiment):
-  """The compiled step is keyed by the Step alone: every task's FT phase (other lr, epochs) reuses it."""
+  """The compiled step is keyed by the Step (and the augmentation and chunk size): every task's FT phase
+  (other lr, epochs) reuses it."""
   from cil_jax.methods.shared import ce_phase
   c = experiment.config
   a, b = ce_phase(c, 0, lr_by_task=True), ce_phase(c, 3, lr_by_task=True)

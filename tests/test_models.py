@@ -70,3 +70,21 @@ def test_lsc_head_matches_numpy():
   att /= att.sum(-1, keepdims=True)
   np.testing.assert_allclose(out['logits'], (att * s).sum(-1), rtol=1e-4, atol=1e-5)
   assert float(out['scale']) == 1.0
+
+
+def test_max_pool_equals_flax_values_and_gradients():
+  """models.resnet.max_pool (slices, fast backward on CPU) against nn.max_pool (select-and-scatter)
+  on inputs without ties: the stem's 3x3/2 pad-1 pool and the small convnet's 2x2/2, odd sizes too."""
+  import flax.linen as nn
+  from cil_jax.models.resnet import max_pool
+  cases = [((2, 28, 28, 3), (2, 2, 0), lambda x: nn.max_pool(x, (2, 2), (2, 2))),
+           ((2, 7, 9, 3), (2, 2, 0), lambda x: nn.max_pool(x, (2, 2), (2, 2))),
+           ((2, 16, 16, 3), (3, 2, 1), lambda x: nn.max_pool(x, (3, 3), (2, 2), padding=[(1, 1), (1, 1)])),
+           ((2, 7, 9, 3), (3, 2, 1), lambda x: nn.max_pool(x, (3, 3), (2, 2), padding=[(1, 1), (1, 1)]))]
+  for shape, (window, stride, pad), reference in cases:
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    ours = max_pool(x, window, stride, pad)
+    np.testing.assert_array_equal(ours, reference(x))
+    weights = jax.random.normal(jax.random.PRNGKey(1), ours.shape)
+    grad = jax.grad(lambda x: jnp.sum(weights * max_pool(x, window, stride, pad)))(x)
+    np.testing.assert_array_equal(grad, jax.grad(lambda x: jnp.sum(weights * reference(x)))(x))

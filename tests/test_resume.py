@@ -48,6 +48,30 @@ def test_killed_run_resumes_to_identical_results(reference, idx_dir, tmp_path, k
   _assert_same_run(reference, tmp_path)
 
 
+CHUNKED = ('--config.train.steps_per_call=2', '--config.checkpoint.every_steps=0')
+
+
+@pytest.fixture(scope='module')
+def reference_chunked(idx_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('uninterrupted_chunked')
+  r = _run(workdir, idx_dir, *CHUNKED)
+  assert r.returncode == 0, r.stderr[-3000:]
+  return workdir
+
+
+# 3 steps per task, 2 per call: each task is a chunk of 2 steps and a single step. Killed after
+# global step 5 (the chunk of task 2's steps 4-5), the run resumes from task 1's end; stopped by
+# SIGTERM there, it saves after the chunk and resumes at task 2's single step.
+@pytest.mark.parametrize('kill_at,sig,code', [(5, 'KILL', -signal.SIGKILL), (4, 'TERM', 143)])
+def test_chunked_run_killed_resumes_to_identical_results(reference_chunked, idx_dir, tmp_path, kill_at, sig, code):
+  r = _run(tmp_path, idx_dir, *CHUNKED, f'--config.debug.kill_at_step={kill_at}', f'--config.debug.kill_signal={sig}')
+  assert r.returncode == code, r.stderr[-3000:]
+  r = _run(tmp_path, idx_dir, *CHUNKED)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert 'resumed from checkpoint' in r.stderr
+  _assert_same_run(reference_chunked, tmp_path)
+
+
 def _assert_same_run(reference, tmp_path):
   want = json.load(open(reference / 'results.json'))
   got = json.load(open(tmp_path / 'results.json'))
