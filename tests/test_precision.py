@@ -334,3 +334,44 @@ def test_cosine_head_weight_follows_the_default_float():
     out = heads.CosineHead(9).apply(variables, x)
     want = np_normalize(np.asarray(x)) @ np_normalize(np.asarray(variables['params']['weight']), axis=0)
     _check64(out['cosine'], want)
+
+
+def test_bfloat16_training_keeps_float32_masters_and_follows_the_float32_loss_curve():
+  """model.dtype=bfloat16: convolutions and activations in bfloat16; parameters, optimizer state and
+  BN statistics stay float32 (master weights), the loss is float32. Over 40 SGD steps on 2 fixed
+  batches (2.19 down to 0.35), the bfloat16 loss curve stays within 0.02 + 2 % of the float32 one (bfloat16 keeps 8
+  bits of mantissa: ~0.4 % per rounding)."""
+  from cil_jax import models, parallel
+  from cil_jax.methods.api import Optimizer, Step
+  from cil_jax.methods.shared import seen_cross_entropy
+  from cil_jax.step import TrainState, make_optimizer, make_train_step, normalizer
+  replicated, sharded = parallel.shardings(parallel.make_mesh())
+  rng = np.random.RandomState(0)
+  batches = [parallel.to_global({'image': rng.randint(0, 255, (32, 28, 28, 1)).astype(np.uint8),
+                                 'label': rng.randint(0, 9, 32).astype(np.int32), 'replay': np.zeros(32, bool)},
+                                sharded) for _ in range(2)]
+  classes = Classes.for_task(Tasks(9, 9, 1), 0)
+  curves, states = {}, {}
+  for dtype in ('float32', 'bfloat16'):
+    model = models.create('small_convnet', 9, dtype=dtype)
+    v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)), train=False)
+    tx = make_optimizer(Optimizer())
+    params = {'model': v['params'], 'method': {}}
+    state = TrainState(params, v['batch_stats'], tx.init(params), ())
+    step = make_train_step(model, Step(seen_cross_entropy), tx, normalizer((0.3,), (0.3,)), replicated, sharded)
+    losses = []
+    for i in range(40):
+      state, metrics = step(state, None, batches[i % 2], classes, jnp.float32(0.1), {})
+      assert metrics['loss'].dtype == jnp.float32
+      losses.append(float(metrics['loss']))
+    curves[dtype], states[dtype] = np.asarray(losses), state
+    if dtype == 'bfloat16':
+      out = model.apply(state.variables, jnp.zeros((2, 28, 28, 1)), train=False)
+      assert out['stages'][0].dtype == jnp.bfloat16 and out['logits'].dtype == jnp.float32
+  for leaf in jax.tree.leaves((states['bfloat16'].params, states['bfloat16'].batch_stats,
+                               states['bfloat16'].opt_state)):
+    assert leaf.dtype == jnp.float32, leaf.dtype
+  f32, bf16 = curves['float32'], curves['bfloat16']
+  assert f32[-1] < 0.5 * f32[0]                       # it learns: the curve has a shape to follow
+  np.testing.assert_array_less(np.abs(bf16 - f32), 0.02 + 0.02 * f32)   # measured: at most 0.006
+  assert not np.array_equal(bf16, f32)                # the bfloat16 run did compute in bfloat16
