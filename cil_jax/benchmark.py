@@ -6,7 +6,13 @@ train step (default): the engine's own jitted, sharded step (`step.make_train_st
   forward pass; FT: B mixed images), in a T-task split of --num-classes (base = step = C / T).
   compile = the first call (trace + compile + one step), waited for. Then --steps calls are
   dispatched back to back (no per-step sync, the state donated as in training) and waited for once
-  with jax.block_until_ready: img/s = steps * (B + R) / time, ms/step = time / steps.
+  with jax.block_until_ready: img/s = steps * (B + R) / time, ms/step = time / steps. FLOPs per step
+  come from XLA's cost analysis of the compiled one-step program; MFU = FLOP/s / the device's peak
+  (PEAK_TFLOPS; none for CPU). --steps-per-call K runs K steps per call (lax.scan) on K copies of
+  the batch. --compare torch also times the same step in PyTorch (torch_reference.TorchStep), eager
+  and torch.compile, on the same batch and device: the three take turns for --rounds rounds of
+  --steps steps, the median round counts, and ratio = their time / ours. No TensorFlow is imported
+  on this path (torch crashes next to it; the GPU machines have none).
 
 input pipeline (--input MODE): the host-side tf.data stream alone (`streams.ImageLoader.train` over
   a `streams.make_plan('new+replay')` plan: B new + R exemplars per batch), no accelerator:
@@ -24,6 +30,7 @@ input pipeline (--input MODE): the host-side tf.data stream alone (`streams.Imag
   torch and torchvision: `pip install -r requirements-bench.txt`.
 
   python -m cil_jax.benchmark --model resnet18 --method ssil --steps 20 [--dtype bfloat16]
+  python -m cil_jax.benchmark --model resnet32_cifar --num-classes 100 --steps 10 --compare torch
   python -m cil_jax.benchmark --input jpeg-synthetic [--json results.json]
   python -m cil_jax.benchmark --input jpeg-synthetic --compare torch --cores 1
 """

@@ -240,7 +240,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if value < low:
       raise ValueError(f'{field}={value} must be >= {low}')
   t = config.train
-  for field, low in (('epochs', 1), ('batch_size', 1), ('replay_batch_size', 0), ('factor', 1)):
+  for field, low in (('epochs', 1), ('batch_size', 1), ('replay_batch_size', 0), ('factor', 1), ('steps_per_call', 0)):
     at_least(f'train.{field}', t[field], low)
   for field in ('lr', 'gamma'):
     if not t[field] > 0:

@@ -62,6 +62,10 @@ class DeviceData:
 
   def arrays(self, replicated) -> dict:
     """The split on every device (replicated: any slot may be gathered on any device)."""
+    limit = _bytes_limit()
+    if limit and self.images.nbytes > limit // 2:   # the model, its optimizer and activations need the rest
+      raise ValueError(f'the training images take {self.images.nbytes / 2**30:.1f} GiB, more than half of a '
+                       f"device's {limit / 2**30:.1f} GiB; set dataset.on_device=off (tf.data from host memory)")
     return jax.device_put({'images': self.images, 'labels': self.labels}, replicated)
 
   def batch(self, data: dict, slots: dict) -> dict:
@@ -80,6 +84,12 @@ class DeviceData:
     for k in range(start, plan.steps):
       yield {'index': plan.indices[k, part].astype(np.int32), 'position': positions[k, part], 'seed': seed,
              'replay': plan.replay[k, part]}
+
+
+def _bytes_limit() -> int | None:
+  """A device's memory in bytes where the backend reports it (GPU, TPU); None on CPU."""
+  stats = jax.local_devices()[0].memory_stats() or {}
+  return stats.get('bytes_limit')
 
 
 def resolve(choice: str, in_memory: bool, augment: str) -> bool:

@@ -212,3 +212,16 @@ def test_a_method_sets_what_it_needs_from_the_model_and_optimizer():
   c = config_base.base_config()
   config_base.set_method(c, 'ssil')   # no needs: the defaults stay
   assert (c.model.head, c.model.last_relu, c.train.reset_optimizer_each_task) == ('linear', True, False)
+
+
+def test_speed_settings_are_checked():
+  c = config_base.base_config()
+  config_base.set_method(c, 'ssil')
+  c.train.steps_per_call = -2
+  with pytest.raises(ValueError, match=r'train.steps_per_call=-2 must be >= 0'):
+    config_base.validate(c)
+  c = config_base.base_config()
+  config_base.set_method(c, 'ssil')
+  c.dataset.on_device = 'yes'
+  with pytest.raises(ValueError, match=r"dataset.on_device='yes' is unknown; choose one of \['auto', 'off', 'on'\]"):
+    config_base.validate(c)

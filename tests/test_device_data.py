@@ -64,6 +64,13 @@ def test_the_choice_and_its_errors():
     device_data.DeviceData(np.zeros((2, 4, 4, 1), np.uint8), np.zeros(2), 'crop_flip_rotate', 28)
 
 
+def test_a_dataset_too_large_for_the_devices_is_one_line(monkeypatch):
+  monkeypatch.setattr(device_data, '_bytes_limit', lambda: 2 ** 20)
+  data = device_data.DeviceData(np.zeros((600, 32, 32, 3), np.uint8), np.zeros(600), 'crop_flip', 32)   # 1.8 MB
+  with pytest.raises(ValueError, match=r"more than half of a device's 0.0 GiB; set dataset.on_device=off"):
+    data.arrays(None)
+
+
 def test_the_step_gathers_and_augments_on_the_device():
   from cil_jax.methods.api import Classes, Step
   from cil_jax.methods.shared import seen_cross_entropy
