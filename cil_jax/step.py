@@ -133,10 +133,14 @@ def make_train_step(model, spec, tx, normalize, replicated, sharded, steps_per_c
       new_state = state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state)
     return new_state, dict(metrics, loss=loss)
 
+  # XLA:CPU runs convolutions inside a while loop ~15x slower than at the top level
+  # (docs/performance.md): there the K steps are unrolled into one straight-line program.
+  unroll = jax.devices()[0].platform == 'cpu'
+
   def steps(state, teacher, batches, classes, lrs, method_state, data):
     def body(state, xs):
       return step(state, teacher, xs[0], classes, xs[1], method_state, data)
-    return jax.lax.scan(body, state, (batches, lrs))
+    return jax.lax.scan(body, state, (batches, lrs), unroll=unroll)
 
   keys = ('image', 'label', 'replay') if on_device is None else on_device.BATCH_KEYS
   per_step = sharded if steps_per_call == 1 else chunk_sharding(sharded)
