@@ -54,6 +54,7 @@ def _error_line(e: BaseException) -> str | None:
   """The one line for an error a person can act on; None for a bug (shown with its traceback)."""
   from cil_jax import workdir as workdir_lib
   from cil_jax.input_pipeline.sources import DataError
+  from cil_jax.input_pipeline.streams import MissingTensorFlow
   from cil_jax.scenario import ScenarioError
   chain, seen = e, set()
   while chain is not None and id(chain) not in seen:  # a full disk may surface wrapped by Orbax
@@ -62,7 +63,8 @@ def _error_line(e: BaseException) -> str | None:
       return (f'error: no space left on the device ({chain.filename or "writing the workdir"}); free some space, '
               'then rerun the same command to resume from the last checkpoint')
     chain = chain.__cause__ or chain.__context__
-  if isinstance(e, (DataError, ScenarioError, workdir_lib.WorkdirError, FloatingPointError)) or type(e) is ValueError:
+  if isinstance(e, (DataError, ScenarioError, workdir_lib.WorkdirError, FloatingPointError, MissingTensorFlow)) \
+      or type(e) is ValueError:
     return f'error: {e}'
   return None
 
@@ -83,8 +85,11 @@ def main(argv):
     with _quiet_native_stderr():  # TensorFlow's native start-up banners, written before any log setting applies
       import jax
       from cil_jax import train
-      import tensorflow as tf
-      tf.config.set_visible_devices([], 'GPU')  # tf.data only; the accelerators belong to JAX
+      from cil_jax.input_pipeline import streams
+      try:
+        streams.tensorflow()  # here, so that its banners are quieted; runs on device-resident data need none
+      except ImportError:
+        pass
     if FLAGS.distributed:
       jax.distributed.initialize()
     train.train_and_evaluate(config, workdir)

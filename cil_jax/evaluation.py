@@ -8,7 +8,6 @@ import contextlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tensorflow as tf
 from jax.experimental import multihost_utils
 
 from cil_jax import metrics as metrics_lib
@@ -96,7 +95,9 @@ def naming_bad_images(split, plan: np.ndarray, what: str):
   """A tf.data failure in an evaluation or host-side pass names the unreadable image."""
   try:
     yield
-  except tf.errors.OpError as e:
+  except Exception as e:  # noqa: BLE001 - tf.data's errors are named; the rest pass through
+    if not streams.is_data_error(e):
+      raise
     problem = sources.find_bad_image(split, np.unique(plan))
     if problem:
       raise sources.DataError(f'{problem} (read during {what}); remove or replace the file, then rerun the same '

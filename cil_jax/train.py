@@ -15,7 +15,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tensorflow as tf
 
 from cil_jax import checkpoint as ckpt_lib
 from cil_jax import config_base
@@ -48,7 +47,6 @@ class Experiment:
   def __init__(self, config, workdir: str):
     self.config = config
     self.workdir = workdir
-    tf.config.set_visible_devices([], 'GPU')  # tf.data only; the accelerators belong to JAX
     self.method = methods_lib.get(config.method.name).make(config)
     self.mesh = parallel.make_mesh()
     self.replicated, self.sharded = parallel.shardings(self.mesh)
@@ -88,6 +86,8 @@ class Experiment:
                                                        source.augment if flag else 'none', source.image_size)
                           for flag in (True, False)}
       self.device_arrays = self.device_data[True].arrays(self.replicated)
+    if self.device_data is None or source.test.images is None:
+      streams.tensorflow()   # the streams need tf.data: say so now if it is missing, not after a task
     self.steps_per_call = int(config.train.steps_per_call) or (1 if jax.devices()[0].platform == 'cpu' else 8)
 
     self.model = models.create(config.model.name, c, last_relu=config.model.last_relu, dtype=config.model.dtype,
@@ -155,13 +155,29 @@ class Run:
     self._saved_cursor = None
     self.progress = Progress()
     self.preempted = 0  # the signal number received, 0 for none
-    self.writer = tf.summary.create_file_writer(os.path.join(exp.workdir, 'tensorboard')) \
-        if jax.process_index() == 0 else None
+    self.writer = self._summary_writer() if jax.process_index() == 0 else None
+    self._plot = True
     step = self.ckpt.latest()
     if step is not None:  # the workdir's config was checked against this one (workdir.py)
       self.rs = RunState.restore(self.ckpt, step, self.rs, self._phase_optimizer_state, exp.replicated)
       self._saved_cursor = dataclasses.replace(self.rs.cursor)
       self.progress.message(f'resumed from checkpoint {step}: {self._where()}')
+
+  def _summary_writer(self):
+    """TensorBoard's writer; none (with a note) where TensorFlow is not installed."""
+    try:
+      tf = streams.tensorflow()
+    except ImportError:
+      self.progress.message('TensorBoard summaries are off: TensorFlow is not installed (results.json is '
+                            'written as usual)')
+      return None
+    return tf.summary.create_file_writer(os.path.join(self.exp.workdir, 'tensorboard'))
+
+  def _scalars(self, step: int, values: dict):
+    tf = streams.tensorflow()
+    with self.writer.as_default(step=step):
+      for key, v in values.items():
+        tf.summary.scalar(key, v)
 
   def _phase_optimizer_state(self, cursor, params):
     phase = self.exp.method.phases(cursor.task)[cursor.phase]
@@ -401,7 +417,9 @@ class Run:
         if self.preempted:
           self.save()
           raise Preempted(self.preempted)
-    except tf.errors.OpError as e:
+    except Exception as e:  # noqa: BLE001 - tf.data's errors are named; the rest pass through
+      if not streams.is_data_error(e):
+        raise
       self._raise_data_error(e, plan, k)
     if last_metrics is not None:  # one sync per epoch: the epoch's last step
       self._log(header, _lr_text(lr_of_step(plan.steps - 1)) if sched.per_step else lr_text, plan.steps, plan.steps,
@@ -417,25 +435,19 @@ class Run:
                                'or check the data')
     self.progress.update(header, step, steps, self.rs.images_seen, values, extra=lr_text)
     if self.writer is not None:
-      with self.writer.as_default(step=self.rs.global_step):
-        for key, v in values.items():
-          tf.summary.scalar(f'train/{key}', v)
+      self._scalars(self.rs.global_step, {f'train/{key}': v for key, v in values.items()})
 
   def _log_validation(self, header, val_loss):
     self.progress.message(f'{header}: validation loss {val_loss:.4f}')
     if self.writer is not None:
-      with self.writer.as_default(step=self.rs.global_step):
-        tf.summary.scalar('train/val_loss', val_loss)
+      self._scalars(self.rs.global_step, {'train/val_loss': val_loss})
 
   def _log_row(self, t, row):
     if self.writer is None:
       return
-    with self.writer.as_default(step=t + 1):  # tasks counted from 1, as in all output
-      tf.summary.scalar('eval/top1_all_seen', row['top1_all'])
-      tf.summary.scalar('eval/top5_all_seen', row['top5_all'])
-      for key in ('old', 'new'):
-        if row[key] is not None:
-          tf.summary.scalar(f'eval/top1_{key}', row[key])
+    values = {'eval/top1_all_seen': row['top1_all'], 'eval/top5_all_seen': row['top5_all']}
+    values.update({f'eval/top1_{key}': row[key] for key in ('old', 'new') if row[key] is not None})
+    self._scalars(t + 1, values)  # tasks counted from 1, as in all output
     self.writer.flush()
 
   def _raise_data_error(self, error, plan, k):
@@ -478,7 +490,12 @@ class Run:
       return
     summary = metrics_lib.summarize(self.rs.rows, self.exp.tasks.num_tasks)
     workdir_lib.atomic_write(os.path.join(self.exp.workdir, workdir_lib.RESULTS), json.dumps(summary, indent=1))
-    report.plot_accuracy({self.cfg.method.name: summary}, os.path.join(self.exp.workdir, 'accuracy.png'))
+    if self._plot:
+      try:
+        report.plot_accuracy({self.cfg.method.name: summary}, os.path.join(self.exp.workdir, 'accuracy.png'))
+      except ImportError:  # e.g. an accelerator machine without it: the results stand without their plot
+        self.progress.message('accuracy.png is not written: matplotlib is not installed')
+        self._plot = False
 
 
 def _chunks(per_step, start: int, steps: int, size: int):

@@ -185,7 +185,10 @@ def _describe_dir(path: str) -> str:
 def _tfds_arrays(name: str, data_dir: str | None, download: bool) -> tuple[tuple[Split, Split, dict] | None, str]:
   """(train, test, class-name metadata) of a small tfds dataset, or None and why tfds could not give
   them."""
-  import tensorflow_datasets as tfds
+  try:
+    import tensorflow_datasets as tfds
+  except ImportError:  # the accelerator machines may have no TensorFlow: the IDX / pickle files still serve
+    return None, 'tensorflow_datasets is not installed'
   where = data_dir or "tfds's default data_dir"
   downloading = False
   try:

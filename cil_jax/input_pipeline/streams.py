@@ -1,18 +1,49 @@
-"""tf.data streams: which examples each step sees (a numpy *plan*) and how they are loaded.
+"""Streams: which examples each step sees (a numpy *plan*) and how they are loaded.
 
 A plan is an int array [steps, global_batch] of training-set indices plus a bool array marking
 replay slots. Plans are pure functions of (seed, task, phase, epoch), so resuming at step k is
 `plan[k:]`. Each process loads only its slice of every global batch (multi-host).
+
+Files, records and augmented in-memory batches are loaded by tf.data; unaugmented in-memory batches
+(evaluation, host-side passes, validation) are gathered by numpy, so a run on device-resident data
+needs no TensorFlow at all (the accelerator machines may have none).
 """
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import numpy as np
-import tensorflow as tf
 
-from cil_jax.input_pipeline import augment
 from cil_jax.input_pipeline.sources import Split
+
+
+_tf_ready = False
+
+
+def tensorflow():
+  """TensorFlow, imported on first use with the accelerators hidden from it (they belong to JAX)."""
+  global _tf_ready
+  try:
+    import tensorflow as tf
+  except ImportError as e:
+    raise MissingTensorFlow('this dataset or augmentation is loaded with tf.data, and TensorFlow is not '
+                            'installed: pip install -r requirements.txt (in-memory datasets kept on the devices, '
+                            'dataset.on_device, train without it)') from e
+  if not _tf_ready:
+    tf.config.set_visible_devices([], 'GPU')
+    _tf_ready = True
+  return tf
+
+
+class MissingTensorFlow(ImportError):
+  """A pipeline needs tf.data and TensorFlow is not installed."""
+
+
+def is_data_error(error: BaseException) -> bool:
+  """Whether `error` is tf.data failing to read or decode (never true when TensorFlow is not loaded)."""
+  tf = sys.modules.get('tensorflow')
+  return tf is not None and hasattr(tf, 'errors') and isinstance(error, tf.errors.OpError)
 
 
 # Stream kinds a method may ask for.
@@ -99,8 +130,22 @@ def eval_plan(indices: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
 
 # --- loading -------------------------------------------------------------------------------------
 
+class NumpyBatches:
+  """Batches gathered by numpy from in-memory arrays, iterated like a tf.data pipeline's."""
+
+  def __init__(self, arrays: dict, rows: dict):
+    self.arrays, self.rows = arrays, rows   # name -> table [N, ...] ; name -> [steps, batch] per step
+
+  def as_numpy_iterator(self):
+    steps = len(next(iter(self.rows.values())))
+    for k in range(steps):
+      yield {name: table[self.rows[name][k]] if table is not None else self.rows[name][k]
+             for name, table in self.arrays.items()}
+
+
 def _loader(split: Split):
   """A tf function index -> image (uint8 HWC, or encoded bytes for file/record sources)."""
+  tf = tensorflow()
   if split.images is not None:
     table = tf.constant(split.images)
     return lambda i: tf.gather(table, i), False
@@ -115,16 +160,35 @@ def _loader(split: Split):
 
 
 class ImageLoader:
-  """Builds the tf.data pipelines over one split; holds the split's tensors so epochs reuse them."""
+  """Builds the pipelines over one split; holds the split's tensors so epochs reuse them. TensorFlow
+  is touched only when a pipeline needs tf.data."""
 
   def __init__(self, split: Split, labels: np.ndarray, augment_kind: str, image_size: int,
                process_index: int = 0, process_count: int = 1):
     self.split = split
-    self.load, self.encoded = _loader(split)
-    self.labels = tf.constant(labels.astype(np.int32))
+    self.encoded = split.images is None
+    self.labels_np = labels.astype(np.int32)
+    self._tf_tables = None
     self.augment_kind = augment_kind
     self.image_size = image_size
     self.process_index, self.process_count = process_index, process_count
+
+  @property
+  def load(self):
+    return self._tables()[0]
+
+  @property
+  def labels(self):
+    return self._tables()[1]
+
+  def _tables(self):
+    if self._tf_tables is None:
+      self._tf_tables = _loader(self.split)[0], tensorflow().constant(self.labels_np)
+    return self._tf_tables
+
+  def _numpy(self, idx: np.ndarray, flag_name: str, flags: np.ndarray) -> NumpyBatches:
+    return NumpyBatches({'image': self.split.images, 'label': self.labels_np, flag_name: None},
+                        {'image': idx, 'label': idx, flag_name: flags})
 
   def _local(self, a: np.ndarray) -> np.ndarray:
     per = a.shape[1] // self.process_count
@@ -132,6 +196,7 @@ class ImageLoader:
 
   def _train_image(self, i, seed):
     """One decoded, augmented training image (file and record sources)."""
+    from cil_jax.input_pipeline import augment
     image = self.load(i)
     if self.augment_kind == 'imagenet':
       return augment.random_resized_crop_flip(image, seed, self.image_size)
@@ -149,15 +214,17 @@ class ImageLoader:
     return image
 
   def _eval_image(self, i):
+    from cil_jax.input_pipeline import augment
     image = self.load(i)
     return augment.resize_center_crop(image, self.image_size) if self.encoded else image
 
   def _finish(self, ds):
+    tf = tensorflow()
     options = tf.data.Options()
     options.deterministic = True
     return ds.with_options(options).prefetch(2)
 
-  def train(self, plan: Plan, start_step: int = 0) -> tf.data.Dataset:
+  def train(self, plan: Plan, start_step: int = 0):
     """Batches of dict(image uint8, label int32, replay bool) for plan steps [start_step, steps).
 
     Random choices are seeded by (plan seed, step) for in-memory data (augmented a batch at a
@@ -165,6 +232,11 @@ class ImageLoader:
     where a resumed run starts.
     """
     idx, replay = self._local(plan.indices)[start_step:], self._local(plan.replay)[start_step:]
+    if not self.encoded and self.augment_kind == 'none':
+      return self._numpy(idx, 'replay', replay)
+    from cil_jax.input_pipeline import augment
+    tf = tensorflow()
+    self._tables()   # eagerly, before any map function traces (a table made in a trace stays symbolic)
     pos = self._local(np.arange(plan.indices.size, dtype=np.int64).reshape(plan.indices.shape))[start_step:]
     seed0 = tf.constant(plan.seed, tf.int64)
     if not self.encoded:
@@ -180,7 +252,7 @@ class ImageLoader:
           images = augment.crop_flip_rotate_batch(images, tf.stack([seed0, k]), pad=pad)
         elif self.augment_kind == 'pad_rrc_flip':
           images = augment.pad_random_resized_crop_flip_batch(images, tf.stack([seed0, k]), pad=self._pad())
-        elif self.augment_kind != 'none':
+        else:
           raise ValueError(f'augment={self.augment_kind!r} needs encoded images; use crop_flip, '
                            'crop_flip_rotate, flip_rotate, pad_rrc_flip or none')
         return {'image': images, 'label': tf.gather(self.labels, i), 'replay': r}
@@ -198,12 +270,12 @@ class ImageLoader:
   def _pad(self) -> int:
     return 4 if self.image_size >= 32 else 2
 
-  def eval(self, plan: np.ndarray, valid: np.ndarray) -> tf.data.Dataset:
+  def eval(self, plan: np.ndarray, valid: np.ndarray):
     idx, valid = self._local(plan), self._local(valid)
     if not self.encoded:  # in memory: gather whole batches
-      ds = tf.data.Dataset.from_tensor_slices((idx, valid))
-      ds = ds.map(lambda i, v: {'image': self.load(i), 'label': tf.gather(self.labels, i), 'valid': v})
-      return self._finish(ds)
+      return self._numpy(idx, 'valid', valid)
+    tf = tensorflow()
+    self._tables()
     batch = idx.shape[1]
     ds = tf.data.Dataset.from_tensor_slices((idx.reshape(-1), valid.reshape(-1)))
     ds = ds.map(lambda i, v: {'image': self._eval_image(i), 'label': tf.gather(self.labels, i), 'valid': v},
