@@ -169,6 +169,11 @@ class JaxStep:
     self.run(steps_per_call)   # the jit cache's own compile (the same program) and one call
     self.compile_s = time.perf_counter() - t0
 
+  def compiled(self):
+    """The compiled program that run() calls."""
+    return self.step_fn.jitted.lower(self.state, self.teacher, self.batch, self.classes, self.lr,
+                                     self.method_state, ()).compile()
+
   def run(self, steps: int) -> tuple[float, float]:
     """(seconds for `steps` steps, the last loss): no per-step sync, the state donated as in training."""
     if steps % self.steps_per_call:
@@ -215,10 +220,11 @@ def _torch_peers(jax_step: JaxStep, method: str, model: str, dtype: str, seed: i
 def bench_train_step(method: str = 'ssil', model: str = 'resnet18', image_size: int = 0,
                      num_classes: int = 1000, batch_size: int = 128, replay_batch_size: int = 32,
                      steps: int = 20, dtype: str = 'float32', num_tasks: int = 10, seed: int = 0,
-                     compare: str = '', rounds: int = 3, steps_per_call: int = 1) -> dict:
+                     compare: str = '', rounds: int = 3, steps_per_call: int = 1, profile_dir: str = '') -> dict:
   """img/s of the engine's step; compare='torch': also PyTorch eager and compiled, timed in turns
   (`rounds` rounds of `steps` steps each, the median round counts) so that a noisy machine slows
-  all of them alike."""
+  all of them alike. profile_dir: then `steps` more steps of ours under XLA's profiler, the trace
+  written there and summarized (xla_profile.py)."""
   if steps < 1:
     raise ValueError(f'--steps={steps} must be >= 1')
   if rounds < 1:
@@ -255,6 +261,9 @@ def bench_train_step(method: str = 'ssil', model: str = 'resnet18', image_size: 
     result[name] = {'img_per_s': steps * ours.global_batch / median[name], 'ms_per_step': 1000.0 * median[name] / steps,
                     'warmup_s': warm_s, 'loss': losses[name]}
     result[f'ratio_{name}'] = median[name] / median['jax']
+  if profile_dir:
+    from cil_jax import xla_profile
+    result['profile'] = xla_profile.profile(lambda n: ours.run(n)[0], ours.compiled(), steps, profile_dir)
   return result
 
 
@@ -402,6 +411,9 @@ def format_result(r: dict) -> str:
                  f"jax / {name.split('_')[1]} = {r['ratio_' + name]:.2f}x")
     if 'torch_eager' in r:
       line += f"\n  (median of {r['rounds']} rounds of {r['steps']} steps, taken in turns)"
+    if 'profile' in r:
+      from cil_jax import xla_profile
+      line += '\n' + xla_profile.format_profile(r['profile'])
     return line
   line = (f"input mode={r['mode']} augment={r['augment']} images={r['num_images']} size={r['image_size']} "
           f"batch={batch} cores={r['cores']}: {r['img_per_s']:.1f} img/s, {r['ms_per_batch']:.1f} ms/batch "
@@ -431,6 +443,8 @@ def main(argv=None) -> dict:
   p.add_argument('--compare', choices=('torch',), help='also time the PyTorch peer: the same step in eager '
                  'and torch.compile modes, or with --input, the reference DataLoader + PIL pipeline')
   p.add_argument('--rounds', type=int, default=3, help='--compare: timed rounds per contender, in turns')
+  p.add_argument('--profile', default='', metavar='DIR', help='then trace --steps more of our steps with XLA\'s '
+                 'profiler into DIR (TensorBoard / Perfetto) and print where the time goes')
   p.add_argument('--cores', type=int, default=0, help='pin the process to this many cores (0: all it may use)')
   p.add_argument('--json', default='', help='also write the result to this file')
   a = p.parse_args(argv)
@@ -444,7 +458,7 @@ def main(argv=None) -> dict:
     else:
       result = bench_train_step(a.method, a.model, a.image_size, a.num_classes, a.batch_size,
                                 a.replay_batch_size, a.steps, a.dtype, a.num_tasks, compare=a.compare or '',
-                                rounds=a.rounds, steps_per_call=a.steps_per_call)
+                                rounds=a.rounds, steps_per_call=a.steps_per_call, profile_dir=a.profile)
   except (ValueError, DataError) as e:  # a setting to change, not a bug: one line
     raise SystemExit(f'error: {e}') from None
   if jax.process_index() == 0:
