@@ -49,7 +49,7 @@ if [ "${QUICK:-0}" = 1 ]; then
   experiment default configs/default.py:smoke
   exit 0
 fi
-run r18_bf16 --model resnet18 --method ssil --dtype bfloat16 --steps 30 --compare torch
+run r18_bf16 --model resnet18 --method ssil --dtype bfloat16 --steps 30 --compare torch --profile /tmp/gpu_bench_trace
 run r18_f32 --model resnet18 --method ssil --dtype float32 --steps 30 --compare torch
 run r32_f32 --model resnet32_cifar --method ssil --num-classes 100 --steps 50 --compare torch
 run r32_bf16 --model resnet32_cifar --method ssil --num-classes 100 --dtype bfloat16 --steps 50 --compare torch
