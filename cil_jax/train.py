@@ -86,7 +86,7 @@ class Experiment:
                                                        source.augment if flag else 'none', source.image_size)
                           for flag in (True, False)}
       self.device_arrays = self.device_data[True].arrays(self.replicated)
-    if self.device_data is None or source.test.images is None:
+    if (self.device_data is None and self.train_loader.trains_with_tf_data) or self.test_loader.encoded:
       streams.tensorflow()   # the streams need tf.data: say so now if it is missing, not after a task
     self.steps_per_call = int(config.train.steps_per_call) or (1 if jax.devices()[0].platform == 'cpu' else 8)
 

@@ -148,15 +148,15 @@ def _loader(split: Split):
   tf = tensorflow()
   if split.images is not None:
     table = tf.constant(split.images)
-    return lambda i: tf.gather(table, i), False
+    return lambda i: tf.gather(table, i)
   if split.files is not None:
     files = tf.constant(split.files.astype(str))
-    return lambda i: tf.io.read_file(tf.gather(files, i)), True
+    return lambda i: tf.io.read_file(tf.gather(files, i))
   records = split.records
 
   def fetch(i):
     return np.asarray(records[int(i)]['image'], dtype=object).astype(bytes)
-  return (lambda i: tf.reshape(tf.numpy_function(fetch, [i], tf.string, stateful=False), [])), True
+  return lambda i: tf.reshape(tf.numpy_function(fetch, [i], tf.string, stateful=False), [])
 
 
 class ImageLoader:
@@ -183,8 +183,13 @@ class ImageLoader:
 
   def _tables(self):
     if self._tf_tables is None:
-      self._tf_tables = _loader(self.split)[0], tensorflow().constant(self.labels_np)
+      self._tf_tables = _loader(self.split), tensorflow().constant(self.labels_np)
     return self._tf_tables
+
+  @property
+  def trains_with_tf_data(self) -> bool:
+    """Whether train() needs tf.data: files and records, or in-memory images with an augmentation."""
+    return self.encoded or self.augment_kind != 'none'
 
   def _numpy(self, idx: np.ndarray, flag_name: str, flags: np.ndarray) -> NumpyBatches:
     return NumpyBatches({'image': self.split.images, 'label': self.labels_np, flag_name: None},
@@ -232,7 +237,7 @@ class ImageLoader:
     where a resumed run starts.
     """
     idx, replay = self._local(plan.indices)[start_step:], self._local(plan.replay)[start_step:]
-    if not self.encoded and self.augment_kind == 'none':
+    if not self.trains_with_tf_data:
       return self._numpy(idx, 'replay', replay)
     from cil_jax.input_pipeline import augment
     tf = tensorflow()
