@@ -7,10 +7,10 @@
 Config and workdir errors are one line, found before JAX and TensorFlow are imported. Runnable from
 any directory: a relative --config is looked up in the current directory, then in this project.
 """
-import contextlib
 import errno
 import os
 import sys
+import traceback
 
 from absl import app, flags, logging
 
@@ -26,7 +26,36 @@ def _define_flags() -> None:
   flags.DEFINE_string('workdir', None, 'Where checkpoints, results and TensorBoard logs go '
                       '(default: runs/<config name>[_<arg>]).')
   flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (multi-host; the '
-                    'coordinator is taken from the environment, e.g. SLURM or TPU pods).')
+                    'coordinator is taken from the environment, e.g. SLURM or TPU pods; implied under '
+                    'python -m cil_jax.launch).')
+
+
+def _initialize_distributed(jax) -> None:
+  """jax.distributed from python -m cil_jax.launch's environment, else from the cluster's (SLURM,
+  Open MPI, ...: jax.distributed detects them). CPU processes exchange collectives over gloo. JAX's
+  heartbeat timeout is the backstop of the watchdog's (cil_jax/multihost.py), which says more."""
+  from cil_jax import multihost
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  env = os.environ
+  kwargs = {'heartbeat_timeout_seconds': int(2 * multihost.lost_after()) + 10}
+  if 'CIL_JAX_COORDINATOR' in env:
+    kwargs.update(coordinator_address=env['CIL_JAX_COORDINATOR'], num_processes=int(env['CIL_JAX_NUM_PROCESSES']),
+                  process_id=int(env['CIL_JAX_PROCESS_ID']))
+    if env.get('CIL_JAX_LOCAL_DEVICES'):
+      kwargs['local_device_ids'] = [int(d) for d in env['CIL_JAX_LOCAL_DEVICES'].split(',')]
+  jax.distributed.initialize(**kwargs)
+  multihost.start_watchdog()
+
+
+def _leave_distributed(status: int, line: str | None = None) -> None:
+  """Ends one of several processes after an error: the others are told (they print the same line and
+  stop), and JAX's shutdown barrier, which would wait for them, is skipped."""
+  from cil_jax import multihost
+  if line is not None:
+    print(line, file=sys.stderr, flush=True)
+    multihost.report_error(line)
+  sys.stdout.flush()
+  os._exit(status)
 
 
 def default_workdir(config_value: str) -> str:
@@ -34,20 +63,6 @@ def default_workdir(config_value: str) -> str:
   path, _, arg = config_value.partition(':')
   name = os.path.splitext(os.path.basename(path))[0]
   return os.path.join('runs', name + ('_' + arg.replace(',', '_') if arg else ''))
-
-
-@contextlib.contextmanager
-def _quiet_native_stderr():
-  """Silences file descriptor 2 (native code's output) for the block; Python errors still show."""
-  sys.stderr.flush()
-  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-  os.dup2(devnull, 2)
-  try:
-    yield
-  finally:
-    os.dup2(saved, 2)
-    os.close(saved)
-    os.close(devnull)
 
 
 def _error_line(e: BaseException) -> str | None:
@@ -81,26 +96,31 @@ def main(argv):
     workdir_lib.check_compatible(config, workdir)   # before the heavy imports: a refusal is instant
   except workdir_lib.WorkdirError as e:
     sys.exit(f'error: {e}')
+  distributed = FLAGS.distributed or 'CIL_JAX_COORDINATOR' in os.environ
   try:
-    with _quiet_native_stderr():  # TensorFlow's native start-up banners, written before any log setting applies
-      import jax
-      from cil_jax import train
-      from cil_jax.input_pipeline import streams
-      try:
-        streams.tensorflow()  # here, so that its banners are quieted; runs on device-resident data need none
-      except ImportError:
-        pass
-    if FLAGS.distributed:
-      jax.distributed.initialize()
+    import jax   # TensorFlow is imported (quietly) where a run needs tf.data or a tfds source, not here
+    from cil_jax import multihost, train
+    if distributed:
+      _initialize_distributed(jax)
     train.train_and_evaluate(config, workdir)
+    multihost.finish()
   except KeyboardInterrupt:  # Ctrl-C before the training loop took over the signal (or a second one)
-    print('interrupted (Ctrl-C); checkpoints saved before stay: run the same command to resume', file=sys.stderr)
+    line = 'interrupted (Ctrl-C); checkpoints saved before stay: run the same command to resume'
+    if distributed:
+      _leave_distributed(130, 'error: ' + line)
+    print(line, file=sys.stderr)
     sys.exit(130)
   except Exception as e:  # noqa: BLE001 - one clear line for what a person can fix, a traceback for bugs
-    from cil_jax import train
-    if isinstance(e, train.Preempted):
+    from cil_jax import multihost, train
+    if isinstance(e, train.Preempted):  # every process stops at the same point (multihost.stop_requested)
+      multihost.finish()
       sys.exit(128 + e.signum)  # 143 for SIGTERM, 130 for Ctrl-C, as a shell reports a signal
     line = _error_line(e)
+    if distributed:
+      if line is None:
+        traceback.print_exc()
+        line = f'error: {type(e).__name__}: {" ".join(str(e).split())[:300]} (a bug: see the traceback above)'
+      _leave_distributed(1, line)
     if line is None:
       raise
     sys.exit(line)

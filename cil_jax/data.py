@@ -77,8 +77,8 @@ class Bar:
 
 
 def _decoder():
-  import tensorflow as tf
-  tf.config.set_visible_devices([], 'GPU')
+  from cil_jax.input_pipeline import streams
+  tf = streams.tensorflow()
 
   def decode(data: bytes) -> str | None:
     try:

@@ -18,9 +18,23 @@ def _elapsed(seconds: float) -> str:
   return f'{s // 3600}h{s // 60 % 60:02d}m'
 
 
+class _Discard:
+  def write(self, text):
+    pass
+
+  def flush(self):
+    pass
+
+  def isatty(self):
+    return False
+
+
 class Progress:
-  def __init__(self, stream=None, width: int = WIDTH):
-    self.stream = stream or sys.stderr
+  """`silent`: for the processes other than process 0 of a multi-process run (one voice suffices;
+  errors are still printed by every process)."""
+
+  def __init__(self, stream=None, width: int = WIDTH, silent: bool = False):
+    self.stream = _Discard() if silent else (stream or sys.stderr)
     self.tty = self.stream.isatty()
     self.width = width
     self.start = time.perf_counter()

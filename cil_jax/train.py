@@ -20,7 +20,7 @@ from cil_jax import checkpoint as ckpt_lib
 from cil_jax import config_base
 from cil_jax import metrics as metrics_lib
 from cil_jax import methods as methods_lib
-from cil_jax import device_data, models, parallel, report, scenario
+from cil_jax import device_data, models, multihost, parallel, report, scenario, summaries
 from cil_jax import workdir as workdir_lib
 from cil_jax.evaluation import Evaluator
 from cil_jax.exemplars import update_memory
@@ -153,7 +153,7 @@ class Run:
     state, method_state = exp.init_state()
     self.rs = RunState(state, method_state)
     self._saved_cursor = None
-    self.progress = Progress()
+    self.progress = Progress(silent=jax.process_index() != 0)
     self.preempted = 0  # the signal number received, 0 for none
     self.writer = self._summary_writer() if jax.process_index() == 0 else None
     self._plot = True
@@ -164,20 +164,15 @@ class Run:
       self.progress.message(f'resumed from checkpoint {step}: {self._where()}')
 
   def _summary_writer(self):
-    """TensorBoard's writer; none (with a note) where TensorFlow is not installed."""
-    try:
-      tf = streams.tensorflow()
-    except ImportError:
-      self.progress.message('TensorBoard summaries are off: TensorFlow is not installed (results.json is '
-                            'written as usual)')
+    """TensorBoard's writer; none (with a note) where the tensorboard package is not installed."""
+    if not summaries.available():
+      self.progress.message('TensorBoard summaries are off: the tensorboard package is not installed '
+                            '(results.json is written as usual)')
       return None
-    return tf.summary.create_file_writer(os.path.join(self.exp.workdir, 'tensorboard'))
+    return summaries.ScalarWriter(os.path.join(self.exp.workdir, 'tensorboard'))
 
   def _scalars(self, step: int, values: dict):
-    tf = streams.tensorflow()
-    with self.writer.as_default(step=step):
-      for key, v in values.items():
-        tf.summary.scalar(key, v)
+    self.writer.scalars(step, values)
 
   def _phase_optimizer_state(self, cursor, params):
     phase = self.exp.method.phases(cursor.task)[cursor.phase]
@@ -219,8 +214,9 @@ class Run:
     try:
       while self.rs.cursor.task < self.exp.tasks.num_tasks:
         self._run_task(self.rs.cursor.task)
-        if self.preempted:  # a signal during the evaluation: the task's checkpoint is saved
-          raise Preempted(self.preempted)
+        stop = self._stop_signal()
+        if stop:  # a signal during the evaluation: the task's checkpoint is saved
+          raise Preempted(stop)
     except Preempted as e:
       self.ckpt.wait()
       self.progress.message(f'{signal.Signals(e.signum).name}: checkpoint saved at {self._where()}; run the same '
@@ -232,6 +228,14 @@ class Run:
       for sig, handler in handlers.items():
         signal.signal(sig, handler)
     return metrics_lib.summarize(self.rs.rows, self.exp.tasks.num_tasks)
+
+  def _stop_signal(self, agreement_point: bool = True) -> int:
+    """The signal to stop on now (0: go on). Several processes decide together, at agreement points
+    only (a collective, at the same steps on all: log and checkpoint boundaries, epoch and task ends),
+    so that they save the same checkpoint."""
+    if jax.process_count() == 1:
+      return self.preempted
+    return multihost.stop_requested(self.preempted) if agreement_point else 0
 
   def _on_signal(self, signum, frame):
     del frame
@@ -414,9 +418,11 @@ class Run:
         if _crossed(ckpt_every, before, rs.global_step):
           self.save()
         self._debug_kill(before)
-        if self.preempted:
+        stop = self._stop_signal(_crossed(log_every, k, k + n) or _crossed(ckpt_every, before, rs.global_step)
+                                 or k + n == plan.steps)
+        if stop:
           self.save()
-          raise Preempted(self.preempted)
+          raise Preempted(stop)
     except Exception as e:  # noqa: BLE001 - tf.data's errors are named; the rest pass through
       if not streams.is_data_error(e):
         raise
@@ -562,7 +568,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   workdir_lib.check_compatible(config, workdir)  # refuses another experiment's workdir
   done = workdir_lib.finished_summary(workdir)
   if done is not None:
-    Progress().message(f'{workdir} holds this finished run; its results:')
+    Progress(silent=jax.process_index() != 0).message(f'{workdir} holds this finished run; its results:')
     _print_summary(done)
     return done
   created = not os.path.exists(workdir)

@@ -2,14 +2,35 @@
 import gzip
 import os
 import pickle
+import shutil
 import struct
 import sys
+import tempfile
 
 import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+_XLA_CACHE = 'JAX_COMPILATION_CACHE_DIR'
+
+
+def pytest_configure(config):
+  """One persistent XLA compilation cache for the session, shared by the xdist workers and every run
+  the tests start (inherited through the environment): most tests run the same few smoke configs, and
+  their compiles were a third of the suite's time. A cached executable is the one XLA would compile
+  again, so results (bit-identical resumes included) are unchanged."""
+  if _XLA_CACHE in os.environ or hasattr(config, 'workerinput'):
+    return
+  config._cil_jax_xla_cache = tempfile.mkdtemp(prefix='cil_jax_tests_xla_cache_')
+  os.environ.update({_XLA_CACHE: config._cil_jax_xla_cache, 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
+                     'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0'})
+
+
+def pytest_unconfigure(config):
+  if getattr(config, '_cil_jax_xla_cache', None):
+    shutil.rmtree(config._cil_jax_xla_cache, ignore_errors=True)
 
 
 def _write_idx(path, array):

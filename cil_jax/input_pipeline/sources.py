@@ -158,10 +158,19 @@ def _one_line(e: BaseException, limit: int = 300) -> str:
   return f'{type(e).__name__}: {text}' if text else type(e).__name__
 
 
+def _tfds():
+  """tensorflow_datasets, imported quietly after TensorFlow (accelerators hidden from it)."""
+  from cil_jax.input_pipeline import streams   # here: streams imports this module
+  streams.tensorflow()
+  with streams.quiet_native_stderr():
+    import tensorflow_datasets as tfds
+  return tfds
+
+
 def _tfds_builder(name: str, data_dir: str | None):
   """(builder, the data_dir it reads): dataset.data_dir, else tfds's default ($TFDS_DATA_DIR or
   ~/tensorflow_datasets), which only the builder knows for sure."""
-  import tensorflow_datasets as tfds
+  tfds = _tfds()
   with _absl_errors_only():
     builder = tfds.builder(name, data_dir=data_dir)
   root = getattr(builder, 'data_dir_root', None) or getattr(builder, '_data_dir_root', None)
@@ -186,7 +195,7 @@ def _tfds_arrays(name: str, data_dir: str | None, download: bool) -> tuple[tuple
   """(train, test, class-name metadata) of a small tfds dataset, or None and why tfds could not give
   them."""
   try:
-    import tensorflow_datasets as tfds
+    tfds = _tfds()
   except ImportError:  # the accelerator machines may have no TensorFlow: the IDX / pickle files still serve
     return None, 'tensorflow_datasets is not installed'
   where = data_dir or "tfds's default data_dir"
@@ -401,7 +410,7 @@ def _tfds_records(name: str, data_dir: str | None, split: str,
                   cache_dir: str | None) -> tuple[Split, int | None, tuple[str, ...] | None]:
   """Random-access tfds data source (needs data prepared as array_record) with raw encoded images, and
   the dataset's number of classes and class names when tfds knows them."""
-  import tensorflow_datasets as tfds
+  tfds = _tfds()
   builder, where = _tfds_builder(name, data_dir)
   build = (f'`tfds build {name} --file_format=array_record --data_dir={where}` ({name} first needs '
            f'ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in {where}/downloads/manual)')

@@ -10,7 +10,9 @@ needs no TensorFlow at all (the accelerator machines may have none).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import sys
 
 import numpy as np
@@ -25,15 +27,30 @@ def tensorflow():
   """TensorFlow, imported on first use with the accelerators hidden from it (they belong to JAX)."""
   global _tf_ready
   try:
-    import tensorflow as tf
+    with quiet_native_stderr():  # its native start-up banners, written before any log setting applies
+      import tensorflow as tf
+      if not _tf_ready:
+        tf.config.set_visible_devices([], 'GPU')
+        _tf_ready = True
   except ImportError as e:
     raise MissingTensorFlow('this dataset or augmentation is loaded with tf.data, and TensorFlow is not '
                             'installed: pip install -r requirements.txt (in-memory datasets kept on the devices, '
                             'dataset.on_device, train without it)') from e
-  if not _tf_ready:
-    tf.config.set_visible_devices([], 'GPU')
-    _tf_ready = True
   return tf
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+  """Silences file descriptor 2 (native code's output) for the block; Python errors still show."""
+  sys.stderr.flush()
+  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
 
 
 class MissingTensorFlow(ImportError):

@@ -1,0 +1,152 @@
+"""Runs one command as N cooperating JAX processes on this machine, the way a cluster would.
+
+  python -m cil_jax.launch --processes 2 --cpu-devices 2 -- main.py --config configs/default.py:smoke
+  python -m cil_jax.launch --processes 8 --gpus-per-process 1 -- main.py --config ...
+
+Each process gets the coordinator address (a free port on the loopback address), the process count
+and its id in the environment (CIL_JAX_COORDINATOR, CIL_JAX_NUM_PROCESSES, CIL_JAX_PROCESS_ID, and
+CIL_JAX_LOCAL_DEVICES for --gpus-per-process); main.py then calls jax.distributed.initialize with
+them. On a cluster, main.py --distributed lets jax.distributed detect the same from SLURM, Open MPI
+and the other environments it knows.
+
+Process 0's output is shown as is; the others' lines are prefixed with their id. SIGTERM and Ctrl-C
+are passed on to every process (they stop together at their next agreement point and save). When a
+process fails, the others are stopped (SIGTERM, then SIGKILL after --grace seconds) and the launcher
+exits with the failed process's status, naming it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def process_env(base: dict, i: int, n: int, coordinator: str, cpu_devices: int, gpus_per_process: int) -> dict:
+  env = dict(base, CIL_JAX_COORDINATOR=coordinator, CIL_JAX_NUM_PROCESSES=str(n), CIL_JAX_PROCESS_ID=str(i))
+  env['PYTHONUNBUFFERED'] = '1'
+  if cpu_devices:
+    env['JAX_PLATFORMS'] = 'cpu'
+    flags = [f for f in env.get('XLA_FLAGS', '').split() if not f.startswith('--xla_force_host_platform_device_count')]
+    env['XLA_FLAGS'] = ' '.join(flags + [f'--xla_force_host_platform_device_count={cpu_devices}'])
+  if gpus_per_process:
+    env['CIL_JAX_LOCAL_DEVICES'] = ','.join(str(d) for d in range(i * gpus_per_process, (i + 1) * gpus_per_process))
+  return env
+
+
+def _relay(stream, out, prefix: str, last: list):
+  for line in iter(stream.readline, ''):
+    if line.strip():
+      last[0] = line.rstrip('\n')
+    out.write(prefix + line)
+    out.flush()
+  stream.close()
+
+
+def launch(command: list[str], processes: int, cpu_devices: int = 0, gpus_per_process: int = 0,
+           grace: float = 20.0) -> int:
+  """Runs `command` (a Python script and its arguments) as `processes` processes; their exit status."""
+  if processes < 1:
+    raise ValueError(f'--processes={processes} must be >= 1')
+  if not command:
+    raise ValueError('no command to launch: put it after --, e.g. -- main.py --config configs/default.py:smoke')
+  coordinator = f'127.0.0.1:{free_port()}'
+  procs, relays, last = [], [], []
+  for i in range(processes):
+    env = process_env(os.environ, i, processes, coordinator, cpu_devices, gpus_per_process)
+    pipe = None if i == 0 else subprocess.PIPE
+    p = subprocess.Popen([sys.executable, *command], env=env, stdout=pipe, stderr=pipe if pipe else None,
+                         text=True, start_new_session=True)
+    procs.append(p)
+    last.append([''])
+    if i:
+      for stream, out in ((p.stdout, sys.stdout), (p.stderr, sys.stderr)):
+        t = threading.Thread(target=_relay, args=(stream, out, f'[process {i}] ', last[i]), daemon=True)
+        t.start()
+        relays.append(t)
+
+  forwarded = []
+
+  def forward(signum, _frame):
+    forwarded.append(signum)
+    for p in procs:
+      if p.poll() is None:
+        p.send_signal(signal.SIGTERM if signum == signal.SIGINT else signum)
+  old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    failed = None
+    while failed is None and any(p.poll() is None for p in procs):
+      for i, p in enumerate(procs):
+        if p.poll() not in (None, 0, 130, 143):   # 130, 143: stopped by a signal, with the others
+          failed = i
+          break
+      time.sleep(0.2)
+    if failed is not None and not forwarded:
+      rc = procs[failed].returncode
+      how = f'was killed by {signal.Signals(-rc).name}' if rc < 0 else f'exited with status {rc}'
+      print(f'error: process {failed} of {processes} {how}; stopping the others (a relaunch of the same command '
+            'resumes from the last checkpoint)', file=sys.stderr, flush=True)
+      _stop(procs, grace)
+    for p in procs:
+      p.wait()
+    for t in relays:
+      t.join(timeout=5)
+  finally:
+    for s, handler in old.items():
+      signal.signal(s, handler)
+  if failed is not None:
+    rc = procs[failed].returncode
+    return 128 - rc if rc < 0 else rc
+  return max((p.returncode for p in procs), key=abs, default=0)
+
+
+def _stop(procs, grace: float):
+  for p in procs:
+    if p.poll() is None:
+      p.send_signal(signal.SIGTERM)
+  deadline = time.monotonic() + grace
+  for p in procs:
+    left = deadline - time.monotonic()
+    try:
+      p.wait(timeout=max(left, 0.1))
+    except subprocess.TimeoutExpired:
+      os.killpg(p.pid, signal.SIGKILL)   # stuck in a collective with the lost process
+      p.wait()
+
+
+def main(argv=None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  if '--' in argv:
+    cut = argv.index('--')
+    own, command = argv[:cut], argv[cut + 1:]
+  else:
+    own, command = argv, []
+  p = argparse.ArgumentParser(prog='python -m cil_jax.launch', description=__doc__.split('\n')[0],
+                              usage='%(prog)s --processes N [options] -- main.py [main.py flags]')
+  p.add_argument('--processes', type=int, required=True, help='how many JAX processes')
+  p.add_argument('--cpu-devices', type=int, default=0, help='run on CPU with this many host devices per process '
+                 '(testing multi-host on one machine)')
+  p.add_argument('--gpus-per-process', type=int, default=0, help='give process i GPUs i*G .. i*G+G-1')
+  p.add_argument('--grace', type=float, default=20.0, help='seconds the others get to stop after one fails')
+  a = p.parse_args(own)
+  try:
+    return launch(command, a.processes, a.cpu_devices, a.gpus_per_process, a.grace)
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,132 @@
+"""Several JAX processes (multi-host): what they must agree on besides the collectives.
+
+- `stop_requested`: SIGTERM or Ctrl-C reaches the processes at different steps. Each one checks every
+  process's flag at the same agreement points, so all of them save the same checkpoint and stop.
+- `Watchdog`: a thread per process that turns a lost process, or an error found by one process, into
+  the same one clear line on every process and a prompt exit. Without it, the others would wait in a
+  collective until JAX's own heartbeat timeout aborts them with a native stack dump.
+
+Both use the key-value store of JAX's distributed runtime (the coordinator, in process 0). One
+process: nothing here does anything.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+
+PREFIX = 'cil_jax/'
+LOST_AFTER_S = 30.0   # default CIL_JAX_LOST_AFTER: a process silent this long is taken as lost
+_watchdog = None
+
+
+def lost_after() -> float:
+  return float(os.environ.get('CIL_JAX_LOST_AFTER', LOST_AFTER_S))
+
+
+def stop_requested(local: int) -> int:
+  """The signal number any process received (0: none). With several processes every one of them
+  must call this at the same point of the run (it is a collective)."""
+  import jax
+  if jax.process_count() == 1:
+    return local
+  from jax.experimental import multihost_utils
+  return int(np.max(multihost_utils.process_allgather(np.int32(local))))
+
+
+def _client():
+  from jax._src import distributed   # the runtime's client; jax has no public handle on its store
+  return distributed.global_state.client
+
+
+class Watchdog:
+  """Beats every `interval` s in the store and reads the others' beats and errors."""
+
+  def __init__(self, process: int, processes: int, lost_after_s: float, interval: float = 1.0, client=None,
+               start: bool = True):
+    self.me, self.n, self.lost_after, self.interval = process, processes, lost_after_s, interval
+    self.client = client or _client()
+    self._seen = {}   # peer -> (its last beat, when that changed on this clock)
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._loop, name='cil_jax-watchdog', daemon=True)
+    if start:
+      self._thread.start()
+
+  def _loop(self):
+    beat = 0
+    while not self._stop.is_set():
+      beat += 1
+      try:
+        self.client.key_value_set(f'{PREFIX}alive/{self.me}', str(beat), allow_overwrite=True)
+        entries = dict(self.client.key_value_dir_get(PREFIX))
+      except Exception as e:  # noqa: BLE001 - the coordinator is gone, whatever the error says
+        if not self._stop.is_set():
+          _exit(f'lost contact with the coordinator (process 0 of {self.n}): {" ".join(str(e).split())[:200]}')
+        return
+      problem = self.check(entries, time.monotonic())
+      if problem:
+        _exit(problem)
+      self._stop.wait(self.interval)
+
+  def check(self, entries: dict, now: float) -> str | None:
+    """What stops this process, given the store's entries at time `now` (None: nothing)."""
+    errors = sorted((int(k.rsplit('/', 1)[1]), v) for k, v in entries.items() if '/error/' in k)
+    if errors and errors[0][0] != self.me:
+      who, line = errors[0]
+      return f'{line.removeprefix("error: ")} (found by process {who} of {self.n}; every process stops)'
+    for peer in range(self.n):
+      if peer == self.me or f'{PREFIX}done/{peer}' in entries:
+        continue
+      value = entries.get(f'{PREFIX}alive/{peer}')
+      if peer not in self._seen or self._seen[peer][0] != value:
+        self._seen[peer] = (value, now)
+      elif now - self._seen[peer][1] > self.lost_after:
+        return (f'process {peer} of {self.n} stopped responding (no sign of life for {self.lost_after:.0f} s); '
+                'stopping this one too')
+    return None
+
+  def report_error(self, line: str) -> None:
+    """Tells the others (their watchdogs print `line` and exit), then waits until they could read it:
+    the store lives in process 0."""
+    try:
+      self.client.key_value_set(f'{PREFIX}error/{self.me}', line, allow_overwrite=True)
+    except Exception:  # noqa: BLE001 - the coordinator is gone already: nothing to tell
+      return
+    time.sleep(3 * self.interval)
+
+  def finish(self) -> None:
+    """This process is done (finished or stopped with the others): its silence is no loss."""
+    try:
+      self.client.key_value_set(f'{PREFIX}done/{self.me}', '1', allow_overwrite=True)
+    except Exception:  # noqa: BLE001
+      pass
+    self._stop.set()
+    self._thread.join(timeout=5 * self.interval)
+
+
+def _exit(text: str) -> None:
+  sys.stderr.write(f'\nerror: {text}. Relaunch the same command on every process to resume from the last '
+                   'checkpoint\n')
+  sys.stderr.flush()
+  os._exit(1)   # the main thread may be blocked in a collective with the lost process
+
+
+def start_watchdog() -> None:
+  import jax
+  global _watchdog
+  if jax.process_count() > 1 and _watchdog is None:
+    _watchdog = Watchdog(jax.process_index(), jax.process_count(), lost_after())
+
+
+def report_error(line: str) -> None:
+  """A one-line error found by this process: the others stop with it (no-op for one process)."""
+  if _watchdog is not None:
+    _watchdog.report_error(line)
+
+
+def finish() -> None:
+  if _watchdog is not None:
+    _watchdog.finish()
