@@ -36,6 +36,9 @@ def _initialize_distributed(jax) -> None:
   heartbeat timeout is the backstop of the watchdog's (cil_jax/multihost.py), which says more."""
   from cil_jax import multihost
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  # SIGTERM is the run's own (every process saves the same step, multihost.stop_requested), not the
+  # handler JAX's preemption service would install
+  jax.config.update('jax_enable_preemption_service', False)
   env = os.environ
   kwargs = {'heartbeat_timeout_seconds': int(2 * multihost.lost_after()) + 10}
   if 'CIL_JAX_COORDINATOR' in env:

@@ -102,6 +102,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.debug = ml_collections.ConfigDict()
   c.debug.kill_at_step = -1         # tests: send kill_signal to the process after this global step
   c.debug.kill_signal = 'KILL'      # KILL (a crash) | TERM (preemption) | INT (Ctrl-C): save, then exit
+  c.debug.kill_process = -1         # tests, several processes: only this one is signalled (-1: every one)
   return c
 
 

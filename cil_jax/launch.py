@@ -106,10 +106,13 @@ def launch(command: list[str], processes: int, cpu_devices: int = 0, gpus_per_pr
   finally:
     for s, handler in old.items():
       signal.signal(s, handler)
+  codes = [p.returncode for p in procs]
+  if failed is None:   # all ended before one was seen failing
+    failed = next((i for i, c in enumerate(codes) if c not in (0, 130, 143)), None)
   if failed is not None:
-    rc = procs[failed].returncode
-    return 128 - rc if rc < 0 else rc
-  return max((p.returncode for p in procs), key=abs, default=0)
+    rc = codes[failed]
+    return 128 - rc if rc < 0 else rc   # as a shell reports a signal: 137 for SIGKILL
+  return next((c for c in codes if c), 0)   # 143 or 130: stopped together by a signal
 
 
 def _stop(procs, grace: float):

@@ -89,13 +89,15 @@ class Watchdog:
     return None
 
   def report_error(self, line: str) -> None:
-    """Tells the others (their watchdogs print `line` and exit), then waits until they could read it:
-    the store lives in process 0."""
+    """Tells the others (their watchdogs print `line` and exit). Process 0 holds the store: it waits
+    until they could read it; the others may exit at once (waiting, they would see process 0 go
+    and abort)."""
     try:
       self.client.key_value_set(f'{PREFIX}error/{self.me}', line, allow_overwrite=True)
     except Exception:  # noqa: BLE001 - the coordinator is gone already: nothing to tell
       return
-    time.sleep(3 * self.interval)
+    if self.me == 0:
+      time.sleep(3 * self.interval)
 
   def finish(self) -> None:
     """This process is done (finished or stopped with the others): its silence is no loss."""

@@ -488,8 +488,9 @@ class Run:
                             f'{self.exp.workdir}/tensorboard (open the Profile tab of TensorBoard)')
 
   def _debug_kill(self, before: int):
-    if before < int(self.cfg.debug.kill_at_step) <= self.rs.global_step:  # a real signal, for the resume tests
-      os.kill(os.getpid(), getattr(signal, 'SIG' + self.cfg.debug.kill_signal))
+    debug = self.cfg.debug   # a real signal, for the resume tests
+    if before < int(debug.kill_at_step) <= self.rs.global_step and int(debug.kill_process) in (-1, jax.process_index()):
+      os.kill(os.getpid(), getattr(signal, 'SIG' + debug.kill_signal))
 
   def _write_results(self):
     if jax.process_index() != 0:
@@ -582,7 +583,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
       workdir_lib.write_config(config, workdir)
     summary = Run(exp).run()
   except BaseException:
-    if not workdir_lib.holds_experiment(workdir):  # nothing computed: leave no trace of this start
+    # nothing computed: leave no trace of this start (process 0 cleans up for all)
+    if jax.process_index() == 0 and not workdir_lib.holds_experiment(workdir):
       if lock is not None:
         lock.release()
       for name in set(os.listdir(workdir)) - before:

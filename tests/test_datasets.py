@@ -335,8 +335,8 @@ def test_ssil_landmarks_smoke_run_on_the_class_folder_tree(gld, tmp_path):
 
 def test_mgrb_miniimagenet_smoke_run_with_its_transforms(mini_mgrb, tmp_path):
   c, _ = _run('mgrb_miniimagenet.py', 'wordnet,2/1,smoke', tmp_path / 'run', 3,
-                **{'dataset.root': str(mini_mgrb), 'train.batch_size': 4})
-  assert c.dataset.augment == 'flip_rotate' and c.method.balanced_augment
+                **{'dataset.root': str(mini_mgrb), 'train.batch_size': 4, 'model.name': 'small_convnet'})
+  assert c.dataset.augment == 'flip_rotate' and c.method.balanced_augment   # (the small model: the data is the test)
 
 
 def test_mgrb_imagenet100_smoke_run_over_a_class_list(imagenet_dir, tmp_path):
@@ -344,7 +344,7 @@ def test_mgrb_imagenet100_smoke_run_over_a_class_list(imagenet_dir, tmp_path):
   listed.write_text('n00000000\nn00000001\nn00000002\nn00000003\n')
   c, _ = _run('mgrb_imagenet100.py', 'vis,2/1,smoke', tmp_path / 'run', 3,
                     **{'dataset.root': imagenet_dir, 'dataset.class_list': str(listed), 'dataset.image_size': 32,
-                       'scenario.class_order': 'facil'})
+                       'scenario.class_order': 'facil', 'model.name': 'small_convnet'})
   assert c.dataset.augment == 'imagenet_rotate'
 
 

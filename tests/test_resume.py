@@ -18,10 +18,18 @@ def _run(workdir, idx_dir, *extra, config='configs/default.py:smoke'):
 
 
 def _final_params(workdir):
-  import orbax.checkpoint as ocp
-  mngr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'), item_names=('arrays', 'meta'))
-  arrays = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(arrays=ocp.args.StandardRestore()))['arrays']
+  """The last checkpoint's state, on this process's first device whatever devices and processes
+  saved it."""
   import jax
+  import orbax.checkpoint as ocp
+  mngr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'), item_names=('arrays', 'meta'),
+                               item_handlers={'arrays': ocp.StandardCheckpointHandler(),
+                                              'meta': ocp.JsonCheckpointHandler()})
+  step = mngr.latest_step()
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        mngr.item_metadata(step)['arrays'])
+  arrays = mngr.restore(step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(target)))['arrays']
   return [np.asarray(x) for x in jax.tree.leaves(arrays['state'])]
 
 
