@@ -35,8 +35,8 @@ def config_arg(argv: list[str]) -> tuple[list[str], int | None]:
         argv = list(argv)
         argv[i] = ('' if argv[i] == value else '--config=') + candidate + sep + arg
         return argv, i
-    raise ValueError(f'config file {path} not found (looked in {os.getcwd()} and in {ROOT}); '
-                     'pass e.g. --config configs/default.py')
+    where = os.getcwd() if os.path.samefile(os.getcwd(), ROOT) else f'{os.getcwd()} and in {ROOT}'
+    raise ValueError(f'config file {path} not found (looked in {where}); pass e.g. --config configs/default.py')
   return argv, None
 
 
