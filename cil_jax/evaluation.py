@@ -32,11 +32,12 @@ class Evaluator:
     indices = np.concatenate([exp.test_by_class[k] for k in range(exp.tasks.end(t))])
     plan, valid = streams.eval_plan(indices, eval_batch)
     counts = jax.device_put(jnp.zeros((exp.tasks.num_tasks, 4), jnp.int32), exp.replicated)
+    throttle = parallel.Throttle()
     with naming_bad_images(exp.source.test, plan, 'evaluation'):
       for batch in exp.test_loader.eval(plan, valid).as_numpy_iterator():
         b = parallel.to_global({k: batch[k] for k in ('image', 'label', 'valid')}, exp.sharded)
-        counts = exp.eval_step(counts, state.params, state.batch_stats, method_state, b['image'], b['label'],
-                               b['valid'], classes)
+        counts = throttle(exp.eval_step(counts, state.params, state.batch_stats, method_state, b['image'], b['label'],
+                                        b['valid'], classes))
     return metrics_lib.row_from_counts(np.asarray(jax.device_get(counts)), t)  # the one fetch
 
   def outputs(self, state, indices: np.ndarray, augment: bool, seed: int, eval_batch: int,
@@ -52,11 +53,11 @@ class Evaluator:
       ds = exp.train_loader.train(streams.Plan(plan, np.zeros_like(valid), seed))
     else:
       ds = exp.train_eval_loader.eval(plan, valid)
-    outs = []
+    outs, throttle = [], parallel.Throttle()
     with naming_bad_images(exp.source.train, plan, 'a pass over training images'):
       for b in ds.as_numpy_iterator():
         images = parallel.to_global({'image': b['image']}, exp.sharded)['image']
-        out = exp.outputs_step(state.variables, images)
+        out = throttle(exp.outputs_step(state.variables, images))
         outs.append({k: out[k] for k in keys})   # the rest is freed at once
     ok = valid.reshape(-1)
     return {k: _to_host([o[k] for o in outs])[ok] for k in keys}
@@ -77,7 +78,7 @@ class Evaluator:
     parts = [(exp.train_eval_loader, idx[:full].reshape(-1, batch), replay[:full].reshape(-1, batch), exp.sharded)]
     if full < len(idx):
       parts.append((self._replicated_loader, idx[None, full:], replay[None, full:], exp.replicated))
-    losses, sizes = [], []
+    losses, sizes, throttle = [], [], parallel.Throttle()
     with naming_bad_images(exp.source.train, idx, 'validation'):
       for loader, plan_idx, plan_replay, sharding in parts:
         if plan_idx.shape[0] == 0:
@@ -85,7 +86,7 @@ class Evaluator:
         for b in loader.train(streams.Plan(plan_idx, plan_replay, 0)).as_numpy_iterator():
           sizes.append(plan_idx.shape[1])
           b = parallel.to_global(b, sharding)
-          losses.append(loss_step(state.params, state.batch_stats, teacher, b, classes, method_state))
+          losses.append(throttle(loss_step(state.params, state.batch_stats, teacher, b, classes, method_state)))
     losses = np.asarray(jax.device_get(losses), np.float64)   # one fetch per validation
     return float(np.sum(losses * np.asarray(sizes, np.float64)) / len(idx))
 

@@ -400,11 +400,12 @@ class Run:
     batches = parallel.prefetch(_chunks(per_step, start, plan.steps, chunk), lambda item: (
         item[0], item[1], parallel.to_global(item[2], exp.sharded if item[1] == 1 else stacked)))
     pending = pending_step = last_metrics = None
+    throttle = parallel.Throttle()
     self.progress.reset_rate(rs.images_seen)
     k = start
     try:
       for k, n, batch in batches:
-        rs.state, metrics = steps[n](rs.state, teacher, batch, classes, lrs(k, n), rs.method_state, data)
+        rs.state, metrics = throttle(steps[n](rs.state, teacher, batch, classes, lrs(k, n), rs.method_state, data))
         before = rs.global_step
         rs.global_step += n
         rs.images_seen += n * plan.indices.shape[1]
