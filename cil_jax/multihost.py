@@ -106,7 +106,8 @@ class Watchdog:
     except Exception:  # noqa: BLE001
       pass
     self._stop.set()
-    self._thread.join(timeout=5 * self.interval)
+    if self._thread.is_alive():
+      self._thread.join(timeout=5 * self.interval)
 
 
 def _exit(text: str) -> None:
