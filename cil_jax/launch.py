@@ -25,9 +25,6 @@ import sys
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def free_port() -> int:
   with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
     s.bind(('127.0.0.1', 0))
@@ -46,10 +43,8 @@ def process_env(base: dict, i: int, n: int, coordinator: str, cpu_devices: int, 
   return env
 
 
-def _relay(stream, out, prefix: str, last: list):
+def _relay(stream, out, prefix: str):
   for line in iter(stream.readline, ''):
-    if line.strip():
-      last[0] = line.rstrip('\n')
     out.write(prefix + line)
     out.flush()
   stream.close()
@@ -63,17 +58,16 @@ def launch(command: list[str], processes: int, cpu_devices: int = 0, gpus_per_pr
   if not command:
     raise ValueError('no command to launch: put it after --, e.g. -- main.py --config configs/default.py:smoke')
   coordinator = f'127.0.0.1:{free_port()}'
-  procs, relays, last = [], [], []
+  procs, relays = [], []
   for i in range(processes):
     env = process_env(os.environ, i, processes, coordinator, cpu_devices, gpus_per_process)
     pipe = None if i == 0 else subprocess.PIPE
     p = subprocess.Popen([sys.executable, *command], env=env, stdout=pipe, stderr=pipe if pipe else None,
                          text=True, start_new_session=True)
     procs.append(p)
-    last.append([''])
     if i:
       for stream, out in ((p.stdout, sys.stdout), (p.stderr, sys.stderr)):
-        t = threading.Thread(target=_relay, args=(stream, out, f'[process {i}] ', last[i]), daemon=True)
+        t = threading.Thread(target=_relay, args=(stream, out, f'[process {i}] '), daemon=True)
         t.start()
         relays.append(t)
 

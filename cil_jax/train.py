@@ -233,9 +233,9 @@ class Run:
     """The signal to stop on now (0: go on). Several processes decide together, at agreement points
     only (a collective, at the same steps on all: log and checkpoint boundaries, epoch and task ends),
     so that they save the same checkpoint."""
-    if jax.process_count() == 1:
-      return self.preempted
-    return multihost.stop_requested(self.preempted) if agreement_point else 0
+    if not agreement_point and jax.process_count() > 1:
+      return 0
+    return multihost.stop_requested(self.preempted)
 
   def _on_signal(self, signum, frame):
     del frame
