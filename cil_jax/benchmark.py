@@ -263,7 +263,10 @@ def bench_train_step(method: str = 'ssil', model: str = 'resnet18', image_size: 
     result[f'ratio_{name}'] = median[name] / median['jax']
   if profile_dir:
     from cil_jax import xla_profile
-    result['profile'] = xla_profile.profile(lambda n: ours.run(n)[0], ours.compiled(), steps, profile_dir)
+    try:
+      result['profile'] = xla_profile.profile(lambda n: ours.run(n)[0], ours.compiled(), steps, profile_dir)
+    except Exception as e:   # the timing above stands without the trace (e.g. no CUPTI on the device)
+      result['profile_error'] = f'{type(e).__name__}: {e}'
   return result
 
 
@@ -414,6 +417,8 @@ def format_result(r: dict) -> str:
     if 'profile' in r:
       from cil_jax import xla_profile
       line += '\n' + xla_profile.format_profile(r['profile'])
+    if 'profile_error' in r:
+      line += f"\n  no profile: {r['profile_error']}"
     return line
   line = (f"input mode={r['mode']} augment={r['augment']} images={r['num_images']} size={r['image_size']} "
           f"batch={batch} cores={r['cores']}: {r['img_per_s']:.1f} img/s, {r['ms_per_batch']:.1f} ms/batch "

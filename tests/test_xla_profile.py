@@ -39,3 +39,14 @@ def test_benchmark_profile_accounts_for_the_traced_time(tmp_path):
   assert glob.glob(str(tmp_path / '**' / '*.xplane.pb'), recursive=True)   # the trace for TensorBoard stays
   text = benchmark.format_result(result)
   assert 'where the time goes' in text and 'the ' in text
+
+
+def test_a_failed_profile_keeps_the_timing(tmp_path, monkeypatch):
+  def no_trace(*args, **kwargs):
+    raise FileNotFoundError('no Perfetto trace under DIR')
+  monkeypatch.setattr(xla_profile, 'profile', no_trace)
+  result = benchmark.bench_train_step('ssil', 'small_convnet', num_classes=10, batch_size=4, replay_batch_size=4,
+                                      steps=1, num_tasks=5, profile_dir=str(tmp_path))
+  assert result['img_per_s'] > 0 and 'profile' not in result
+  assert result['profile_error'] == 'FileNotFoundError: no Perfetto trace under DIR'
+  assert 'no profile: FileNotFoundError' in benchmark.format_result(result)
