@@ -9,6 +9,7 @@ any directory: a relative --config is looked up in the current directory, then i
 """
 import errno
 import os
+import signal
 import sys
 import traceback
 
@@ -48,15 +49,30 @@ def _initialize_distributed(jax) -> None:
       kwargs['local_device_ids'] = [int(d) for d in env['CIL_JAX_LOCAL_DEVICES'].split(',')]
   jax.distributed.initialize(**kwargs)
   multihost.start_watchdog()
+  multihost.connect()
 
 
-def _leave_distributed(status: int, line: str | None = None) -> None:
+class Stopped(BaseException):
+  """SIGTERM outside the training loop (start-up, the end): a start stopped so leaves no trace."""
+
+  def __init__(self, signum: int):
+    super().__init__(signum)
+    self.signum = signum
+
+
+def _stop(signum, frame):
+  del frame
+  raise Stopped(signum)
+
+
+def _leave_distributed(status: int, line: str | None = None, tell_others: bool = True) -> None:
   """Ends one of several processes after an error: the others are told (they print the same line and
   stop), and JAX's shutdown barrier, which would wait for them, is skipped."""
   from cil_jax import multihost
   if line is not None:
     print(line, file=sys.stderr, flush=True)
-    multihost.report_error(line)
+    if tell_others:
+      multihost.report_error(line)
   sys.stdout.flush()
   os._exit(status)
 
@@ -92,6 +108,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax and TF log every checkpoint step at INFO
+  signal.signal(signal.SIGTERM, _stop)   # until the training loop takes SIGTERM over (and after it)
   config = FLAGS.config
   workdir = FLAGS.workdir or default_workdir(_config_value)
   from cil_jax import workdir as workdir_lib
@@ -107,12 +124,15 @@ def main(argv):
       _initialize_distributed(jax)
     train.train_and_evaluate(config, workdir)
     multihost.finish()
-  except KeyboardInterrupt:  # Ctrl-C before the training loop took over the signal (or a second one)
-    line = 'interrupted (Ctrl-C); checkpoints saved before stay: run the same command to resume'
+  except (KeyboardInterrupt, Stopped) as e:  # a signal outside the training loop (or a second Ctrl-C)
+    signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
+    how = 'stopped (SIGTERM)' if signum == signal.SIGTERM else 'interrupted (Ctrl-C)'
+    line = f'{how}; checkpoints saved before stay: run the same command to resume'
     if distributed:
-      _leave_distributed(130, 'error: ' + line)
-    print(line, file=sys.stderr)
-    sys.exit(130)
+      _leave_distributed(128 + signum, 'error: ' + line)
+    print(line, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(128 + signum)   # the interpreter's shutdown can crash in XLA threads the signal cut short
   except Exception as e:  # noqa: BLE001 - one clear line for what a person can fix, a traceback for bugs
     from cil_jax import multihost, train
     if isinstance(e, train.Preempted):  # every process stops at the same point (multihost.stop_requested)
@@ -120,6 +140,13 @@ def main(argv):
       sys.exit(128 + e.signum)  # 143 for SIGTERM, 130 for Ctrl-C, as a shell reports a signal
     line = _error_line(e)
     if distributed:
+      if line is None and type(e).__name__ == 'JaxRuntimeError':   # a collective with a process that left
+        relayed = multihost.peer_error()
+        if relayed:   # that process's error is the news (the others have it already)
+          _leave_distributed(1, 'error: ' + relayed, tell_others=False)
+        if 'closed by peer' in str(e):   # it left without a word (killed)
+          line = ('error: another process of this run ended (a collective lost its connection to it); relaunch '
+                  'the same command on every process to resume from the last checkpoint')
       if line is None:
         traceback.print_exc()
         line = f'error: {type(e).__name__}: {" ".join(str(e).split())[:300]} (a bug: see the traceback above)'

@@ -294,9 +294,8 @@ def bench_input(mode: str = 'memory', root: str = '', num_images: int = 0, image
                 batch_size: int = 128, replay_batch_size: int = 32, seed: int = 0, compare: str = '') -> dict:
   """Host-side img/s of one epoch of the new+replay stream (10% of the images are the memory);
   compare='torch' also the reference pipeline's on the same files (bench_torch_input)."""
-  import tensorflow as tf
   from cil_jax.input_pipeline import sources, streams
-  tf.config.set_visible_devices([], 'GPU')  # as the engine: tf.data only
+  streams.tensorflow()   # as the engine: quietly, tf.data only (no accelerators)
   if mode not in INPUT_MODES:
     raise ValueError(f'--input={mode!r} is unknown; choose one of {INPUT_MODES}')
   with tempfile.TemporaryDirectory(prefix='cil_bench_') as tmp:

@@ -3,6 +3,7 @@
 its fields, every error one line. Light (no JAX, no TensorFlow)."""
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 import sys
@@ -36,7 +37,11 @@ def config_arg(argv: list[str]) -> tuple[list[str], int | None]:
         argv[i] = ('' if argv[i] == value else '--config=') + candidate + sep + arg
         return argv, i
     where = os.getcwd() if os.path.samefile(os.getcwd(), ROOT) else f'{os.getcwd()} and in {ROOT}'
-    raise ValueError(f'config file {path} not found (looked in {where}); pass e.g. --config configs/default.py')
+    known = sorted(os.path.join('configs', n) for n in os.listdir(os.path.join(ROOT, 'configs'))
+                   if n.endswith('.py') and not n.startswith('_') and not n.endswith('_common.py'))
+    close = difflib.get_close_matches(os.path.join('configs', os.path.basename(path)), known, n=1, cutoff=0.75)
+    hint = f'did you mean --config {close[0]}{sep}{arg}?' if close else 'pass e.g. --config configs/default.py'
+    raise ValueError(f'config file {path} not found (looked in {where}); {hint}')
   return argv, None
 
 

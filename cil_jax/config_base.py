@@ -181,6 +181,40 @@ def shrink_to_smoke(c: ml_collections.ConfigDict, *, max_per_class: int, memory:
   c.log_every_steps = 1
 
 
+def _leaf_paths(config, prefix: str = '') -> list[str]:
+  out = []
+  for key in config.keys():
+    value = config[key]
+    if isinstance(value, ml_collections.ConfigDict):
+      out += _leaf_paths(value, f'{prefix}{key}.')
+    else:
+      out.append(prefix + key)
+  return out
+
+
+def _check_value(path: str, current: Any, value: Any) -> None:
+  """A command-line value must parse as the field's type (bool, int, float): one line saying which."""
+  if not isinstance(value, str) or isinstance(current, (str, list, tuple)) or current is None:
+    return
+  kind, ok = None, True
+  if isinstance(current, bool):
+    kind, ok = 'true or false', value.lower() in ('true', 'false', '1', '0')
+  elif isinstance(current, int):
+    kind = 'an integer'
+    try:
+      int(value)
+    except ValueError:
+      ok = False
+  elif isinstance(current, float):
+    kind = 'a number'
+    try:
+      float(value)
+    except ValueError:
+      ok = False
+  if not ok:
+    raise ValueError(f'--config.{path}={value}: {path} takes {kind} (the config has {current!r})')
+
+
 def check_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]) -> None:
   """Command-line overrides (dotted field -> value) must name existing fields; `method.name` cannot
   be switched there, since the config file sets that method's options and schedule."""
@@ -191,10 +225,15 @@ def check_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]
       if part not in fields:
         section = '.'.join(parts[:i])
         close = difflib.get_close_matches(part, fields, n=1)
-        hint = f"; did you mean '{'.'.join(parts[:i] + close + parts[i + 1:])}'?" if close else ''
+        if close:
+          hint = f"; did you mean '{'.'.join(parts[:i] + close + parts[i + 1:])}'?"
+        else:   # a wrong section, e.g. logging.every_steps for log_every_steps: the closest whole field
+          whole = difflib.get_close_matches(path, _leaf_paths(config), n=1, cutoff=0.7)
+          hint = f"; did you mean '{whole[0]}'?" if whole else ''
         where = f'{section} fields' if section else 'top-level fields'
         raise ValueError(f"unknown config field '{path}'{hint} ({where}: {', '.join(fields) or 'none'})")
       node = node[part]
+    _check_value(path, node, value)
   name = overrides.get('method.name')
   if name is not None and name != config.method.name:
     if name not in methods_lib.OPTIONS:

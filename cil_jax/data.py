@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
+import re
 import sys
 import time
 
@@ -76,6 +77,15 @@ class Bar:
     self.stream.flush()
 
 
+def decoder_message(e: BaseException) -> str:
+  """A decoder's error as one readable line: TF's op wrapper names ({{function_node ...}}, [Op:...])
+  dropped."""
+  text = getattr(e, 'message', None) or str(e)
+  text = re.sub(r'\{\{function_node [^}]*\}\}', '', text)
+  text = re.sub(r'\s*\[Op:\w+\]', '', text)
+  return ' '.join(f'{type(e).__name__}: {text}'.split())[:300]
+
+
 def _decoder():
   from cil_jax.input_pipeline import streams
   tf = streams.tensorflow()
@@ -86,7 +96,7 @@ def _decoder():
       if image.shape[0] == 0 or image.shape[1] == 0:
         return 'empty image'
     except Exception as e:  # noqa: BLE001 - any decoder failure: the image is unusable
-      return ' '.join(f'{type(e).__name__}: {e}'.split())[:200]
+      return decoder_message(e)
     return None
   return decode
 

@@ -12,7 +12,14 @@ and the other environments it knows.
 Process 0's output is shown as is; the others' lines are prefixed with their id. SIGTERM and Ctrl-C
 are passed on to every process (they stop together at their next agreement point and save). When a
 process fails, the others are stopped (SIGTERM, then SIGKILL after --grace seconds) and the launcher
-exits with the failed process's status, naming it.
+exits with the failed process's status.
+
+One error, one line: the processes run the same command on the same machine, so a bad config or a
+missing dataset stops all of them with the same line, and the watchdog relays an error one process
+found to the others (cil_jax/multihost.py). The others' error lines are therefore held until all
+have stopped. They are shown only if process 0 printed none (main.py exits with status 1 exactly
+when it printed an error line) and the stop was not a signal given to all. A process that failed
+without a line (a signal, a crash) is named by the launcher.
 """
 from __future__ import annotations
 
@@ -43,8 +50,18 @@ def process_env(base: dict, i: int, n: int, coordinator: str, cpu_devices: int, 
   return env
 
 
-def _relay(stream, out, prefix: str):
+ERROR_STATUS = 1   # main.py's status after printing its one-line error
+
+
+def _relay(stream, out, prefix: str, held: list | None = None):
+  """Copies a process's lines to `out` with its prefix; error lines go to `held` instead (when given),
+  blank ones nowhere (they only end another line in place, which a prefixed copy does not need)."""
   for line in iter(stream.readline, ''):
+    if not line.strip():
+      continue
+    if held is not None and line.startswith('error: '):
+      held.append(line)
+      continue
     out.write(prefix + line)
     out.flush()
   stream.close()
@@ -58,7 +75,8 @@ def launch(command: list[str], processes: int, cpu_devices: int = 0, gpus_per_pr
   if not command:
     raise ValueError('no command to launch: put it after --, e.g. -- main.py --config configs/default.py:smoke')
   coordinator = f'127.0.0.1:{free_port()}'
-  procs, relays = [], []
+  procs, relays = [], {}
+  held = {i: [] for i in range(1, processes)}   # the others' error lines (see the module's docstring)
   for i in range(processes):
     env = process_env(os.environ, i, processes, coordinator, cpu_devices, gpus_per_process)
     pipe = None if i == 0 else subprocess.PIPE
@@ -66,10 +84,17 @@ def launch(command: list[str], processes: int, cpu_devices: int = 0, gpus_per_pr
                          text=True, start_new_session=True)
     procs.append(p)
     if i:
-      for stream, out in ((p.stdout, sys.stdout), (p.stderr, sys.stderr)):
-        t = threading.Thread(target=_relay, args=(stream, out, f'[process {i}] '), daemon=True)
+      relays[i] = [threading.Thread(target=_relay, args=(stream, out, f'[process {i}] ', hold), daemon=True)
+                   for stream, out, hold in ((p.stdout, sys.stdout, None), (p.stderr, sys.stderr, held[i]))]
+      for t in relays[i]:
         t.start()
-        relays.append(t)
+
+  def join_relays(i: int):
+    for t in relays.get(i, ()):
+      t.join(timeout=5)
+
+  def printed_error(i: int) -> bool:
+    return bool(held[i]) if i else procs[0].returncode == ERROR_STATUS
 
   forwarded = []
 
@@ -88,15 +113,27 @@ def launch(command: list[str], processes: int, cpu_devices: int = 0, gpus_per_pr
           break
       time.sleep(0.2)
     if failed is not None and not forwarded:
-      rc = procs[failed].returncode
-      how = f'was killed by {signal.Signals(-rc).name}' if rc < 0 else f'exited with status {rc}'
-      print(f'error: process {failed} of {processes} {how}; stopping the others (a relaunch of the same command '
-            'resumes from the last checkpoint)', file=sys.stderr, flush=True)
+      join_relays(failed)
+      if printed_error(failed):   # the others' watchdogs stop them with its line within seconds
+        _wait(procs, min(grace, 10.0))
+      else:
+        rc = procs[failed].returncode
+        how = f'was killed by {signal.Signals(-rc).name}' if rc < 0 else f'exited with status {rc}'
+        print(f'error: process {failed} of {processes} {how}; stopping the others (a relaunch of the same '
+              'command resumes from the last checkpoint)', file=sys.stderr, flush=True)
       _stop(procs, grace)
     for p in procs:
       p.wait()
-    for t in relays:
-      t.join(timeout=5)
+    for i in relays:
+      join_relays(i)
+    if procs[0].returncode != ERROR_STATUS and not forwarded:   # process 0 said nothing: theirs are the news
+      shown = set()
+      for i, lines in held.items():
+        for line in lines:
+          if line not in shown:
+            shown.add(line)
+            sys.stderr.write(f'[process {i}] {line}')
+      sys.stderr.flush()
   finally:
     for s, handler in old.items():
       signal.signal(s, handler)
@@ -107,6 +144,12 @@ def launch(command: list[str], processes: int, cpu_devices: int = 0, gpus_per_pr
     rc = codes[failed]
     return 128 - rc if rc < 0 else rc   # as a shell reports a signal: 137 for SIGKILL
   return next((c for c in codes if c), 0)   # 143 or 130: stopped together by a signal
+
+
+def _wait(procs, seconds: float):
+  deadline = time.monotonic() + seconds
+  while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+    time.sleep(0.1)
 
 
 def _stop(procs, grace: float):

@@ -67,16 +67,34 @@ class Watchdog:
           _exit(f'lost contact with the coordinator (process 0 of {self.n}): {" ".join(str(e).split())[:200]}')
         return
       problem = self.check(entries, time.monotonic())
-      if problem:
-        _exit(problem)
+      if problem:   # a relayed error names its own fix; a lost process needs the resume hint
+        _exit(problem, relaunch=not problem.endswith(RELAYED))
       self._stop.wait(self.interval)
 
-  def check(self, entries: dict, now: float) -> str | None:
-    """What stops this process, given the store's entries at time `now` (None: nothing)."""
+  def _relayed(self, entries: dict) -> str | None:
     errors = sorted((int(k.rsplit('/', 1)[1]), v) for k, v in entries.items() if '/error/' in k)
     if errors and errors[0][0] != self.me:
       who, line = errors[0]
-      return f'{line.removeprefix("error: ")} (found by process {who} of {self.n}; every process stops)'
+      return f'{line.removeprefix("error: ")} (found by process {who} of {self.n}{RELAYED}'
+    return None
+
+  def peer_error(self, wait_s: float) -> str | None:
+    """Another process's error line, relayed, if one arrives within wait_s (None: none did)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+      try:
+        line = self._relayed(dict(self.client.key_value_dir_get(PREFIX)))
+      except Exception:  # noqa: BLE001 - the coordinator is gone: nobody can tell
+        return None
+      if line or time.monotonic() >= deadline:
+        return line
+      time.sleep(self.interval / 4)
+
+  def check(self, entries: dict, now: float) -> str | None:
+    """What stops this process, given the store's entries at time `now` (None: nothing)."""
+    relayed = self._relayed(entries)
+    if relayed:
+      return relayed
     for peer in range(self.n):
       if peer == self.me or f'{PREFIX}done/{peer}' in entries:
         continue
@@ -110,10 +128,25 @@ class Watchdog:
       self._thread.join(timeout=5 * self.interval)
 
 
-def _exit(text: str) -> None:
-  sys.stderr.write(f'\nerror: {text}. Relaunch the same command on every process to resume from the last '
-                   'checkpoint\n')
+RELAYED = '; every process stops)'
+_before_exit = []   # what a failed start must undo (train.train_and_evaluate) when the watchdog ends it
+
+
+def before_exit(fn):
+  """Runs fn() if the watchdog ends this process; returns a function that unregisters it."""
+  _before_exit.append(fn)
+  return lambda: _before_exit.remove(fn) if fn in _before_exit else None
+
+
+def _exit(text: str, relaunch: bool = True) -> None:
+  hint = '. Relaunch the same command on every process to resume from the last checkpoint' if relaunch else ''
+  sys.stderr.write(f'\nerror: {text}{hint}\n')
   sys.stderr.flush()
+  for fn in list(_before_exit):
+    try:
+      fn()
+    except Exception:  # noqa: BLE001 - exiting anyway; the error line above is what counts
+      pass
   os._exit(1)   # the main thread may be blocked in a collective with the lost process
 
 
@@ -122,6 +155,35 @@ def start_watchdog() -> None:
   global _watchdog
   if jax.process_count() > 1 and _watchdog is None:
     _watchdog = Watchdog(jax.process_index(), jax.process_count(), lost_after())
+
+
+def connect() -> None:
+  """The processes' first collectives, with native stdout silenced: gloo connects a set of devices at
+  its first collective and prints a banner line per device there. The run uses two sets: one device
+  per process (the agreements, multihost_utils) and all devices (the train and eval steps)."""
+  import jax
+  import jax.numpy as jnp
+  from jax.experimental import multihost_utils
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec
+  sys.stdout.flush()
+  saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 1)
+  try:
+    multihost_utils.sync_global_devices('cil_jax: connected')
+    ones = jax.make_array_from_process_local_data(
+        NamedSharding(Mesh(np.array(jax.devices()), ('d',)), PartitionSpec('d')),
+        np.ones(jax.local_device_count(), np.float32))
+    jax.block_until_ready(jax.jit(jnp.sum)(ones))
+  finally:
+    os.dup2(saved, 1)
+    os.close(saved)
+    os.close(devnull)
+
+
+def peer_error(wait_s: float = 5.0) -> str | None:
+  """The error another process found, as this one prints it; for a collective that failed because
+  that process left (gloo: 'Connection closed by peer'), which is only the consequence."""
+  return _watchdog.peer_error(wait_s) if _watchdog is not None else None
 
 
 def report_error(line: str) -> None:

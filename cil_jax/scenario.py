@@ -208,8 +208,10 @@ def check_memory_budget(memory_size: int, tasks: Tasks, policy: str) -> None:
       seen = tasks.end(t)
       if memory_size < seen:
         raise ScenarioError(
-            f'memory.size={memory_size} is smaller than the {seen} classes seen after task {t}; '
-            f'use memory.size >= {tasks.end(tasks.num_tasks - 2)} or memory.size=0 for no memory')
+            f'memory.size={memory_size} is smaller than the {seen} classes seen after task {t + 1} of '
+            f'{tasks.num_tasks} (one exemplar each at least, up to the {tasks.end(tasks.num_tasks - 2)} classes '
+            f'before the last task); use memory.size >= {tasks.end(tasks.num_tasks - 2)} or memory.size=0 for '
+            'no memory')
   elif policy == 'growing' and memory_size < tasks.num_classes:
     raise ScenarioError(
         f'memory.size={memory_size} is smaller than the {tasks.num_classes} classes of the dataset '

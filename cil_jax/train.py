@@ -9,12 +9,14 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from cil_jax import checkpoint as ckpt_lib
 from cil_jax import config_base
@@ -573,31 +575,41 @@ def train_and_evaluate(config, workdir: str) -> dict:
     Progress(silent=jax.process_index() != 0).message(f'{workdir} holds this finished run; its results:')
     _print_summary(done)
     return done
-  created = not os.path.exists(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  before = set(os.listdir(workdir))
-  lock = workdir_lib.Lock(workdir) if jax.process_index() == 0 else None
+  first = jax.process_index() == 0   # makes the workdir, holds its lock, writes and cleans up for all
+  created = first and not os.path.exists(workdir)
+  lock, before = None, set()
+  if first:
+    os.makedirs(workdir, exist_ok=True)
+    before = set(os.listdir(workdir))
+    lock = workdir_lib.Lock(workdir)
+  once = threading.Lock()   # the main thread and the watchdog's may both get here
+
+  def forget():   # nothing computed: leave no trace of this start
+    if not first or not once.acquire(blocking=False) or workdir_lib.holds_experiment(workdir):
+      return
+    lock.release()
+    for name in set(os.listdir(workdir)) - before:
+      path = os.path.join(workdir, name)
+      if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+      elif os.path.exists(path):
+        os.remove(path)
+    if created:
+      os.rmdir(workdir)
+  if jax.process_count() > 1:   # the others start once the workdir exists
+    multihost_utils.sync_global_devices('cil_jax: workdir ready')
+  unregister = multihost.before_exit(forget)   # the watchdog may end a failed start from its thread
   try:
     t0 = time.perf_counter()
     exp = Experiment(config, workdir)
-    if jax.process_index() == 0:
+    if first:
       workdir_lib.write_config(config, workdir)
     summary = Run(exp).run()
   except BaseException:
-    # nothing computed: leave no trace of this start (process 0 cleans up for all)
-    if jax.process_index() == 0 and not workdir_lib.holds_experiment(workdir):
-      if lock is not None:
-        lock.release()
-      for name in set(os.listdir(workdir)) - before:
-        path = os.path.join(workdir, name)
-        if os.path.isdir(path):
-          shutil.rmtree(path, ignore_errors=True)
-        else:
-          os.remove(path)
-      if created:
-        os.rmdir(workdir)
+    forget()
     raise
   finally:
+    unregister()
     if lock is not None:
       lock.release()
   summary['wall_time_s'] = time.perf_counter() - t0

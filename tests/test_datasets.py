@@ -282,6 +282,9 @@ def test_data_check_lists_every_bad_file_and_counts(imagenet_dir, tmp_path):
   assert r.returncode == 1, r.stdout + r.stderr
   for b in bad:
     assert f'cannot decode: {b}' in r.stdout
+  why = next(line for line in r.stdout.splitlines() if line.startswith(f'cannot decode: {bad[0]}'))
+  assert 'Error: ' in why and '{{' not in why and '[Op:' not in why, why   # TF's op wrappers dropped
+  assert 'rendezvous' not in r.stderr, r.stderr[-2000:]   # nor TF's native warning per rejected image
   assert f'not an image (ignored by the reader): {root}/train/n00000003/readme.txt' in r.stdout
   assert 'train images: 40' in r.stdout and 'test images: 12' in r.stdout and 'classes: 4' in r.stdout
   assert '2 of 52 images do not decode' in r.stdout and 'PROBLEMS FOUND' in r.stdout

@@ -2,6 +2,7 @@
 errors a user meets with bad input."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -95,13 +96,29 @@ def test_cli_rejects_unknown_keys_and_names(tmp_path):
   assert not os.path.exists(tmp_path / 'checkpoints')  # refused before any compute
 
 
+def test_cli_names_the_type_a_value_needs_and_the_field_or_file_meant():
+  from cil_jax import command_line, config_base
+  config = command_line.load_config_file('configs/default.py:smoke')
+  for override, line in (({'train.epochs': 'two'}, '--config.train.epochs=two: train.epochs takes an integer'),
+                         ({'train.epochs': '2.5'}, '--config.train.epochs=2.5: train.epochs takes an integer'),
+                         ({'train.lr': 'fast'}, '--config.train.lr=fast: train.lr takes a number'),
+                         ({'dataset.download': 'maybe'}, 'dataset.download takes true or false'),
+                         ({'logging.every_steps': '1'}, "did you mean 'log_every_steps'?")):
+    with pytest.raises(ValueError, match=re.escape(line)):
+      config_base.check_overrides(config, override)
+  config_base.check_overrides(config, {'train.lr': '1e-3', 'train.epochs': '2', 'dataset.download': 'True',
+                                       'seed': '-1', 'scenario.class_order': '1,0'})
+  with pytest.raises(ValueError, match=re.escape('did you mean --config configs/ssil_fmnist.py:smoke?')):
+    command_line.config_arg(['main.py', '--config', 'configs/ssil_fmnst.py:smoke'])
+
+
 def test_missing_dataset_and_impossible_memory_are_clear_errors(tmp_path, idx_dir):
   r = _main('--config', 'configs/ssil_imagenet.py:smoke', f'--config.dataset.root={tmp_path}/nowhere',
             '--workdir', str(tmp_path / 'w1'))
   assert r.returncode != 0 and 'does not exist' in r.stderr
   r = _main('--config', 'configs/default.py:smoke', f'--config.dataset.root={idx_dir}', '--config.memory.size=5',
             '--workdir', str(tmp_path / 'w2'))
-  assert r.returncode != 0 and 'memory.size=5 is smaller than the 6 classes seen after task 2' in r.stderr
+  assert r.returncode != 0 and 'memory.size=5 is smaller than the 6 classes seen after task 3 of 5' in r.stderr
 
 
 def test_corrupt_image_names_the_file_and_keeps_the_checkpoint(imagenet_dir, tmp_path):

@@ -60,7 +60,7 @@ def test_a_peers_error_is_this_processs_line_and_its_own_is_not_repeated():
 
 def test_the_thread_reports_and_exits(monkeypatch):
   lines = []
-  monkeypatch.setattr(multihost, '_exit', lines.append)
+  monkeypatch.setattr(multihost, "_exit", lambda text, relaunch=True: lines.append(text))
   store = Store()
   teller = multihost.Watchdog(1, 2, 10.0, interval=0.01, client=store, start=False)
   teller.report_error('error: dataset.root does not exist')   # what main.py does before it exits
@@ -81,3 +81,22 @@ def test_the_thread_reports_and_exits(monkeypatch):
     time.sleep(0.01)
   dog._stop.set()
   assert lines and lines[0].startswith('lost contact with the coordinator (process 0 of 2): UNAVAILABLE')
+
+
+def test_exiting_runs_what_a_failed_start_must_undo_and_names_the_fix(monkeypatch, capsys):
+  codes, undone = [], []
+  monkeypatch.setattr(multihost.os, '_exit', codes.append)
+  unregister = multihost.before_exit(lambda: undone.append(1))
+  multihost.before_exit(lambda: 1 / 0)   # a failing hook does not stop the exit
+  try:
+    multihost._exit('x (found by process 1 of 2; every process stops)', relaunch=False)
+    multihost._exit('process 1 of 2 stopped responding')
+  finally:
+    unregister()
+    multihost._before_exit.clear()
+  assert codes == [1, 1] and undone == [1, 1]
+  assert capsys.readouterr().err.split('\n') == [
+      '', 'error: x (found by process 1 of 2; every process stops)',
+      '', 'error: process 1 of 2 stopped responding. Relaunch the same command on every process to resume from '
+      'the last checkpoint', '']
+  unregister()   # twice: no error

@@ -69,6 +69,7 @@ def test_two_processes_give_the_one_process_results_default(two_process_default,
   workdir, r = two_process_default
   assert r.stdout.count('average incremental accuracy') == 1   # printed once, by process 0
   assert '[process 1] task ' not in r.stderr   # progress: process 0 only
+  assert 'Gloo' not in r.stdout + r.stderr   # its connection banners are silenced (multihost.connect)
   assert len(os.listdir(workdir / 'tensorboard')) == 1   # written once
   r = _single(RUNS['default'], idx_dir, tmp_path / 'one')
   assert r.returncode == 0, r.stderr[-3000:]
@@ -141,8 +142,7 @@ def test_a_data_error_in_one_process_stops_both_with_its_line(idx_dir, tmp_path)
   line = outs[1][1].strip().splitlines()[-1]
   assert line.startswith('error: ') and str(missing) in line, outs[1][1][-2000:]
   assert outs[0][1].strip().splitlines()[-1] == (
-      f'{line} (found by process 1 of 2; every process stops). Relaunch the same command on every process to '
-      'resume from the last checkpoint'), outs[0][1][-2000:]
+      f'{line} (found by process 1 of 2; every process stops)'), outs[0][1][-2000:]
 
 
 def test_each_global_batch_is_the_processes_slices_exactly():
@@ -160,3 +160,29 @@ def test_the_launcher_names_a_failed_process_and_rejects_a_missing_command(capsy
                       'import os, sys, time\nif os.environ["CIL_JAX_PROCESS_ID"] == "1": sys.exit(3)\ntime.sleep(60)'])
   assert code == 3
   assert 'error: process 1 of 2 exited with status 3; stopping the others' in capsys.readouterr().err
+
+
+def _stderr_lines(r):
+  return [line for line in r.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize('bad', ['--config.train.bogus=1', '--config.memory.size=5'])
+def test_an_error_every_process_finds_is_one_line_under_the_launcher(bad, idx_dir, tmp_path):
+  """A bad config field (found before the processes meet) and an impossible memory budget (found by
+  all of them, relayed by the watchdog too): one line, process 0's, and nothing written."""
+  r = subprocess.run([sys.executable, '-m', 'cil_jax.launch', '--processes', '2', '--cpu-devices', '1', '--',
+                      *_main_args(RUNS['default'], idx_dir, tmp_path / 'w', bad)],
+                     cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 1, r.stderr[-3000:]
+  lines = _stderr_lines(r)
+  assert len(lines) == 1 and lines[0].startswith('error: '), r.stderr[-3000:]
+  assert ('bogus' if 'bogus' in bad else 'memory.size=5 is smaller') in lines[0]
+  assert not (tmp_path / 'w').exists()
+
+
+def test_the_launcher_shows_an_error_only_another_process_printed_once(capsys):
+  code = launch.main(['--processes', '3', '--grace', '5', '--', '-c',
+                      'import os, sys, time\nif os.environ["CIL_JAX_PROCESS_ID"] != "0":\n'
+                      '  print("\\nerror: only mine", file=sys.stderr); sys.exit(1)\ntime.sleep(60)'])
+  assert code == 1
+  assert [line for line in capsys.readouterr().err.splitlines() if line.strip()] == ['[process 1] error: only mine']

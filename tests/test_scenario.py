@@ -60,7 +60,7 @@ def test_growing_memory_and_small_classes():
 
 
 def test_impossible_memory_budget_is_a_clear_error():
-  with pytest.raises(ScenarioError, match='smaller than the 200 classes seen after task 1'):
+  with pytest.raises(ScenarioError, match='smaller than the 200 classes seen after task 2 of'):
     scenario.check_memory_budget(150, Tasks(1000, 100, 100), 'fixed')
   scenario.check_memory_budget(0, Tasks(1000, 100, 100), 'fixed')  # no memory is allowed
 

@@ -188,3 +188,21 @@ def test_the_library_entry_point_refuses_another_experiment_mid_run(finished, tm
   c = load_config('default.py', 'smoke', **{'dataset.root': root, 'train.lr': 0.05})
   with pytest.raises(workdir_lib.WorkdirError, match='train.lr 0.1 there, 0.05 here'):
     train.train_and_evaluate(c, str(cut))
+
+
+def test_sigterm_during_start_up_is_one_line_and_leaves_no_trace(tmp_path, idx_dir):
+  """SIGTERM once the start has taken the workdir's lock (data, model and compiled steps still to
+  come): one line, status 143, and the workdir this start made is gone."""
+  w = tmp_path / 'w'
+  p = subprocess.Popen([sys.executable, os.path.join(ROOT, 'main.py'), '--config', 'configs/default.py:smoke',
+                        f'--config.dataset.root={idx_dir}', '--workdir', str(w)], cwd=ROOT,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  deadline = time.monotonic() + 120
+  while not (w / 'lock').exists() and p.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.005)
+  p.terminate()
+  _, err = p.communicate(timeout=120)
+  assert p.returncode == 143, err[-3000:]
+  lines = [line for line in err.splitlines() if line.strip() and not line.startswith(TF_BANNER)]
+  assert lines == ['stopped (SIGTERM); checkpoints saved before stay: run the same command to resume'], err[-3000:]
+  assert not w.exists()

@@ -26,6 +26,11 @@ _tf_ready = False
 def tensorflow():
   """TensorFlow, imported on first use with the accelerators hidden from it (they belong to JAX)."""
   global _tf_ready
+  # TF's native warnings (e.g. 'Local rendezvous is aborting' for every image a decoder rejects) say
+  # nothing the run's own error line does not; its errors still show. 1 is what importing JAX sets
+  # where the variable is unset; TF_CPP_MIN_LOG_LEVEL=0 restores them.
+  if os.environ.get('TF_CPP_MIN_LOG_LEVEL', '1') == '1':
+    os.environ['TF_CPP_MIN_LOG_LEVEL'] = '2'
   try:
     with quiet_native_stderr():  # its native start-up banners, written before any log setting applies
       import tensorflow as tf
