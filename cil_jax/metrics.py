@@ -89,15 +89,14 @@ def format_table(summary: dict) -> str:
                f'  top-5 {summary["average_incremental_top5"]:.2f}')
   if summary['forgetting_top1'] is not None:
     lines.append(f'forgetting (top-1): {summary["forgetting_top1"]:.2f}')
-  if summary.get('average_task_aware') is not None:
-    lines.append(f'per-task means (FACIL): last task-aware {summary["last_task_aware"]:.2f}  task-agnostic '
-                 f'{summary["last_task_agnostic"]:.2f}; Ā task-aware {summary["average_task_aware"]:.2f}  '
-                 f'task-agnostic {summary["average_task_agnostic"]:.2f}')
-  if summary.get('mean_forgetting_task_aware') is not None:
-    lines.append(f'F̄ task-aware {summary["mean_forgetting_task_aware"]:.2f} (clipped '
-                 f'{summary["mean_forgetting_task_aware_clipped"]:.2f})  task-agnostic '
-                 f'{summary["mean_forgetting_task_agnostic"]:.2f} (clipped '
-                 f'{summary["mean_forgetting_task_agnostic_clipped"]:.2f})')
+  if summary.get('average_task_aware') is not None:   # two lines of at most 80 columns
+    g = lambda key: f'{summary[key]:.2f}'   # noqa: E731
+    text = (f'  last {g("last_task_aware")} / {g("last_task_agnostic")}  Ā {g("average_task_aware")} / '
+            f'{g("average_task_agnostic")}')
+    if summary.get('mean_forgetting_task_aware') is not None:
+      text += (f'  F̄ {g("mean_forgetting_task_aware")} / {g("mean_forgetting_task_agnostic")} (clipped '
+               f'{g("mean_forgetting_task_aware_clipped")} / {g("mean_forgetting_task_agnostic_clipped")})')
+    lines += ['per-task means (FACIL), task-aware / task-agnostic:', text]
   if summary.get('wall_time_s') is not None:
     minutes, seconds = divmod(int(round(summary['wall_time_s'])), 60)
     lines.append(f'wall time {minutes} min {seconds} s' if minutes else f'wall time {seconds} s')
