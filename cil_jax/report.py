@@ -197,7 +197,7 @@ def write_csv(runs: list[dict], table: dict[str, dict], path: str, columns=COLUM
 
 
 def main(argv=None) -> str:
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p = argparse.ArgumentParser(prog='python -m cil_jax.report', description=__doc__.split('\n')[0])
   p.add_argument('workdirs', nargs='+')
   p.add_argument('--out', default=None, help='output path prefix for .md, .csv and .png')
   p.add_argument('--table', choices=('auto',) + tuple(TABLES), default='auto',
