@@ -596,10 +596,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
         os.remove(path)
     if created:
       os.rmdir(workdir)
-  if jax.process_count() > 1:   # the others start once the workdir exists
-    multihost_utils.sync_global_devices('cil_jax: workdir ready')
   unregister = multihost.before_exit(forget)   # the watchdog may end a failed start from its thread
   try:
+    if jax.process_count() > 1:   # the others start once the workdir exists
+      multihost_utils.sync_global_devices('cil_jax: workdir ready')
     t0 = time.perf_counter()
     exp = Experiment(config, workdir)
     if first:
