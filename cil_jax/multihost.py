@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from cil_jax.progress import native_output_silenced
+
 PREFIX = 'cil_jax/'
 LOST_AFTER_S = 30.0   # default CIL_JAX_LOST_AFTER: a process silent this long is taken as lost
 _watchdog = None
@@ -165,19 +167,12 @@ def connect() -> None:
   import jax.numpy as jnp
   from jax.experimental import multihost_utils
   from jax.sharding import Mesh, NamedSharding, PartitionSpec
-  sys.stdout.flush()
-  saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-  os.dup2(devnull, 1)
-  try:
+  with native_output_silenced(1):
     multihost_utils.sync_global_devices('cil_jax: connected')
     ones = jax.make_array_from_process_local_data(
         NamedSharding(Mesh(np.array(jax.devices()), ('d',)), PartitionSpec('d')),
         np.ones(jax.local_device_count(), np.float32))
     jax.block_until_ready(jax.jit(jnp.sum)(ones))
-  finally:
-    os.dup2(saved, 1)
-    os.close(saved)
-    os.close(devnull)
 
 
 def peer_error(wait_s: float = 5.0) -> str | None:

@@ -2,11 +2,28 @@
 Redraws in place on a TTY, prints a line per update otherwise (log files stay readable)."""
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
 
 WIDTH = 80
 SMOOTHING = 0.3   # weight of the newest interval in the img/s moving average
+
+
+@contextlib.contextmanager
+def native_output_silenced(fd: int):
+  """Silences file descriptor `fd` (1 or 2: native code's banners) for the block; Python's own
+  writes resume after it."""
+  (sys.stdout if fd == 1 else sys.stderr).flush()
+  saved, devnull = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, fd)
+  try:
+    yield
+  finally:
+    os.dup2(saved, fd)
+    os.close(saved)
+    os.close(devnull)
 
 
 def _elapsed(seconds: float) -> str:

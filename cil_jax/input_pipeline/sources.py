@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from cil_jax.progress import native_output_silenced
+
 _log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -162,7 +164,7 @@ def _tfds():
   """tensorflow_datasets, imported quietly after TensorFlow (accelerators hidden from it)."""
   from cil_jax.input_pipeline import streams   # here: streams imports this module
   streams.tensorflow()
-  with streams.quiet_native_stderr():
+  with native_output_silenced(2):
     import tensorflow_datasets as tfds
   return tfds
 

@@ -10,7 +10,6 @@ needs no TensorFlow at all (the accelerator machines may have none).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import sys
@@ -18,6 +17,7 @@ import sys
 import numpy as np
 
 from cil_jax.input_pipeline.sources import Split
+from cil_jax.progress import native_output_silenced
 
 
 _tf_ready = False
@@ -32,7 +32,7 @@ def tensorflow():
   if os.environ.get('TF_CPP_MIN_LOG_LEVEL', '1') == '1':
     os.environ['TF_CPP_MIN_LOG_LEVEL'] = '2'
   try:
-    with quiet_native_stderr():  # its native start-up banners, written before any log setting applies
+    with native_output_silenced(2):  # its native start-up banners, written before any log setting applies
       import tensorflow as tf
       if not _tf_ready:
         tf.config.set_visible_devices([], 'GPU')
@@ -42,20 +42,6 @@ def tensorflow():
                             'installed: pip install -r requirements.txt (in-memory datasets kept on the devices, '
                             'dataset.on_device, train without it)') from e
   return tf
-
-
-@contextlib.contextmanager
-def quiet_native_stderr():
-  """Silences file descriptor 2 (native code's output) for the block; Python errors still show."""
-  sys.stderr.flush()
-  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-  os.dup2(devnull, 2)
-  try:
-    yield
-  finally:
-    os.dup2(saved, 2)
-    os.close(saved)
-    os.close(devnull)
 
 
 class MissingTensorFlow(ImportError):
