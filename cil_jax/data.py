@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
-import re
 import sys
 import time
 
@@ -77,15 +76,6 @@ class Bar:
     self.stream.flush()
 
 
-def decoder_message(e: BaseException) -> str:
-  """A decoder's error as one readable line: TF's op wrapper names ({{function_node ...}}, [Op:...])
-  dropped."""
-  text = getattr(e, 'message', None) or str(e)
-  text = re.sub(r'\{\{function_node [^}]*\}\}', '', text)
-  text = re.sub(r'\s*\[Op:\w+\]', '', text)
-  return ' '.join(f'{type(e).__name__}: {text}'.split())[:300]
-
-
 def _decoder():
   from cil_jax.input_pipeline import streams
   tf = streams.tensorflow()
@@ -96,7 +86,7 @@ def _decoder():
       if image.shape[0] == 0 or image.shape[1] == 0:
         return 'empty image'
     except Exception as e:  # noqa: BLE001 - any decoder failure: the image is unusable
-      return decoder_message(e)
+      return streams.error_line(e)
     return None
   return decode
 

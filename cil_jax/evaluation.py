@@ -103,8 +103,8 @@ def naming_bad_images(split, plan: np.ndarray, what: str):
     if problem:
       raise sources.DataError(f'{problem} (read during {what}); remove or replace the file, then rerun the same '
                               'command (the run resumes from its last checkpoint)') from e
-    raise sources.DataError(f'reading images for {what} failed: {e.message}; rerun the same command to resume '
-                            'from the last checkpoint') from e
+    raise sources.DataError(f'reading images for {what} failed: {streams.error_line(e)}; rerun the same command '
+                            'to resume from the last checkpoint') from e
 
 
 def _to_host(arrays) -> np.ndarray:

@@ -92,10 +92,14 @@ class Progress:
     self.stream.write('\r\033[K' + line if self.tty else line + '\n')
     self.stream.flush()
 
-  def reset_rate(self, images: int) -> None:
-    """Starts the next rate interval now (after a pause such as an evaluation or a compile)."""
+  def reset_rate(self, images: int, forget: bool = False) -> None:
+    """Starts the next rate interval now (after a pause such as an evaluation or a compile).
+    `forget`: the work per image changes (a new phase: a teacher, other batches), so the old rate
+    would be wrong until the new one is measured; '-' is shown instead."""
     self._last_t, self._last_images = time.perf_counter(), images
     self._skip_next = True
+    if forget:
+      self._rate = None
 
   def message(self, text: str) -> None:
     self.stream.write(('\r\033[K' if self.tty else '') + text + '\n')

@@ -403,7 +403,7 @@ class Run:
         item[0], item[1], parallel.to_global(item[2], exp.sharded if item[1] == 1 else stacked)))
     pending = pending_step = last_metrics = None
     throttle = parallel.Throttle()
-    self.progress.reset_rate(rs.images_seen)
+    self.progress.reset_rate(rs.images_seen, forget=epoch == 0)
     k = start
     try:
       for k, n, batch in batches:
@@ -472,8 +472,8 @@ class Run:
       if problem:
         raise sources.DataError(f'{problem}; remove or replace the file, then rerun the same command '
                                 f'(the run resumes from its last checkpoint)') from error
-    raise sources.DataError(f'reading training batch {k} failed: {error.message}; rerun the same command to '
-                            'resume from the last checkpoint') from error
+    raise sources.DataError(f'reading training batch {k} failed: {streams.error_line(error)}; rerun the same '
+                            'command to resume from the last checkpoint') from error
 
   def _maybe_profile(self, before: int):
     """Called after the steps (before, global_step]: the trace starts and stops at the first chunk

@@ -198,6 +198,10 @@ def test_progress_line_fits_80_columns_keeps_the_loss_and_smooths_the_rate():
                  extra='lr 0.1')
   assert short == 'task 1/5 train ep 1/3 lr 0.1 [#.........] 12/94 loss 0.5 ce 0.25 1,210 img/s 4s', short
   assert len(short) <= 80   # 'kd 0.25' did not fit
+  p.reset_rate(5000)          # a new epoch of the same phase: the rate stays until measured again
+  assert p.line('task 1/5 train ep 2/3', 1, 94, 6000, {'loss': 0.5}, now=p.start + 5).endswith(' 1,210 img/s 5s')
+  p.reset_rate(6000, forget=True)   # a new phase: another workload, no rate until it is measured
+  assert p.line('task 2/5 train ep 1/3', 1, 94, 7000, {'loss': 0.5}, now=p.start + 6).endswith(' - img/s 6s')
 
 
 def test_a_method_sets_what_it_needs_from_the_model_and_optimizer():

@@ -270,7 +270,7 @@ def test_podnet_kmeans_imprint_keeps_float64():
   few = rng.randn(2, d)
   _check64(podnet.kmeans_proxies(few, 5, seed=0), np_normalize(few)[[0, 1, 0, 1, 0]])
   # K tight clusters per new class: the centres are the clusters' means
-  feats, labels, members = [], [], []
+  feats, labels = [], []
   for c in (5, 6):
     for a in range(k):
       direction = np.eye(d)[a + 3 * (c - 5)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 
 import numpy as np
@@ -52,6 +53,15 @@ def is_data_error(error: BaseException) -> bool:
   """Whether `error` is tf.data failing to read or decode (never true when TensorFlow is not loaded)."""
   tf = sys.modules.get('tensorflow')
   return tf is not None and hasattr(tf, 'errors') and isinstance(error, tf.errors.OpError)
+
+
+def error_line(e: BaseException) -> str:
+  """A tf.data or decoder error as one readable line: TF's op wrapper names ({{function_node ...}},
+  [Op:...]) dropped."""
+  text = getattr(e, 'message', None) or str(e)
+  text = re.sub(r'\{\{function_node [^}]*\}\}', '', text)
+  text = re.sub(r'\s*\[Op:\w+\]', '', text)
+  return ' '.join(f'{type(e).__name__}: {text}'.split())[:300]
 
 
 # Stream kinds a method may ask for.
