@@ -69,15 +69,15 @@ class Watchdog:
           _exit(f'lost contact with the coordinator (process 0 of {self.n}): {" ".join(str(e).split())[:200]}')
         return
       problem = self.check(entries, time.monotonic())
-      if problem:   # a relayed error names its own fix; a lost process needs the resume hint
-        _exit(problem, relaunch=not problem.endswith(RELAYED))
+      if problem:
+        _exit(*problem)
       self._stop.wait(self.interval)
 
   def _relayed(self, entries: dict) -> str | None:
     errors = sorted((int(k.rsplit('/', 1)[1]), v) for k, v in entries.items() if '/error/' in k)
     if errors and errors[0][0] != self.me:
       who, line = errors[0]
-      return f'{line.removeprefix("error: ")} (found by process {who} of {self.n}{RELAYED}'
+      return f'{line.removeprefix("error: ")} (found by process {who} of {self.n}; every process stops)'
     return None
 
   def peer_error(self, wait_s: float) -> str | None:
@@ -92,11 +92,16 @@ class Watchdog:
         return line
       time.sleep(self.interval / 4)
 
-  def check(self, entries: dict, now: float) -> str | None:
-    """What stops this process, given the store's entries at time `now` (None: nothing)."""
+  def check(self, entries: dict, now: float) -> tuple[str, bool] | None:
+    """What stops this process, given the store's entries at time `now`: (the line, whether a
+    relaunch resumes), or None. A relayed error names its own fix; a lost process needs the hint."""
     relayed = self._relayed(entries)
     if relayed:
-      return relayed
+      return relayed, False
+    lost = self._lost(entries, now)
+    return (lost, True) if lost else None
+
+  def _lost(self, entries: dict, now: float) -> str | None:
     for peer in range(self.n):
       if peer == self.me or f'{PREFIX}done/{peer}' in entries:
         continue
@@ -130,7 +135,6 @@ class Watchdog:
       self._thread.join(timeout=5 * self.interval)
 
 
-RELAYED = '; every process stops)'
 _before_exit = []   # what a failed start must undo (train.train_and_evaluate) when the watchdog ends it
 
 

@@ -36,14 +36,14 @@ def test_a_silent_peer_is_lost_after_the_limit_and_a_beating_one_never():
     beats['cil_jax/alive/1'] = str(t + 1)
     assert dog.check(dict(beats), now=float(t)) is None
   beats['cil_jax/alive/1'] = '11'
-  line = dog.check(dict(beats), now=10.5)
-  assert line == 'process 2 of 3 stopped responding (no sign of life for 10 s); stopping this one too'
+  assert dog.check(dict(beats), now=10.5) == (
+      'process 2 of 3 stopped responding (no sign of life for 10 s); stopping this one too', True)  # + resume hint
 
 
 def test_a_peer_that_never_beat_is_lost_too_and_a_finished_one_is_not():
   dog = _dog(Store(), n=2, lost_after=5.0)
   assert dog.check({}, now=0.0) is None
-  assert dog.check({}, now=5.5).startswith('process 1 of 2 stopped responding')
+  assert dog.check({}, now=5.5)[0].startswith('process 1 of 2 stopped responding')
   dog = _dog(Store(), n=2, lost_after=5.0)
   assert dog.check({'cil_jax/alive/1': '7'}, now=0.0) is None
   assert dog.check({'cil_jax/alive/1': '7', 'cil_jax/done/1': '1'}, now=60.0) is None
@@ -53,8 +53,8 @@ def test_a_peers_error_is_this_processs_line_and_its_own_is_not_repeated():
   dog = _dog(Store(), me=1)
   entries = {'cil_jax/error/2': 'error: bad.JPEG cannot be decoded; remove it', 'cil_jax/alive/0': '1',
              'cil_jax/alive/2': '1'}
-  assert dog.check(entries, now=0.0) == \
-      'bad.JPEG cannot be decoded; remove it (found by process 2 of 3; every process stops)'
+  assert dog.check(entries, now=0.0) == (   # it names its own fix: no resume hint
+      'bad.JPEG cannot be decoded; remove it (found by process 2 of 3; every process stops)', False)
   assert _dog(Store(), me=2).check(entries, now=0.0) is None   # process 2 prints its own line itself
 
 
