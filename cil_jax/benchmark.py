@@ -117,14 +117,23 @@ class JaxStep:
     set_method(config, method)
     config.train.batch_size, config.train.replay_batch_size = batch_size, replay_batch_size
     config.model.name, config.model.dtype = model, dtype
+    if batch_size < 1 or replay_batch_size < 0:
+      raise ValueError(f'--batch-size={batch_size} and --replay-batch-size={replay_batch_size}: the batch needs '
+                       'one new image at least, and the replay batch cannot be negative')
     self.method_obj = methods_lib.get(method).make(config)
     phase = self.method_obj.phases(1)[0]
     self.phase = phase
     self.global_batch = phase.batch_size + phase.replay_batch_size
     parallel.check_batch(self.global_batch, 'batch size + replay batch size')
+    if num_tasks < 2 or num_classes % num_tasks:
+      raise ValueError(f'--num-tasks={num_tasks} does not split --num-classes={num_classes} into equal tasks '
+                       '(base = step = classes / tasks, two tasks at least)')
     step_size = num_classes // num_tasks
-    if step_size < 1:
-      raise ValueError(f'--num-classes={num_classes} is smaller than the {num_tasks} tasks')
+    if step_size < 2:   # SS-IL's separated softmax over one new class is a loss of 0: not a real step
+      fits = [d for d in range(2, num_classes // 2 + 1) if num_classes % d == 0]
+      raise ValueError(f'--num-tasks={num_tasks} leaves one class per task, where a task-wise softmax has '
+                       'nothing to separate; ' + (f'use --num-tasks {fits[-1]} or fewer' if fits else
+                                                  'use more --num-classes'))
     self.tasks = tasks = Tasks(num_classes, step_size, step_size)
     side, channels = default_image_shape(model)
     self.side, self.channels = image_size or side, channels
@@ -317,17 +326,26 @@ def bench_input(mode: str = 'memory', root: str = '', num_images: int = 0, image
     memory = everything[::10]
     plan = streams.make_plan('new+replay', everything, memory, batch_size, replay_batch_size, seed)
     if plan.steps < 2:
+      more = f'--num-images {2 * batch_size}' if mode == 'jpeg-synthetic' else \
+          f'a folder of at least {2 * batch_size} images'
       raise ValueError(f'{len(split)} images make {plan.steps} batch(es) of {batch_size} new images; the benchmark '
-                       f'needs at least 2 (one warm-up): use a folder of at least {2 * batch_size} images, or '
+                       f'needs at least 2 (one warm-up): use {more}, or '
                        f'--batch-size {max(1, len(split) // 4)} --replay-batch-size {max(1, len(split) // 40)}')
     if compare and mode == 'memory':
       raise ValueError('--compare torch times JPEG decoding: use --input files or --input jpeg-synthetic')
     loader = streams.ImageLoader(split, split.labels, augment, image_size)
     it = loader.train(plan).as_numpy_iterator()
-    next(it)                                 # warm-up batch
-    t0 = time.perf_counter()
-    batches = sum(1 for _ in it)
-    elapsed = time.perf_counter() - t0
+    try:
+      next(it)                                 # warm-up batch
+      t0 = time.perf_counter()
+      batches = sum(1 for _ in it)
+      elapsed = time.perf_counter() - t0
+    except Exception as e:  # noqa: BLE001 - tf.data's errors are named; the rest pass through
+      if not streams.is_data_error(e):
+        raise
+      problem = sources.find_bad_image(split, everything)
+      raise sources.DataError(f'{problem}; remove or replace it' if problem else
+                              f'reading the images failed: {streams.error_line(e)}') from None
     global_batch = batch_size + replay_batch_size
     result = {'kind': 'input', 'mode': mode, 'augment': augment, 'num_images': int(num_images),
               'image_size': image_size, 'batch_size': batch_size, 'replay_batch_size': replay_batch_size,

@@ -21,6 +21,8 @@ import time
 import numpy as np
 
 from cil_jax import command_line
+from cil_jax import workdir as workdir_lib
+from cil_jax.progress import native_output_silenced
 
 # dataset.name -> (classes, train images, test images) of the full dataset; None where it has no
 # fixed size
@@ -109,8 +111,10 @@ def undecodable(split, what: str, threads: int) -> list[str]:
     why = decode(data)
     return None if why is None else f'{split.describe(i)} ({why})'
 
-  bar, bad, done = Bar(len(split), f'decoding {what}'), [], 0
-  with concurrent.futures.ThreadPoolExecutor(threads) as pool:   # TF's decoder releases the GIL
+  # libjpeg prints 'Improper call to JPEG library in state 201' to stderr for every file TF's decoder
+  # rejects: silenced, since each rejected file is reported here with its reason (the bar: stdout)
+  bar, bad, done = Bar(len(split), f'decoding {what}', stream=sys.stdout), [], 0
+  with native_output_silenced(2), concurrent.futures.ThreadPoolExecutor(threads) as pool:   # TF releases the GIL
     for start in range(0, len(split), 4096):   # a bounded number of pending tasks (ImageNet: 1.3 M)
       for problem in pool.map(check, range(start, min(start + 4096, len(split)))):
         done += 1
@@ -176,7 +180,8 @@ def check(config, threads: int, out_dir: str = '', decode: bool = True) -> bool:
     empty = np.flatnonzero(c == 0)
     names = source.class_names or tuple(str(k) for k in range(source.num_classes))
     lo, hi = int(np.argmin(c)), int(np.argmax(c))
-    print(f'{name}: {c.min()} to {c.max()} images per class (smallest {names[lo]}, largest {names[hi]})')
+    print(f'{name}: {c.min()} images in every class' if c.min() == c.max() else
+          f'{name}: {c.min()} to {c.max()} images per class (smallest {names[lo]}, largest {names[hi]})')
     if len(empty):
       ok = False
       print(f'{name}: {len(empty)} classes have no images: ' + ', '.join(names[k] for k in empty))
@@ -203,7 +208,7 @@ def check(config, threads: int, out_dir: str = '', decode: bool = True) -> bool:
     with open(os.path.join(out_dir, 'bad_files.txt'), 'w') as f:
       f.write(''.join(p + '\n' for p in bad + [f'{p} (not an image)' for p in other]))
     print(f'wrote {os.path.join(out_dir, "classes.tsv")} and {os.path.join(out_dir, "bad_files.txt")}')
-  print('OK' if ok else 'PROBLEMS FOUND (see above)')
+  print(('OK' + ('' if decode else ' (images not decoded: --no-decode)')) if ok else 'PROBLEMS FOUND (see above)')
   return ok
 
 
@@ -247,11 +252,23 @@ def main(argv=None) -> int:
     print(__doc__.strip().split('\n\n')[1], file=sys.stderr)
     return 2
   argv = [argv[0]] + argv[2:]
-  p = argparse.ArgumentParser(prog='python -m cil_jax.data check', description='Checks a dataset (see the module doc).')
+  p = argparse.ArgumentParser(prog='python -m cil_jax.data check', description='Checks a dataset (see the module doc).',
+                              epilog="The dataset is the one a run would read: main.py's --config FILE[:ARG] and "
+                                     '--config.<field>=value flags, e.g. --config configs/ssil_imagenet.py '
+                                     '--config.dataset.root=/data/imagenet.')
   p.add_argument('--threads', type=int, default=0, help='decoding threads (default: 2 per core)')
   p.add_argument('--out', default='', help='also write classes.tsv and bad_files.txt into this folder')
   p.add_argument('--no-decode', action='store_true', help='count only; do not decode every image')
   known, rest = p.parse_known_args(argv[1:])
+  stray = [a for i, a in enumerate(rest)   # a value must follow a flag written without '='
+           if not a.startswith('-') and not (i and rest[i - 1].startswith('-') and '=' not in rest[i - 1])]
+  if known.threads < 0:
+    p.error(f'--threads={known.threads}: give a number of threads, or 0 for 2 per core')
+  if known.out and workdir_lib.folder_problem(known.out):
+    p.error(f'--out {known.out} {workdir_lib.folder_problem(known.out)}; give a folder (classes.tsv and '
+            'bad_files.txt go into it)')
+  if stray:
+    p.error(f'unexpected argument {stray[0]!r}: the dataset comes from --config FILE and --config.<field>=value')
   try:
     rest, _ = command_line.check_command_line([argv[0]] + rest)
   except (ValueError, TypeError) as e:

@@ -25,6 +25,7 @@ import sys
 import numpy as np
 
 from cil_jax import config_base
+from cil_jax import workdir as workdir_lib
 from cil_jax import methods as methods_lib
 
 COLUMNS = (('average_incremental_top1', 'avg top-1'), ('average_incremental_top5', 'avg top-5'),
@@ -189,22 +190,35 @@ def write_csv(runs: list[dict], table: dict[str, dict], path: str, columns=COLUM
     w = csv.writer(f)
     w.writerow(['method', 'seed', 'workdir'] + [key for key, _ in columns])
     for r in runs:
-      w.writerow([r['label'], r['seed'], r['workdir']] + [r['results'].get(key) for key, _ in columns])
+      w.writerow([r['label'], r['seed'], r['workdir']] + [_cell(r['results'].get(key)) for key, _ in columns])
     for label, row in table.items():
-      w.writerow([label, 'mean', ''] + [row[key][0] for key, _ in columns])
+      w.writerow([label, 'mean', ''] + [_cell(row[key][0]) for key, _ in columns])
       if row['n'] > 1:
-        w.writerow([label, 'std', ''] + [row[key][1] for key, _ in columns])
+        w.writerow([label, 'std', ''] + [_cell(row[key][1]) for key, _ in columns])
+
+
+def _cell(value):
+  """A CSV number to 4 decimals (58.96666666666666 -> 58.9667), anything else as it is."""
+  return round(float(value), 4) if isinstance(value, (float, np.floating)) else value
 
 
 def main(argv=None) -> str:
   p = argparse.ArgumentParser(prog='python -m cil_jax.report', description=__doc__.split('\n')[0])
   p.add_argument('workdirs', nargs='+')
-  p.add_argument('--out', default=None, help='output path prefix for .md, .csv and .png')
+  p.add_argument('--out', default=None, help='output path prefix for .md, .csv and .png (a folder: '
+                                             'FOLDER/report.md, ...)')
   p.add_argument('--table', choices=('auto',) + tuple(TABLES), default='auto',
                  help="columns: 'ssil' (average incremental / last top-1 over all seen images, SS-IL's table), "
                       "'facil' (per-task means: task-aware and task-agnostic last accuracy, Ā, F̄); auto: facil "
                       "when every run uses FACIL's split (scenario.num_tasks > 0)")
   a = p.parse_args(argv)
+  out = a.out
+  if out and (out.endswith(os.sep) or os.path.isdir(out)):
+    out = os.path.join(out, 'report')
+  folder = out and os.path.dirname(os.path.abspath(out))
+  problem = out and workdir_lib.folder_problem(folder)
+  if problem:
+    p.error(f'--out {a.out}: {folder} {problem}, so it cannot hold the report')
   runs, skipped = load_runs(a.workdirs)
   if not runs:
     raise SystemExit('no finished runs among the given workdirs')
@@ -214,14 +228,16 @@ def main(argv=None) -> str:
   columns = TABLES[kind]
   table = summarize(runs, columns)
   text = markdown(table, columns)
-  if a.out:
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out + '.md', 'w') as f:
+  if out:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out + '.md', 'w') as f:
       f.write(text + '\n')
-    write_csv(runs, table, a.out + '.csv', columns)
+    write_csv(runs, table, out + '.csv', columns)
     plot_accuracy({k: {'top1_all': v['top1_all'], 'average_incremental_top1': v['average_incremental_top1'][0]}
-                   for k, v in table.items()}, a.out + '.png')
+                   for k, v in table.items()}, out + '.png')
   print(text)
+  if out:
+    print(f'wrote {out}.md, {out}.csv and {out}.png', file=sys.stderr)
   print(f'{_count(len(runs), "run")} used in {_count(len(table), "group")}, {skipped} skipped', file=sys.stderr)
   return text
 

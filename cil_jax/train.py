@@ -463,15 +463,15 @@ class Run:
     """tf.data failed inside a batch: find the unreadable image, name it, keep what was computed.
     When the phase has not trained yet and an earlier checkpoint exists, that one is kept: the
     phase's start (teacher, hooks) then runs again from the weights it started from."""
-    if not self.rs.cursor.at_phase_start(self.rs.cursor.phase) or self.ckpt.latest() is None:
+    trained = self.rs.global_step > 0   # at step 0 of the run nothing is computed: a failed start
+    if trained and (not self.rs.cursor.at_phase_start(self.rs.cursor.phase) or self.ckpt.latest() is None):
       self.save()
     split = self.exp.source.train
     ahead = 3 * self.exp.steps_per_call + 8     # the failing batch is at most a few prefetches ahead
     for i in plan.indices[k:k + ahead].reshape(-1):
       problem = sources.check_image(split, int(i))
       if problem:
-        raise sources.DataError(f'{problem}; remove or replace the file, then rerun the same command '
-                                f'(the run resumes from its last checkpoint)') from error
+        raise sources.DataError(f'{problem}; {sources.BAD_IMAGE_FIX}') from error
     raise sources.DataError(f'reading training batch {k} failed: {streams.error_line(error)}; rerun the same '
                             'command to resume from the last checkpoint') from error
 
@@ -602,8 +602,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
       multihost_utils.sync_global_devices('cil_jax: workdir ready')
     t0 = time.perf_counter()
     exp = Experiment(config, workdir)
+    data = sources.fingerprint(exp.source)
+    workdir_lib.check_dataset(data, workdir)
     if first:
       workdir_lib.write_config(config, workdir)
+      workdir_lib.write_dataset(data, workdir)
     summary = Run(exp).run()
   except BaseException:
     forget()

@@ -14,6 +14,7 @@ from typing import Any
 from cil_jax import config_base
 
 CONFIG = 'config.json'
+DATASET = 'dataset.json'   # sources.fingerprint of the data the run began with
 RESULTS = 'results.json'
 CHECKPOINTS = 'checkpoints'
 LOCK = 'lock'
@@ -39,8 +40,26 @@ def _show(value) -> str:
   return json.dumps(value) if isinstance(value, (list, dict)) else repr(value)
 
 
+def folder_problem(folder: str) -> str | None:
+  """Why `folder` cannot be (made) a folder: 'is a file' or 'lies under F, which is a file'; None
+  when it can. Checked before anything is written (a workdir, an output folder)."""
+  path = os.path.abspath(folder)
+  while not os.path.exists(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  if os.path.isdir(path):
+    return None
+  return 'is a file' if path == os.path.abspath(folder) else f'lies under {path}, which is a file'
+
+
+def _check_folder(workdir: str) -> None:
+  problem = folder_problem(workdir)
+  if problem:
+    raise WorkdirError(f'--workdir {workdir} {problem}, not a folder; use another --workdir')
+
+
 def check_compatible(config, workdir: str) -> None:
   """Refuses a config that would give other results than the experiment the workdir holds."""
+  _check_folder(workdir)
   if not holds_experiment(workdir):
     return
   path = os.path.join(workdir, CONFIG)
@@ -96,6 +115,32 @@ def write_config(config, workdir: str) -> None:
   """The effective config, written once the run has started (so a refused start leaves no trace)."""
   text = config.to_json_best_effort(indent=1)
   atomic_write(os.path.join(workdir, CONFIG), text)
+
+
+def check_dataset(fingerprint: dict, workdir: str) -> None:
+  """Refuses to resume on other data than the run began with (`sources.fingerprint`): its
+  checkpoints index the images by position."""
+  path = os.path.join(workdir, DATASET)
+  if not holds_experiment(workdir) or not os.path.exists(path):
+    return
+  there = _load_json(path)
+  if there == fingerprint:
+    return
+  changes = [f'{fingerprint["classes"]} classes, {there.get("classes")} at the start']
+  changes = changes if there.get('classes') != fingerprint['classes'] else []
+  for split in ('train', 'test'):
+    was, now = there.get(split) or {}, fingerprint[split]
+    if was.get('images') != now['images']:
+      changes.append(f'{split}: {now["images"]} images, {was.get("images")} at the start')
+    elif was.get('digest') != now['digest']:
+      changes.append(f'{split}: other file names or labels than at the start')
+  raise WorkdirError(f'the dataset changed since the run in {workdir} began ({"; ".join(changes)}); to resume, '
+                     'put the files back as they were (an unreadable image: a readable one at the same path), or '
+                     'start this config in a new --workdir')
+
+
+def write_dataset(fingerprint: dict, workdir: str) -> None:
+  atomic_write(os.path.join(workdir, DATASET), json.dumps(fingerprint, indent=1))
 
 
 def atomic_write(path: str, text: str) -> None:

@@ -15,10 +15,10 @@ def _positive_finite(result, keys):
 
 def test_train_step_benchmark(tmp_path):
   path = tmp_path / 'bench.json'
-  result = benchmark.main(['--model', 'small_convnet', '--method', 'ssil', '--num-classes', '10',
+  result = benchmark.main(['--model', 'small_convnet', '--method', 'ssil', '--num-classes', '10', '--num-tasks', '5',
                            '--batch-size', '4', '--replay-batch-size', '4', '--steps', '2',
                            '--json', str(path)])
-  _positive_finite(result, ('img_per_s', 'ms_per_step', 'compile_s'))
+  _positive_finite(result, ('img_per_s', 'ms_per_step', 'compile_s', 'loss'))   # a real step: a loss above 0
   assert (result['batch_size'], result['replay_batch_size'], result['steps']) == (4, 4, 2)
   assert result['image_shape'] == [28, 28, 1] and result['devices'] >= 1
   assert json.loads(path.read_text()) == result
@@ -91,6 +91,18 @@ def test_input_benchmark_on_a_small_image_folder(imagenet_dir):
   assert r['num_images'] == 40 and r['batches'] == 3 and r['img_per_s'] > 0
 
 
+def test_input_benchmark_names_an_unreadable_image_and_the_synthetic_mode_its_flag(imagenet_dir, tmp_path):
+  import shutil
+  root = tmp_path / 'imagenet'
+  shutil.copytree(imagenet_dir, root)
+  (root / 'train' / 'n00000001' / 'n00000001_3.JPEG').write_bytes(b'not a jpeg')
+  with pytest.raises(SystemExit, match=r'^error: corrupt or unreadable image .*n00000001_3\.JPEG .*; remove or '
+                                       r'replace it$'):
+    benchmark.main(['--input', 'files', '--root', str(root), '--batch-size', '10', '--replay-batch-size', '1'])
+  with pytest.raises(SystemExit, match=r'needs at least 2 \(one warm-up\): use --num-images 32, or'):
+    benchmark.main(['--input', 'jpeg-synthetic', '--num-images', '20', '--batch-size', '16'])
+
+
 def test_input_benchmark_against_the_torch_pipeline_on_the_same_files(tmp_path):
   import importlib.util
   if not (importlib.util.find_spec('torch') and importlib.util.find_spec('torchvision')):   # not imported
@@ -109,3 +121,15 @@ def test_benchmark_arguments_that_do_not_fit_are_one_line(capsys):
     benchmark.main(['--model', 'small_convnet', '--compare', 'torch', '--rounds', '0'])
   with pytest.raises(SystemExit, match='--cores=99'):
     benchmark.main(['--input', 'memory', '--cores', '99'])
+
+
+@pytest.mark.parametrize('args,line', [
+    (['--num-classes', '10'], '--num-tasks=10 leaves one class per task, where a task-wise softmax has nothing to '
+                              'separate; use --num-tasks 5 or fewer'),
+    (['--num-classes', '10', '--num-tasks', '3'], '--num-tasks=3 does not split --num-classes=10 into equal tasks'),
+    (['--num-classes', '10', '--num-tasks', '5', '--batch-size', '0'], '--batch-size=0 and --replay-batch-size=32: '
+                                                                       'the batch needs one new image at least')])
+def test_a_step_that_is_not_a_real_one_is_refused_in_one_line(args, line, capsys):
+  with pytest.raises(SystemExit) as info:
+    benchmark.main(['--model', 'small_convnet', '--steps', '1', *args])
+  assert str(info.value).startswith('error: ' + line), info.value

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cil_jax import data
 from cil_jax.input_pipeline import class_lists, landmarks, miniimagenet, sources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -273,8 +274,8 @@ def test_data_check_lists_every_bad_file_and_counts(imagenet_dir, tmp_path):
   root = tmp_path / 'imagenet'
   shutil.copytree(imagenet_dir, root)
   bad = [root / 'train' / 'n00000001' / 'n00000001_4.JPEG', root / 'val' / 'n00000002' / 'n00000002_0.JPEG']
-  for b in bad:
-    b.write_bytes(b'\xff\xd8 truncated')
+  bad[0].write_bytes(bad[0].read_bytes()[:300])   # truncated: libjpeg itself complains on stderr
+  bad[1].write_bytes(b'\xff\xd8 truncated')
   (root / 'train' / 'n00000003' / 'readme.txt').write_text('not an image')
   out = tmp_path / 'report'
   r = _check('--config', 'configs/ssil_imagenet.py:smoke', f'--config.dataset.root={root}', '--out', str(out),
@@ -285,12 +286,23 @@ def test_data_check_lists_every_bad_file_and_counts(imagenet_dir, tmp_path):
   why = next(line for line in r.stdout.splitlines() if line.startswith(f'cannot decode: {bad[0]}'))
   assert 'Error: ' in why and '{{' not in why and '[Op:' not in why, why   # TF's op wrappers dropped
   assert 'rendezvous' not in r.stderr, r.stderr[-2000:]   # nor TF's native warning per rejected image
+  assert 'JPEG library' not in r.stdout + r.stderr        # nor libjpeg's own line: the report names the file
   assert f'not an image (ignored by the reader): {root}/train/n00000003/readme.txt' in r.stdout
   assert 'train images: 40' in r.stdout and 'test images: 12' in r.stdout and 'classes: 4' in r.stdout
   assert '2 of 52 images do not decode' in r.stdout and 'PROBLEMS FOUND' in r.stdout
   lines = (out / 'classes.tsv').read_text().splitlines()
   assert lines[0] == 'label\tclass\ttrain\ttest' and lines[1] == '0\tn00000000\t10\t3' and len(lines) == 5
   assert str(bad[0]) in (out / 'bad_files.txt').read_text()
+
+
+def test_data_check_refuses_a_stray_argument_a_negative_thread_count_and_a_file_as_out(tmp_path, capsys):
+  (tmp_path / 'notes').write_text('a file')
+  for args, line in ((['extra'], "unexpected argument 'extra': the dataset comes from --config FILE"),
+                     (['--threads', '-1'], '--threads=-1: give a number of threads, or 0 for 2 per core'),
+                     (['--out', str(tmp_path / 'notes')], f"--out {tmp_path / 'notes'} is a file; give a folder")):
+    with pytest.raises(SystemExit):
+      data.main(['data', 'check', '--config', 'configs/default.py', *args])
+    assert line in capsys.readouterr().err
 
 
 def test_data_check_landmarks_shows_the_selection_and_missing_files(gld, tmp_path):

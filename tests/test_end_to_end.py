@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cil_jax import train
+from cil_jax import train, workdir
 from helpers import check_summary as _check, load_config as _config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,12 +126,31 @@ def test_corrupt_image_names_the_file_and_keeps_the_checkpoint(imagenet_dir, tmp
   root = tmp_path / 'imagenet'
   shutil.copytree(imagenet_dir, root)
   bad = root / 'train' / 'n00000002' / 'n00000002_0.JPEG'
-  bad.write_bytes(b'not a jpeg at all')
-  c = _config('ssil_imagenet.py', **{'dataset.root': str(root)})
+  bad.write_bytes(b'not a jpeg at all')   # class 2: task 2 of 2 in the identity order
+  c = _config('ssil_imagenet.py', **{'dataset.root': str(root), 'scenario.class_order': 'identity'})
   with pytest.raises(Exception) as info:
     train.train_and_evaluate(c, str(tmp_path / 'w'))
-  assert 'n00000002_0.JPEG' in str(info.value) and 'remove or replace' in str(info.value)
-  assert os.listdir(tmp_path / 'w' / 'checkpoints')  # task 0 (and the state at the failure) is saved
+  assert 'n00000002_0.JPEG' in str(info.value) and 'replace it with a readable image' in str(info.value)
+  assert os.listdir(tmp_path / 'w' / 'checkpoints')  # task 1 (and the state at the failure) is saved
+  # removed, the file's place shifts every index the checkpoints hold: refused in one line
+  bad.unlink()
+  with pytest.raises(workdir.WorkdirError, match=r'the dataset changed since the run in .* began \(train: 39 '
+                                                 r'images, 40 at the start\); to resume, put the files back'):
+    train.train_and_evaluate(c, str(tmp_path / 'w'))
+  shutil.copy(root / 'train' / 'n00000002' / 'n00000002_1.JPEG', bad)   # replaced by a readable image: resumes
+  _check(train.train_and_evaluate(c, str(tmp_path / 'w')), 2)
+
+
+def test_an_unreadable_first_batch_leaves_no_trace(imagenet_dir, tmp_path):
+  import shutil
+  root = tmp_path / 'imagenet'
+  shutil.copytree(imagenet_dir, root)
+  for path in (root / 'train').glob('*/*.JPEG'):
+    path.write_bytes(b'not a jpeg')
+  c = _config('ssil_imagenet.py', **{'dataset.root': str(root)})
+  with pytest.raises(Exception, match='corrupt or unreadable image'):
+    train.train_and_evaluate(c, str(tmp_path / 'w'))
+  assert not (tmp_path / 'w').exists()   # nothing was computed: removing the files and rerunning starts afresh
 
 
 def test_herding_memory_and_profiler_trace(idx_dir, tmp_path):
@@ -160,7 +179,7 @@ def test_corrupt_images_outside_the_training_loop_are_named(imagenet_dir, tmp_pa
   c = _config('ssil_imagenet.py', **{'dataset.root': str(root)})
   exp = train.Experiment(c, str(tmp_path / 'w'))
   state, method_state = exp.init_state()
-  with pytest.raises(sources.DataError, match=r'n00000001_2\.JPEG .*\(read during evaluation\); remove or replace'):
+  with pytest.raises(sources.DataError, match=r'n00000001_2\.JPEG .*\(read during evaluation\); replace it with'):
     exp.evaluator.test_accuracy(state, method_state, 1, train.Classes.for_task(exp.tasks, 1), 8)  # all seen
   everything = np.arange(len(exp.train_labels))
   with pytest.raises(sources.DataError, match=r'n00000003_4\.JPEG .*\(read during a pass over training images\)'):

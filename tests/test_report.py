@@ -131,9 +131,24 @@ def test_csv_rows_per_run_then_per_group(tmp_path):
   assert [r[:3] for r in rows[1:4]] == [[one, '0', dirs[0]], [two, '0', dirs[1]], [one, '1', dirs[2]]]
   assert [r[:2] for r in rows[4:]] == [[one, 'mean'], [one, 'std'], [two, 'mean']]
   avg = [metrics.summarize(r, 3)['average_incremental_top1'] for r in (a, b)]
-  np.testing.assert_allclose(float(rows[4][3]), np.mean(avg))
-  np.testing.assert_allclose(float(rows[5][3]), np.std(avg, ddof=1))
-  np.testing.assert_allclose(float(rows[6][3]), avg[1])
+  np.testing.assert_allclose(float(rows[4][3]), np.mean(avg), atol=5e-5)   # to 4 decimals
+  np.testing.assert_allclose(float(rows[5][3]), np.std(avg, ddof=1), atol=5e-5)
+  np.testing.assert_allclose(float(rows[6][3]), avg[1], atol=5e-5)
+  assert all(len(cell.partition('.')[2]) <= 4 for r in rows[1:] for cell in r[3:])
+
+
+def test_out_may_be_a_folder_and_a_file_in_its_way_is_one_line(tmp_path, capsys):
+  d = _workdir(tmp_path, 'ssil0', 'ssil', 0, _rows(3))
+  (tmp_path / 'tables').mkdir()
+  report.main([d, '--out', str(tmp_path / 'tables')])
+  assert sorted(os.listdir(tmp_path / 'tables')) == ['report.csv', 'report.md', 'report.png']
+  assert f"wrote {tmp_path / 'tables' / 'report'}.md" in capsys.readouterr().err
+  report.main([d, '--out', str(tmp_path / 'new') + os.sep])   # a trailing separator: a folder to make
+  assert sorted(os.listdir(tmp_path / 'new')) == ['report.csv', 'report.md', 'report.png']
+  (tmp_path / 'notes').write_text('a file')
+  with pytest.raises(SystemExit):
+    report.main([d, '--out', str(tmp_path / 'notes' / 'x')])
+  assert f"x: {tmp_path / 'notes'} is a file, so it cannot hold the report" in capsys.readouterr().err
 
 
 def test_a_workdir_given_twice_counts_once(tmp_path, monkeypatch, capsys):

@@ -94,6 +94,16 @@ def test_a_failed_start_leaves_no_trace(tmp_path):
   assert not w.exists()
 
 
+def test_a_workdir_path_through_a_file_is_one_line(tmp_path):
+  (tmp_path / 'run.log').write_text('a log, not a workdir')
+  for w, line in ((tmp_path / 'run.log', 'run.log is a file, not a folder; use another --workdir'),
+                  (tmp_path / 'run.log' / 'sub', f"sub lies under {tmp_path / 'run.log'}, which is a file")):
+    with pytest.raises(workdir_lib.WorkdirError, match=line):
+      workdir_lib.check_compatible(None, str(w))
+  r, _ = _main('--config', 'configs/default.py:smoke', '--workdir', str(tmp_path / 'run.log'))
+  assert _error(r).endswith('run.log is a file, not a folder; use another --workdir')
+
+
 def test_a_second_process_is_refused_with_a_clear_message(tmp_path, idx_dir):
   w = tmp_path / 'w'
   w.mkdir()

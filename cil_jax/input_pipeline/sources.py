@@ -597,6 +597,26 @@ def load(cfg, cache_dir: str | None = None) -> Source:
   return source
 
 
+def fingerprint(source: Source) -> dict:
+  """What a resumed run must find again: each split's size and a digest of its labels and file
+  names (the last two path components, so that a moved dataset root still matches). A file removed,
+  added or renamed shifts the indices a checkpoint holds (the plans, the exemplar memory)."""
+  import hashlib
+  out = {'classes': int(source.num_classes)}
+  for name, split in (('train', source.train), ('test', source.test)):
+    digest = hashlib.sha1(np.ascontiguousarray(split.labels, np.int64).tobytes())
+    if split.files is not None:
+      digest.update('\n'.join(p[p.rfind('/', 0, p.rfind('/')) + 1:] for p in split.files.tolist()).encode())
+    out[name] = {'images': len(split), 'digest': digest.hexdigest()}
+  return out
+
+
+# What to do about an unreadable image a run found (the fingerprint makes a removal a new dataset)
+BAD_IMAGE_FIX = ('replace it with a readable image at the same path, then rerun the same command to resume (a '
+                 'removed file changes the dataset: that needs a new --workdir); `python -m cil_jax.data check` '
+                 'with the same config lists every unreadable file')
+
+
 def check_image(split: Split, i: int) -> str | None:
   """None when example i decodes, else a message naming it (used to explain a tf.data failure)."""
   if split.images is not None:

@@ -268,7 +268,8 @@ def make(config) -> Method:
     wnids = ctx.class_info.wnids
     if wnids is None:
       raise ValueError(f'method.hierarchy=wordnet needs the classes\' WordNet ids, and {config.dataset.name} has '
-                       'none; use hierarchy=visual or hierarchy=dataset')
+                       'none; use method.hierarchy=visual or method.hierarchy=dataset (the config arguments :vis '
+                       'and :ont)')
     return [wordnet.hypernym_path(w) for w in wnids[:seen]]
 
   def hierarchy_logits(ctx, seen):
@@ -297,7 +298,8 @@ def make(config) -> Method:
       return groups_by_original[info.original]
     if info.coarse is None:
       raise ValueError(f'method.hierarchy=dataset needs coarse labels, and {config.dataset.name} has none; set '
-                       'method.coarse_groups (a group per original class) or use hierarchy=visual')
+                       'method.coarse_groups (a group per original class) or use method.hierarchy=visual (the '
+                       'config argument :vis)')
     return np.asarray(info.coarse, np.int64)
 
   def task_data(ctx):
