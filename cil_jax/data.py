@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import difflib
 import os
 import sys
 import time
@@ -267,6 +268,10 @@ def main(argv=None) -> int:
   if known.out and workdir_lib.folder_problem(known.out):
     p.error(f'--out {known.out} {workdir_lib.folder_problem(known.out)}; give a folder (classes.tsv and '
             'bad_files.txt go into it)')
+  unknown = [a.split('=')[0] for a in rest if a.startswith('-') and not a.split('=')[0].startswith('--config')]
+  if unknown:
+    close = difflib.get_close_matches(unknown[0], ['--threads', '--out', '--no-decode', '--config'], n=1)
+    p.error(f'unknown option {unknown[0]}' + (f'; did you mean {close[0]}?' if close else ''))
   if stray:
     p.error(f'unexpected argument {stray[0]!r}: the dataset comes from --config FILE and --config.<field>=value')
   try:

@@ -5,8 +5,10 @@
 Each workdir holds config.json and results.json (written by a run). Runs are grouped by experiment:
 the same config but for the seeds (config_base.result_fields without seed and scenario.seed; free
 fields such as logging or eval batch size may differ), so a group's runs are the seeds of one
-experiment. A group is labelled by its method (FT with memory.size=0 is "ft (no memory)"); groups that
-share a method label also name the fields in which they differ, e.g. "ssil (train.epochs=1)". Each
+experiment. A group is labelled by its method (FT with memory.size=0 is "ft (no memory)", a method's
+non-default form or variant is appended: "lucir-facil", "lwf-bsr"); groups that share a method label
+also name the fields in which they differ, e.g. "ssil (train.epochs=1)" (three at most, while that
+keeps the labels apart). Each
 group gives the mean ± sample standard deviation (ddof=1, shown for 2 runs or more) over its seeds of:
 average incremental top-1 and top-5 (task 0 included), last-task top-1 and forgetting. Writes
 <out>.md, <out>.csv (one row per run, then the mean and std of each group) and <out>.png (top-1 on
@@ -61,6 +63,7 @@ def plot_accuracy(results: dict[str, dict], path: str) -> None:
   os.replace(tmp, path)
 
 
+LABEL_FIELDS = 3   # differing fields a label names at most
 # Seeds of one experiment: the fields that runs grouped together may differ in (besides FREE_FIELDS).
 SEED_FIELDS = ('seed', 'scenario.seed')
 _UNSET = object()   # a field a group's config.json does not have
@@ -70,9 +73,11 @@ def method_label(config: dict) -> str:
   name = config['method']['name']
   if name == 'ft' and int(config['memory']['size']) == 0:
     return 'ft (no memory)'
-  variant = config['method'].get('variant')
-  default = methods_lib.OPTIONS.get(name, {}).get('variant')
-  return f'{name}-{variant}' if variant is not None and variant != default else name
+  for option in ('form', 'variant'):   # LUCIR's FACIL form, the rethinking-softmax variants: names of their own
+    value, default = config['method'].get(option), methods_lib.OPTIONS.get(name, {}).get(option)
+    if value is not None and value != default:
+      name = f'{name}-{value}'
+  return name
 
 
 def experiment_fields(config: dict) -> dict:
@@ -103,8 +108,12 @@ def group_labels(fields: dict[str, dict], methods: dict[str, str]) -> dict[str, 
       continue
     names = list(dict.fromkeys(name for k in keys for name in fields[k]))   # config order
     differ = [n for n in names if len({_canonical(fields[k].get(n, _UNSET)) for k in keys}) > 1]
-    for k in keys:
-      out[k] = f'{label} (' + ', '.join(f'{n}={_short(fields[k].get(n, _UNSET))}' for n in differ) + ')'
+    def named(k, shown):
+      more = f', +{len(differ) - len(shown)} more' if len(shown) < len(differ) else ''
+      return f'{label} (' + ', '.join(f'{n}={_short(fields[k].get(n, _UNSET))}' for n in shown) + more + ')'
+    short = {k: named(k, differ[:LABEL_FIELDS]) for k in keys}   # each run's config.json has the rest
+    unique = len(set(short.values())) == len(keys)
+    out.update(short if unique else {k: named(k, differ) for k in keys})
   return out
 
 

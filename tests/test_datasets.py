@@ -299,7 +299,8 @@ def test_data_check_refuses_a_stray_argument_a_negative_thread_count_and_a_file_
   (tmp_path / 'notes').write_text('a file')
   for args, line in ((['extra'], "unexpected argument 'extra': the dataset comes from --config FILE"),
                      (['--threads', '-1'], '--threads=-1: give a number of threads, or 0 for 2 per core'),
-                     (['--out', str(tmp_path / 'notes')], f"--out {tmp_path / 'notes'} is a file; give a folder")):
+                     (['--out', str(tmp_path / 'notes')], f"--out {tmp_path / 'notes'} is a file; give a folder"),
+                     (['--output=x'], 'unknown option --output; did you mean --out?')):
     with pytest.raises(SystemExit):
       data.main(['data', 'check', '--config', 'configs/default.py', *args])
     assert line in capsys.readouterr().err

@@ -100,6 +100,22 @@ def test_runs_of_one_method_with_different_configs_are_separate_rows(tmp_path):
   assert len(text.splitlines()) == 2 + 3
 
 
+def test_labels_name_lucirs_form_and_at_most_three_fields_while_they_stay_apart(tmp_path):
+  many = {f'train.f{i}': i for i in range(6)}
+  dirs = [_workdir(tmp_path, 'lucir', 'lucir', 0, _rows(3), fields={'method.form': 'ssil'}),
+          _workdir(tmp_path, 'lucir_facil', 'lucir', 0, _rows(3), fields={'method.form': 'facil', **many}),
+          _workdir(tmp_path, 'a', 'ssil', 0, _rows(3), fields=many),
+          _workdir(tmp_path, 'b', 'ssil', 0, _rows(3), fields={k: 9 for k in many}),
+          _workdir(tmp_path, 'c', 'icarl', 0, _rows(3), fields=many),
+          _workdir(tmp_path, 'd', 'icarl', 0, _rows(3), fields={**many, 'train.f5': 9})]
+  text = report.main(dirs)
+  assert _table_row(text, 'lucir')[1] == '1' and _table_row(text, 'lucir-facil')[1] == '1'
+  # six fields differ between a and b: three are named; c and d differ in the 6th only, so it is shown
+  assert _table_row(text, 'ssil (train.f0=0, train.f1=1, train.f2=2, +3 more)')[1] == '1'
+  assert _table_row(text, 'ssil (train.f0=9, train.f1=9, train.f2=9, +3 more)')[1] == '1'
+  assert _table_row(text, 'icarl (train.f5=5)')[1] == '1' and _table_row(text, 'icarl (train.f5=9)')[1] == '1'
+
+
 def test_grouping_on_full_configs_ignores_seeds_and_free_fields(tmp_path):
   def run(name, method, seed, **fields):
     return _workdir(tmp_path, name, method, seed, _rows(3), config=_full_config(method, seed, **fields))

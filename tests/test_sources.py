@@ -125,6 +125,13 @@ def test_consistent_folders_load(folders):
   assert sorted(np.unique(source.train.labels)) == [0, 1, 2, 3]
 
 
+def test_a_root_one_level_too_deep_or_missing_says_what_the_root_must_hold(folders, tmp_path):
+  message = _load_error(_imagenet_cfg(folders / 'train'))
+  assert message == (f'image folder {folders}/train/train does not exist: dataset.root must be the folder that '
+                     f'holds train/ and val/, each with a folder per class, and {folders}/train has no train/')
+  assert _load_error(_imagenet_cfg(tmp_path / 'nowhere')).endswith(f'and {tmp_path}/nowhere does not exist')
+
+
 def test_fewer_class_folders_than_num_classes(folders):
   message = _load_error(_imagenet_cfg(folders, num_classes=1000))
   assert f'{folders}/train has 4 class folders but dataset.num_classes=1000;' in message

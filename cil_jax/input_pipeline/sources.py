@@ -368,6 +368,11 @@ def load_image_folder(root: str, classes: list[str] | None = None, others_ok: bo
   (the training set's), root must hold exactly those class folders, as a test set must; with
   `others_ok` (a class list over a bigger tree: ImageNet-100) it reads those and ignores the rest."""
   if not os.path.isdir(root):
+    parent, part = os.path.split(os.path.normpath(root))
+    if part in ('train', 'val'):   # ImageNet's layout: the root is the folder above
+      where = 'does not exist' if not os.path.isdir(parent) else f'has no {part}/'
+      raise DataError(f'image folder {root} does not exist: dataset.root must be the folder that holds train/ and '
+                      f'val/, each with a folder per class, and {parent} {where}')
     raise DataError(f'image folder {root} does not exist')
   found = [d for d in _visible(os.listdir(root)) if os.path.isdir(os.path.join(root, d))]
   test_set = classes is not None and not others_ok
