@@ -232,8 +232,12 @@ def main(argv=None) -> str:
   if not runs:
     raise SystemExit('no finished runs among the given workdirs')
   kind = a.table
+  facil = sum(int(r['config'].get('scenario', {}).get('num_tasks', 0)) > 0 for r in runs)
   if kind == 'auto':
-    kind = 'facil' if all(int(r['config'].get('scenario', {}).get('num_tasks', 0)) > 0 for r in runs) else 'ssil'
+    kind = 'facil' if facil == len(runs) else 'ssil'
+  if 0 < facil < len(runs):
+    print(f'note: {_count(facil, "run")} use FACIL\'s split (scenario.num_tasks > 0) and {len(runs) - facil} the '
+          'SS-IL split (scenario.base / step): one table, two protocols', file=sys.stderr)
   columns = TABLES[kind]
   table = summarize(runs, columns)
   text = markdown(table, columns)

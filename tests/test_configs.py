@@ -98,6 +98,10 @@ def test_task_argument_must_divide_the_classes(config, classes):
       load_config(config, f't{bad}')
   with pytest.raises(ValueError, match='t0'):
     load_config(config, 't0')
+  if config == 'ssil_imagenet.py':   # with smoke, the split is of the smoke setting's 4 classes
+    assert load_config(config, 't4,smoke').scenario.base == 1
+    with pytest.raises(ValueError, match='t7 does not divide the 4 classes of the 4-class smoke setting'):
+      load_config(config, 't7,smoke')
 
 
 def test_smoke_keeps_the_task_count_or_refuses():

@@ -235,3 +235,7 @@ def test_facil_table_shows_task_aware_and_task_agnostic(tmp_path, capsys):
   assert _table_row(text, 'lwf-bsr')[4].startswith(f'{want:.2f} ±')
   assert _table_row(text, 'lwf')[1] == '2'
   assert 'avg top-1' in report.main(ws + ['--table', 'ssil'])
+  assert 'two protocols' not in capsys.readouterr().err
+  mixed = ws + [_workdir(tmp_path, 'ssil0', 'ssil', 0, _rows(3))]
+  assert 'avg top-1' in report.main(mixed)   # not all on FACIL's split: SS-IL's columns, and a note
+  assert "note: 4 runs use FACIL's split (scenario.num_tasks > 0) and 1 the SS-IL split" in capsys.readouterr().err
