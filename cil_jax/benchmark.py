@@ -130,10 +130,11 @@ class JaxStep:
                        '(base = step = classes / tasks, two tasks at least)')
     step_size = num_classes // num_tasks
     if step_size < 2:   # SS-IL's separated softmax over one new class is a loss of 0: not a real step
-      fits = [d for d in range(2, num_classes // 2 + 1) if num_classes % d == 0]
+      fits = [str(d) for d in range(2, num_classes // 2 + 1) if num_classes % d == 0]
+      use = f'use --num-tasks {", ".join(fits[:8])}' + (', ...' if len(fits) > 8 else '') if fits else \
+          'use more --num-classes'
       raise ValueError(f'--num-tasks={num_tasks} leaves one class per task, where a task-wise softmax has '
-                       'nothing to separate; ' + (f'use --num-tasks {fits[-1]} or fewer' if fits else
-                                                  'use more --num-classes'))
+                       f'nothing to separate; {use}')
     self.tasks = tasks = Tasks(num_classes, step_size, step_size)
     side, channels = default_image_shape(model)
     self.side, self.channels = image_size or side, channels

@@ -23,7 +23,7 @@ import numpy as np
 
 from cil_jax import command_line
 from cil_jax import workdir as workdir_lib
-from cil_jax.progress import native_output_silenced
+from cil_jax.progress import native_output_filtered
 
 # dataset.name -> (classes, train images, test images) of the full dataset; None where it has no
 # fixed size
@@ -94,6 +94,11 @@ def _decoder():
   return decode
 
 
+def _libjpeg_line(line: str) -> bool:
+  return 'JPEG library' in line or line.startswith(('Corrupt JPEG data', 'Premature end of JPEG', 'Invalid JPEG',
+                                                    'Not a JPEG file', 'Bogus ', 'Unsupported JPEG'))
+
+
 def undecodable(split, what: str, threads: int) -> list[str]:
   """'path (why)' of every image of a file or record split that the training decoder rejects."""
   if split.images is not None or len(split) == 0:
@@ -112,10 +117,11 @@ def undecodable(split, what: str, threads: int) -> list[str]:
     why = decode(data)
     return None if why is None else f'{split.describe(i)} ({why})'
 
-  # libjpeg prints 'Improper call to JPEG library in state 201' to stderr for every file TF's decoder
-  # rejects: silenced, since each rejected file is reported here with its reason (the bar: stdout)
+  # libjpeg prints e.g. 'Improper call to JPEG library in state 201' to stderr for every file TF's
+  # decoder rejects: those lines are dropped (each rejected file is reported here with its reason), the
+  # rest of stderr is written after the pass; the bar goes to stdout. TF's decoder releases the GIL.
   bar, bad, done = Bar(len(split), f'decoding {what}', stream=sys.stdout), [], 0
-  with native_output_silenced(2), concurrent.futures.ThreadPoolExecutor(threads) as pool:   # TF releases the GIL
+  with native_output_filtered(2, _libjpeg_line), concurrent.futures.ThreadPoolExecutor(threads) as pool:
     for start in range(0, len(split), 4096):   # a bounded number of pending tasks (ImageNet: 1.3 M)
       for problem in pool.map(check, range(start, min(start + 4096, len(split)))):
         done += 1
@@ -247,6 +253,14 @@ def _landmarks_report(cfg):
   return landmarks.source_of(cfg, cfg.name, s), not missing
 
 
+def _number(text: str) -> bool:
+  try:
+    float(text)
+  except ValueError:
+    return False
+  return True
+
+
 def main(argv=None) -> int:
   argv = list(sys.argv if argv is None else argv)
   if len(argv) < 2 or argv[1] != 'check':
@@ -268,7 +282,11 @@ def main(argv=None) -> int:
   if known.out and workdir_lib.folder_problem(known.out):
     p.error(f'--out {known.out} {workdir_lib.folder_problem(known.out)}; give a folder (classes.tsv and '
             'bad_files.txt go into it)')
-  unknown = [a.split('=')[0] for a in rest if a.startswith('-') and not a.split('=')[0].startswith('--config')]
+  from absl import flags
+  unknown = [name for name in (a.split('=')[0] for a in rest if a.startswith('-'))
+             if name != '--config' and not name.startswith('--config.') and name.lstrip('-') not in flags.FLAGS
+             and name not in ('--flagfile', '--undefok', '--helpfull', '--helpshort') and not _number(name)]
+  # (absl's own flags pass, and so does a negative value written after its flag)
   if unknown:
     close = difflib.get_close_matches(unknown[0], ['--threads', '--out', '--no-decode', '--config'], n=1)
     p.error(f'unknown option {unknown[0]}' + (f'; did you mean {close[0]}?' if close else ''))
@@ -281,7 +299,6 @@ def main(argv=None) -> int:
     return 2
   command_line.define_config_flag()
   command_line.parse_flags(rest)
-  from absl import flags
   from cil_jax.input_pipeline.sources import DataError
   threads = known.threads or 2 * (os.cpu_count() or 1)
   try:

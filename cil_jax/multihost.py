@@ -39,6 +39,22 @@ def stop_requested(local: int) -> int:
   return int(np.max(multihost_utils.process_allgather(np.int32(local))))
 
 
+def check_same(text: str, differs: str) -> None:
+  """Raises sources.DataError `process i of n {differs}` where process i's `text` is not process 0's
+  (a collective: every process calls it at the same point; nothing to do for one process)."""
+  import jax
+  if jax.process_count() == 1:
+    return
+  import hashlib
+  from jax.experimental import multihost_utils
+  from cil_jax.input_pipeline.sources import DataError
+  digest = np.frombuffer(hashlib.sha1(text.encode()).digest(), np.uint8)
+  every = np.asarray(multihost_utils.process_allgather(digest)).reshape(jax.process_count(), -1)
+  other = [i for i in range(1, len(every)) if not np.array_equal(every[i], every[0])]
+  if other:
+    raise DataError(f'process {other[0]} of {len(every)} {differs}')
+
+
 def _client():
   from jax._src import distributed   # the runtime's client; jax has no public handle on its store
   return distributed.global_state.client

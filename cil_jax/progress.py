@@ -26,6 +26,27 @@ def native_output_silenced(fd: int):
     os.close(devnull)
 
 
+@contextlib.contextmanager
+def native_output_filtered(fd: int, drop):
+  """Holds what is written to file descriptor `fd` during the block and writes it back after, but the
+  lines `drop(line)` is true of (a library's noise); Python's own writes to that stream are held too."""
+  import tempfile
+  (sys.stdout if fd == 1 else sys.stderr).flush()
+  saved = os.dup(fd)
+  with tempfile.TemporaryFile() as held:
+    os.dup2(held.fileno(), fd)
+    try:
+      yield
+    finally:
+      (sys.stdout if fd == 1 else sys.stderr).flush()
+      os.dup2(saved, fd)
+      os.close(saved)
+      held.seek(0)
+      kept = [line for line in held.read().decode(errors='replace').splitlines(keepends=True) if not drop(line)]
+      if kept:
+        os.write(fd, ''.join(kept).encode())
+
+
 def _elapsed(seconds: float) -> str:
   s = int(seconds)
   if s < 60:

@@ -108,12 +108,16 @@ def group_labels(fields: dict[str, dict], methods: dict[str, str]) -> dict[str, 
       continue
     names = list(dict.fromkeys(name for k in keys for name in fields[k]))   # config order
     differ = [n for n in names if len({_canonical(fields[k].get(n, _UNSET)) for k in keys}) > 1]
-    def named(k, shown):
+    def named(k, shown, show=_short):
       more = f', +{len(differ) - len(shown)} more' if len(shown) < len(differ) else ''
-      return f'{label} (' + ', '.join(f'{n}={_short(fields[k].get(n, _UNSET))}' for n in shown) + more + ')'
-    short = {k: named(k, differ[:LABEL_FIELDS]) for k in keys}   # each run's config.json has the rest
-    unique = len(set(short.values())) == len(keys)
-    out.update(short if unique else {k: named(k, differ) for k in keys})
+      return f'{label} (' + ', '.join(f'{n}={show(fields[k].get(n, _UNSET))}' for n in shown) + more + ')'
+    # the first fields that differ (each run's config.json has the rest) while the labels stay apart;
+    # else all of them; else all of them as JSON (the string '1' and the number 1 print alike)
+    for labels in ({k: named(k, differ[:LABEL_FIELDS]) for k in keys}, {k: named(k, differ) for k in keys},
+                   {k: named(k, differ, _canonical) for k in keys}):
+      if len(set(labels.values())) == len(keys):
+        break
+    out.update(labels)
   return out
 
 

@@ -55,6 +55,10 @@ class Experiment:
 
     source = sources.load(config.dataset, cache_dir=os.path.join(workdir, 'cache'))
     self.source = source
+    self.fingerprint = sources.fingerprint(source)
+    multihost.check_same(json.dumps(self.fingerprint, sort_keys=True), 'reads other data than process 0 (a '
+                         'dataset.root with other files, or none); every process needs the same dataset')
+    workdir_lib.check_dataset(self.fingerprint, workdir)   # before any compute: the run's data must be its own
     c = source.num_classes
     self.tasks = scenario.make_tasks(c, config.scenario)
     scenario.check_memory_budget(int(config.memory.size), self.tasks, config.memory.policy)
@@ -471,7 +475,7 @@ class Run:
     for i in plan.indices[k:k + ahead].reshape(-1):
       problem = sources.check_image(split, int(i))
       if problem:
-        raise sources.DataError(f'{problem}; {sources.BAD_IMAGE_FIX}') from error
+        raise sources.DataError(f'{problem}; {sources.bad_image_fix(split)}') from error
     raise sources.DataError(f'reading training batch {k} failed: {streams.error_line(error)}; rerun the same '
                             'command to resume from the last checkpoint') from error
 
@@ -602,11 +606,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
       multihost_utils.sync_global_devices('cil_jax: workdir ready')
     t0 = time.perf_counter()
     exp = Experiment(config, workdir)
-    data = sources.fingerprint(exp.source)
-    workdir_lib.check_dataset(data, workdir)
     if first:
       workdir_lib.write_config(config, workdir)
-      workdir_lib.write_dataset(data, workdir)
+      workdir_lib.write_dataset(exp.fingerprint, workdir)
     summary = Run(exp).run()
   except BaseException:
     forget()

@@ -123,17 +123,22 @@ def check_dataset(fingerprint: dict, workdir: str) -> None:
   path = os.path.join(workdir, DATASET)
   if not holds_experiment(workdir) or not os.path.exists(path):
     return
-  there = _load_json(path)
-  if there == fingerprint:
-    return
+  try:
+    there = _load_json(path)
+    assert isinstance(there, dict)
+  except (OSError, ValueError, AssertionError) as e:
+    raise WorkdirError(f'{path} is unreadable ({type(e).__name__}); use a new --workdir, or delete that file if '
+                       'the data is as it was when the run began') from None
   changes = [f'{fingerprint["classes"]} classes, {there.get("classes")} at the start']
   changes = changes if there.get('classes') != fingerprint['classes'] else []
   for split in ('train', 'test'):
-    was, now = there.get(split) or {}, fingerprint[split]
+    was, now = there.get(split) if isinstance(there.get(split), dict) else {}, fingerprint[split]
     if was.get('images') != now['images']:
       changes.append(f'{split}: {now["images"]} images, {was.get("images")} at the start')
     elif was.get('digest') != now['digest']:
       changes.append(f'{split}: other file names or labels than at the start')
+  if not changes:
+    return
   raise WorkdirError(f'the dataset changed since the run in {workdir} began ({"; ".join(changes)}); to resume, '
                      'put the files back as they were (an unreadable image: a readable one at the same path), or '
                      'start this config in a new --workdir')

@@ -125,7 +125,7 @@ def test_benchmark_arguments_that_do_not_fit_are_one_line(capsys):
 
 @pytest.mark.parametrize('args,line', [
     (['--num-classes', '10'], '--num-tasks=10 leaves one class per task, where a task-wise softmax has nothing to '
-                              'separate; use --num-tasks 5 or fewer'),
+                              'separate; use --num-tasks 2, 5'),
     (['--num-classes', '10', '--num-tasks', '3'], '--num-tasks=3 does not split --num-classes=10 into equal tasks'),
     (['--num-classes', '10', '--num-tasks', '5', '--batch-size', '0'], '--batch-size=0 and --replay-batch-size=32: '
                                                                        'the batch needs one new image at least')])

@@ -397,3 +397,11 @@ def test_data_check_miniimagenet_names_every_bad_file(mini_mgrb, tmp_path):
   assert r.returncode == 1, r.stdout + r.stderr
   assert all(f'cannot decode: {b}' in r.stdout for b in bad) and '2 of 36 images do not decode' in r.stdout
   assert 'layout: train/ + test/ class folders' in r.stdout and "not miniImageNet's" not in r.stdout
+
+
+def test_the_decoding_pass_drops_libjpegs_lines_and_keeps_the_rest_of_stderr(capfd):
+  from cil_jax.progress import native_output_filtered
+  with native_output_filtered(2, data._libjpeg_line):
+    os.write(2, b'Improper call to JPEG library in state 201\nsomething else went wrong\n')
+    os.write(2, b'Premature end of JPEG file\nand this\n')
+  assert capfd.readouterr().err == 'something else went wrong\nand this\n'

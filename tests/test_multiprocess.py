@@ -145,6 +145,28 @@ def test_a_data_error_in_one_process_stops_both_with_its_line(idx_dir, tmp_path)
       f'{line} (found by process 1 of 2; every process stops)'), outs[0][1][-2000:]
 
 
+def test_processes_that_read_different_data_stop_before_training(idx_dir, tmp_path):
+  """Process 1's copy of the dataset has one training label changed: each global batch would mix two
+  datasets, so both processes stop with one line before any compute, and no workdir is left."""
+  import gzip
+  import shutil
+  other = tmp_path / 'other'
+  shutil.copytree(idx_dir, other)
+  labels = other / 'train-labels-idx1-ubyte.gz'
+  raw = bytearray(gzip.decompress(labels.read_bytes()))
+  raw[-1] = (raw[-1] + 1) % 10   # the last image's class
+  labels.write_bytes(gzip.compress(bytes(raw)))
+  coordinator = f'127.0.0.1:{launch.free_port()}'
+  args = _main_args(RUNS['default'], idx_dir, tmp_path / 'w')
+  procs = [_start(0, coordinator, args, {}), _start(1, coordinator, [*args, f'--config.dataset.root={other}'], {})]
+  outs = [p.communicate(timeout=300) for p in procs]
+  assert [p.returncode for p in procs] == [1, 1], outs
+  for _, err in outs:
+    assert err.strip().splitlines()[-1].startswith(
+        'error: process 1 of 2 reads other data than process 0 (a dataset.root with other files, or none)'), err[-2000:]
+  assert not (tmp_path / 'w').exists()
+
+
 def test_each_global_batch_is_the_processes_slices_exactly():
   r = subprocess.run([sys.executable, '-m', 'cil_jax.launch', '--processes', '2', '--cpu-devices', '2', '--',
                       os.path.join('tests', 'multiprocess_worker.py')], cwd=ROOT, capture_output=True, text=True,

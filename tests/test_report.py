@@ -114,6 +114,14 @@ def test_labels_name_lucirs_form_and_at_most_three_fields_while_they_stay_apart(
   assert _table_row(text, 'ssil (train.f0=0, train.f1=1, train.f2=2, +3 more)')[1] == '1'
   assert _table_row(text, 'ssil (train.f0=9, train.f1=9, train.f2=9, +3 more)')[1] == '1'
   assert _table_row(text, 'icarl (train.f5=5)')[1] == '1' and _table_row(text, 'icarl (train.f5=9)')[1] == '1'
+  # x and y differ in their 4th field only: three fields would not tell them apart, so all four are named
+  dirs = [_workdir(tmp_path, name, 'bic', 0, _rows(3), fields={f'train.g{i}': v for i, v in enumerate(values)})
+          for name, values in (('x', (1, 1, 1, 1)), ('y', (1, 1, 1, 2)), ('z', (2, 2, 2, 1)))]
+  dirs.append(_workdir(tmp_path, 's', 'bic', 0, _rows(3), fields={'train.g0': '1', 'train.g1': 1, 'train.g2': 1,
+                                                                   'train.g3': 1}))   # '1', not 1: apart in JSON
+  text = report.main(dirs)
+  assert _table_row(text, 'bic (train.g0=1, train.g1=1, train.g2=1, train.g3=2)')[1] == '1'
+  assert _table_row(text, 'bic (train.g0="1", train.g1=1, train.g2=1, train.g3=1)')[1] == '1'
 
 
 def test_grouping_on_full_configs_ignores_seeds_and_free_fields(tmp_path):

@@ -216,3 +216,18 @@ def test_sigterm_during_start_up_is_one_line_and_leaves_no_trace(tmp_path, idx_d
   lines = [line for line in err.splitlines() if line.strip() and not line.startswith(TF_BANNER)]
   assert lines == ['stopped (SIGTERM); checkpoints saved before stay: run the same command to resume'], err[-3000:]
   assert not w.exists()
+
+
+def test_the_dataset_check_names_what_changed_and_a_broken_record_is_one_line(tmp_path):
+  w = tmp_path / 'w'
+  (w / 'checkpoints' / '5').mkdir(parents=True)   # a run has computed something here
+  fp = {'classes': 10, 'train': {'images': 480, 'digest': 'a'}, 'test': {'images': 80, 'digest': 'b'}}
+  workdir_lib.check_dataset(fp, str(w))   # a workdir from before dataset.json: nothing to compare
+  workdir_lib.write_dataset(dict(fp, version=2), str(w))
+  workdir_lib.check_dataset(fp, str(w))   # keys it does not know change nothing
+  with pytest.raises(workdir_lib.WorkdirError, match=r'\(9 classes, 10 at the start; test: other file names or '
+                                                     r'labels than at the start\)'):
+    workdir_lib.check_dataset(dict(fp, classes=9, test={'images': 80, 'digest': 'c'}), str(w))
+  (w / 'dataset.json').write_text('{"classes": 10, "tr')
+  with pytest.raises(workdir_lib.WorkdirError, match=r'dataset.json is unreadable \(JSONDecodeError\); use a new'):
+    workdir_lib.check_dataset(fp, str(w))

@@ -616,10 +616,15 @@ def fingerprint(source: Source) -> dict:
   return out
 
 
-# What to do about an unreadable image a run found (the fingerprint makes a removal a new dataset)
-BAD_IMAGE_FIX = ('replace it with a readable image at the same path, then rerun the same command to resume (a '
-                 'removed file changes the dataset: that needs a new --workdir); `python -m cil_jax.data check` '
-                 'with the same config lists every unreadable file')
+def bad_image_fix(split: Split) -> str:
+  """What to do about an unreadable image a run found in `split` (the fingerprint makes a removed file,
+  or a tfds copy prepared again, a new dataset)."""
+  if split.files is None:
+    return ('the tfds copy holds an unreadable record: prepare it again, then start in a new --workdir (the '
+            'data changed)')
+  return ('replace it with a readable image at the same path, then rerun the same command to resume (a removed '
+          'file changes the dataset: that needs a new --workdir); `python -m cil_jax.data check` with the same '
+          'config lists every unreadable file')
 
 
 def check_image(split: Split, i: int) -> str | None:
