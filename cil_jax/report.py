@@ -8,9 +8,9 @@ fields such as logging or eval batch size may differ), so a group's runs are the
 experiment. A group is labelled by its method (FT with memory.size=0 is "ft (no memory)", a method's
 non-default form or variant is appended: "lucir-facil", "lwf-bsr"); groups that share a method label
 also name the fields in which they differ, e.g. "ssil (train.epochs=1)" (three at most, while that
-keeps the labels apart). Each
-group gives the mean ± sample standard deviation (ddof=1, shown for 2 runs or more) over its seeds of:
-average incremental top-1 and top-5 (task 0 included), last-task top-1 and forgetting. Writes
+keeps the labels apart). Each group gives the mean ± sample standard deviation (ddof=1, shown for 2
+runs or more) over its seeds of: average incremental top-1 and top-5 (task 0 included), last-task
+top-1 and forgetting. Writes
 <out>.md, <out>.csv (one row per run, then the mean and std of each group) and <out>.png (top-1 on
 all seen classes after each task, mean over seeds; groups may have different numbers of tasks), and
 prints the Markdown. Skipped paths (missing, given twice, unfinished runs) are named on stderr.
@@ -95,6 +95,10 @@ def _short(value) -> str:
   return json.dumps(value, separators=(',', ':')) if isinstance(value, (list, dict)) else str(value)
 
 
+def _as_json(value) -> str:
+  return '–' if value is _UNSET else json.dumps(value, sort_keys=True)
+
+
 def group_labels(fields: dict[str, dict], methods: dict[str, str]) -> dict[str, str]:
   """group key -> its label: the method label, plus (field=value, ...) for the fields whose values
   differ among the groups that share that method label (none when it is unique)."""
@@ -114,7 +118,7 @@ def group_labels(fields: dict[str, dict], methods: dict[str, str]) -> dict[str, 
     # the first fields that differ (each run's config.json has the rest) while the labels stay apart;
     # else all of them; else all of them as JSON (the string '1' and the number 1 print alike)
     for labels in ({k: named(k, differ[:LABEL_FIELDS]) for k in keys}, {k: named(k, differ) for k in keys},
-                   {k: named(k, differ, _canonical) for k in keys}):
+                   {k: named(k, differ, _as_json) for k in keys}):
       if len(set(labels.values())) == len(keys):
         break
     out.update(labels)

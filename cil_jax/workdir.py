@@ -125,10 +125,12 @@ def check_dataset(fingerprint: dict, workdir: str) -> None:
     return
   try:
     there = _load_json(path)
-    assert isinstance(there, dict)
-  except (OSError, ValueError, AssertionError) as e:
-    raise WorkdirError(f'{path} is unreadable ({type(e).__name__}); use a new --workdir, or delete that file if '
-                       'the data is as it was when the run began') from None
+  except (OSError, ValueError) as e:
+    there = e
+  if not isinstance(there, dict):
+    why = type(there).__name__ if isinstance(there, Exception) else 'not a JSON object'
+    raise WorkdirError(f'{path} is unreadable ({why}); use a new --workdir, or delete that file if the data is as '
+                       'it was when the run began')
   changes = [f'{fingerprint["classes"]} classes, {there.get("classes")} at the start']
   changes = changes if there.get('classes') != fingerprint['classes'] else []
   for split in ('train', 'test'):
