@@ -279,9 +279,9 @@ def main(argv=None) -> int:
            if not a.startswith('-') and not (i and rest[i - 1].startswith('-') and '=' not in rest[i - 1])]
   if known.threads < 0:
     p.error(f'--threads={known.threads}: give a number of threads, or 0 for 2 per core')
-  if known.out and workdir_lib.folder_problem(known.out):
-    p.error(f'--out {known.out} {workdir_lib.folder_problem(known.out)}; give a folder (classes.tsv and '
-            'bad_files.txt go into it)')
+  out_problem = known.out and workdir_lib.folder_problem(known.out)
+  if out_problem:
+    p.error(f'--out {known.out} {out_problem}; give a folder (classes.tsv and bad_files.txt go into it)')
   from absl import flags
   unknown = [name for name in (a.split('=')[0] for a in rest if a.startswith('-'))
              if name != '--config' and not name.startswith('--config.') and name.lstrip('-') not in flags.FLAGS

@@ -131,8 +131,9 @@ def check_dataset(fingerprint: dict, workdir: str) -> None:
     why = type(there).__name__ if isinstance(there, Exception) else 'not a JSON object'
     raise WorkdirError(f'{path} is unreadable ({why}); use a new --workdir, or delete that file if the data is as '
                        'it was when the run began')
-  changes = [f'{fingerprint["classes"]} classes, {there.get("classes")} at the start']
-  changes = changes if there.get('classes') != fingerprint['classes'] else []
+  changes = []
+  if there.get('classes') != fingerprint['classes']:
+    changes.append(f'{fingerprint["classes"]} classes, {there.get("classes")} at the start')
   for split in ('train', 'test'):
     was, now = there.get(split) if isinstance(there.get(split), dict) else {}, fingerprint[split]
     if was.get('images') != now['images']:
