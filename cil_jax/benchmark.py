@@ -447,8 +447,8 @@ def format_result(r: dict) -> str:
   return line
 
 
-def main(argv=None) -> dict:
-  p = argparse.ArgumentParser(prog='python -m cil_jax.benchmark', description=__doc__.split('\n')[0])
+def main(argv=None, prog='python -m cil_jax.benchmark') -> dict:
+  p = argparse.ArgumentParser(prog=prog, description=__doc__.split('\n')[0])
   p.add_argument('--method', default='ssil', choices=methods_lib.NAMES)
   p.add_argument('--model', default='resnet18', choices=models.NAMES)
   p.add_argument('--image-size', type=int, default=0, help='0: the model\'s (224 / 32 / 28) or the input mode\'s')

@@ -1,5 +1,5 @@
-"""The `--config file.py[:arg] --config.<field>=<value>` command line shared by main.py and
-`python -m cil_jax.data`: the config file found from any directory, its overrides checked against
+"""The `--config file.py[:arg] --config.<field>=<value>` command line shared by `cil-jax train` and
+`cil-jax data check`: the config file (a path or a shipped config's name), its overrides checked against
 its fields, every error one line. Light (no JAX, no TensorFlow)."""
 from __future__ import annotations
 
@@ -11,18 +11,44 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the project folder
-DEFAULT_CONFIG = os.path.join(ROOT, 'configs', 'default.py')
+PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def configs_dir() -> str:
+  """The shipped configs: inside the installed package (`pip install .`), else the clone's configs/
+  (a clone run as it is, or installed with `pip install -e .`)."""
+  installed = os.path.join(PACKAGE, 'configs')
+  return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(PACKAGE), 'configs')
+
+
+def shipped_configs() -> list[str]:
+  """The names of the shipped experiment configs (their shared parts, *_common.py, are not ones)."""
+  return sorted(n[:-3] for n in os.listdir(configs_dir())
+                if n.endswith('.py') and not n.startswith('_') and not n.endswith('_common.py'))
+
+
+def default_config() -> str:
+  return os.path.join(configs_dir(), 'default.py')
 
 
 def define_config_flag() -> None:
   # After the light checks: config_flags reads sys.argv's --config.* overrides when defined.
-  config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Experiment config file (file.py[:arg]).',
-                                  lock_config=True)
+  config_flags.DEFINE_config_file('config', default_config(), 'Experiment config: a file (file.py[:arg]) or the '
+                                  "name of a shipped config (ssil_imagenet[:arg]).", lock_config=True)
+
+
+def find_config(path: str) -> str | None:
+  """The config file that `path` names: a file (relative to the current directory), else a shipped
+  config by name: 'ssil_fmnist', 'ssil_fmnist.py' or 'configs/ssil_fmnist.py'."""
+  if os.path.isfile(path):
+    return os.path.abspath(path)
+  name = os.path.basename(path)
+  shipped = os.path.join(configs_dir(), name if name.endswith('.py') else name + '.py')
+  return shipped if os.path.isfile(shipped) and os.path.dirname(path) in ('', 'configs') else None
 
 
 def config_arg(argv: list[str]) -> tuple[list[str], int | None]:
-  """argv with --config's file made absolute (found from any directory), and its index."""
+  """argv with --config's file made absolute (a file or a shipped config's name), and its index."""
   for i, a in enumerate(argv):
     if a == '--config' and i + 1 < len(argv):
       i, value = i + 1, argv[i + 1]
@@ -31,17 +57,18 @@ def config_arg(argv: list[str]) -> tuple[list[str], int | None]:
     else:
       continue
     path, sep, arg = value.partition(':')
-    for candidate in (os.path.abspath(path), os.path.join(ROOT, path)):
-      if os.path.isfile(candidate):
-        argv = list(argv)
-        argv[i] = ('' if argv[i] == value else '--config=') + candidate + sep + arg
-        return argv, i
-    where = os.getcwd() if os.path.samefile(os.getcwd(), ROOT) else f'{os.getcwd()} and in {ROOT}'
-    known = sorted(os.path.join('configs', n) for n in os.listdir(os.path.join(ROOT, 'configs'))
-                   if n.endswith('.py') and not n.startswith('_') and not n.endswith('_common.py'))
-    close = difflib.get_close_matches(os.path.join('configs', os.path.basename(path)), known, n=1, cutoff=0.75)
-    hint = f'did you mean --config {close[0]}{sep}{arg}?' if close else 'pass e.g. --config configs/default.py'
-    raise ValueError(f'config file {path} not found (looked in {where}); {hint}')
+    found = find_config(path)
+    if found:
+      argv = list(argv)
+      argv[i] = ('' if argv[i] == value else '--config=') + found + sep + arg
+      return argv, i
+    name = os.path.splitext(os.path.basename(path))[0]
+    close = difflib.get_close_matches(name, shipped_configs(), n=1, cutoff=0.75)
+    spelled = close and (os.path.join(os.path.dirname(path), close[0] + '.py') if path.endswith('.py') else close[0])
+    hint = f'did you mean --config {spelled}{sep}{arg}?' if close else \
+        'pass a file, or a shipped config\'s name such as --config default (cil-jax train --help)'
+    raise ValueError(f'config {path} not found: no such file in {os.getcwd()}, nor a shipped config of that '
+                     f'name; {hint}')
   return argv, None
 
 
@@ -57,10 +84,23 @@ def overrides(argv: list[str]) -> dict:
   return out
 
 
+def _shipped_configs_package() -> None:
+  """Config files import the shipped configs' shared parts as `configs.*` (from configs.fmnist_common
+  import ...): that name is the shipped folder, wherever it is installed, and nothing else is put on
+  sys.path."""
+  if 'configs' in sys.modules:
+    return
+  folder = configs_dir()
+  spec = importlib.util.spec_from_file_location('configs', os.path.join(folder, '__init__.py'),
+                                                submodule_search_locations=[folder])
+  module = importlib.util.module_from_spec(spec)
+  sys.modules['configs'] = module
+  spec.loader.exec_module(module)
+
+
 def load_config_file(value: str):
   path, _, arg = value.partition(':')
-  if ROOT not in sys.path:   # config files import configs.* and cil_jax.*
-    sys.path.insert(0, ROOT)
+  _shipped_configs_package()
   spec = importlib.util.spec_from_file_location('_config_file', path)
   module = importlib.util.module_from_spec(spec)
   try:
@@ -78,7 +118,7 @@ def check_command_line(argv: list[str]) -> tuple[list[str], str]:
   from cil_jax import config_base
   argv, i = config_arg(argv)
   value = (argv[i][len('--config='):] if argv[i].startswith('--config=') else argv[i]) if i is not None \
-      else DEFAULT_CONFIG
+      else default_config()
   config_base.check_overrides(load_config_file(value), overrides(argv))
   return argv, value
 

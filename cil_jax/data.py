@@ -261,15 +261,16 @@ def _number(text: str) -> bool:
   return True
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog='python -m cil_jax.data') -> int:
   argv = list(sys.argv if argv is None else argv)
   if len(argv) < 2 or argv[1] != 'check':
-    print(__doc__.strip().split('\n\n')[1], file=sys.stderr)
-    return 2
+    asked = len(argv) > 1 and argv[1] in ('-h', '--help', 'help')
+    print(__doc__.strip().replace('python -m cil_jax.data', prog), file=sys.stdout if asked else sys.stderr)
+    return 0 if asked else 2
   argv = [argv[0]] + argv[2:]
-  p = argparse.ArgumentParser(prog='python -m cil_jax.data check', description='Checks a dataset (see the module doc).',
-                              epilog="The dataset is the one a run would read: main.py's --config FILE[:ARG] and "
-                                     '--config.<field>=value flags, e.g. --config configs/ssil_imagenet.py '
+  p = argparse.ArgumentParser(prog=f'{prog} check', description='Checks a dataset (see the module doc).',
+                              epilog="The dataset is the one a run would read: the train command's --config "
+                                     'FILE[:ARG] and --config.<field>=value flags, e.g. --config ssil_imagenet '
                                      '--config.dataset.root=/data/imagenet.')
   p.add_argument('--threads', type=int, default=0, help='decoding threads (default: 2 per core)')
   p.add_argument('--out', default='', help='also write classes.tsv and bad_files.txt into this folder')

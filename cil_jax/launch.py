@@ -1,12 +1,13 @@
 """Runs one command as N cooperating JAX processes on this machine, the way a cluster would.
 
-  python -m cil_jax.launch --processes 2 --cpu-devices 2 -- main.py --config configs/default.py:smoke
-  python -m cil_jax.launch --processes 8 --gpus-per-process 1 -- main.py --config ...
+  cil-jax launch --processes 2 --cpu-devices 2 -- train --config default:smoke
+  cil-jax launch --processes 8 --gpus-per-process 1 -- train --config ...
+  python -m cil_jax.launch --processes 2 -- main.py --config ...     (a script: the clone's main.py)
 
 Each process gets the coordinator address (a free port on the loopback address), the process count
 and its id in the environment (CIL_JAX_COORDINATOR, CIL_JAX_NUM_PROCESSES, CIL_JAX_PROCESS_ID, and
-CIL_JAX_LOCAL_DEVICES for --gpus-per-process); main.py then calls jax.distributed.initialize with
-them. On a cluster, main.py --distributed lets jax.distributed detect the same from SLURM, Open MPI
+CIL_JAX_LOCAL_DEVICES for --gpus-per-process); the train command then calls jax.distributed.initialize with
+them. On a cluster, `cil-jax train --distributed` lets jax.distributed detect the same from SLURM, Open MPI
 and the other environments it knows.
 
 Process 0's output is shown as is; the others' lines are prefixed with their id. SIGTERM and Ctrl-C
@@ -17,7 +18,7 @@ exits with the failed process's status.
 One error, one line: the processes run the same command on the same machine, so a bad config or a
 missing dataset stops all of them with the same line, and the watchdog relays an error one process
 found to the others (cil_jax/multihost.py). The others' error lines are therefore held until all
-have stopped. They are shown only if process 0 printed none (main.py exits with status 1 exactly
+have stopped. They are shown only if process 0 printed none (the train command exits with status 1 exactly
 when it printed an error line) and the stop was not a signal given to all. A process that failed
 without a line (a signal, a crash) is named by the launcher.
 """
@@ -50,7 +51,7 @@ def process_env(base: dict, i: int, n: int, coordinator: str, cpu_devices: int, 
   return env
 
 
-ERROR_STATUS = 1   # main.py's status after printing its one-line error
+ERROR_STATUS = 1   # the train command's status after printing its one-line error
 
 
 def _relay(stream, out, prefix: str, held: list | None = None):
@@ -67,20 +68,28 @@ def _relay(stream, out, prefix: str, held: list | None = None):
   stream.close()
 
 
+def python_command(command: list[str]) -> list[str]:
+  """`train ...` is the package's train command (`cil-jax train ...`); anything else a Python script and
+  its arguments (`main.py ...`)."""
+  if command[0] == 'train':
+    return [sys.executable, '-m', 'cil_jax.cli', *command]
+  return [sys.executable, *command]
+
+
 def launch(command: list[str], processes: int, cpu_devices: int = 0, gpus_per_process: int = 0,
            grace: float = 20.0) -> int:
   """Runs `command` (a Python script and its arguments) as `processes` processes; their exit status."""
   if processes < 1:
     raise ValueError(f'--processes={processes} must be >= 1')
   if not command:
-    raise ValueError('no command to launch: put it after --, e.g. -- main.py --config configs/default.py:smoke')
+    raise ValueError('no command to launch: put it after --, e.g. -- train --config default:smoke')
   coordinator = f'127.0.0.1:{free_port()}'
   procs, relays = [], {}
   held = {i: [] for i in range(1, processes)}   # the others' error lines (see the module's docstring)
   for i in range(processes):
     env = process_env(os.environ, i, processes, coordinator, cpu_devices, gpus_per_process)
     pipe = None if i == 0 else subprocess.PIPE
-    p = subprocess.Popen([sys.executable, *command], env=env, stdout=pipe, stderr=pipe if pipe else None,
+    p = subprocess.Popen(python_command(command), env=env, stdout=pipe, stderr=pipe if pipe else None,
                          text=True, start_new_session=True)
     procs.append(p)
     if i:
@@ -166,15 +175,15 @@ def _stop(procs, grace: float):
       p.wait()
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog='python -m cil_jax.launch') -> int:
   argv = sys.argv[1:] if argv is None else argv
   if '--' in argv:
     cut = argv.index('--')
     own, command = argv[:cut], argv[cut + 1:]
   else:
     own, command = argv, []
-  p = argparse.ArgumentParser(prog='python -m cil_jax.launch', description=__doc__.split('\n')[0],
-                              usage='%(prog)s --processes N [options] -- main.py [main.py flags]')
+  p = argparse.ArgumentParser(prog=prog, description=__doc__.split('\n')[0],
+                              usage='%(prog)s --processes N [options] -- train [train flags]')
   p.add_argument('--processes', type=int, required=True, help='how many JAX processes')
   p.add_argument('--cpu-devices', type=int, default=0, help='run on CPU with this many host devices per process '
                  '(testing multi-host on one machine)')

@@ -73,7 +73,17 @@ def summarize(rows: list[dict], num_tasks: int | None = None) -> dict:
     out[f'last_{name}'] = float(np.mean(out[key][-1])) if rows else None
   out['tasks_done'] = len(rows)
   out['num_tasks'] = num_tasks
+  if rows and 'wall_time_s' in rows[-1]:   # rows of runs before it have no times
+    ends = [r['wall_time_s'] for r in rows]
+    out['wall_time'] = {'total_s': ends[-1], 'per_task_s': list(np.diff([0.0] + ends).tolist()),
+                        'sessions': rows[-1]['sessions']}
   return out
+
+
+def _duration(seconds: float) -> str:
+  hours, rest = divmod(int(round(seconds)), 3600)
+  minutes, seconds = divmod(rest, 60)
+  return (f'{hours} h {minutes} min' if hours else f'{minutes} min {seconds} s' if minutes else f'{seconds} s')
 
 
 def format_table(summary: dict) -> str:
@@ -97,7 +107,13 @@ def format_table(summary: dict) -> str:
       text += (f'  F̄ {g("mean_forgetting_task_aware")} / {g("mean_forgetting_task_agnostic")} (clipped '
                f'{g("mean_forgetting_task_aware_clipped")} / {g("mean_forgetting_task_agnostic_clipped")})')
     lines += ['per-task means (FACIL), task-aware / task-agnostic:', text]
+  times = []   # this session's (a run's result) and the whole run's (results.json), where known
   if summary.get('wall_time_s') is not None:
-    minutes, seconds = divmod(int(round(summary['wall_time_s'])), 60)
-    lines.append(f'wall time {minutes} min {seconds} s' if minutes else f'wall time {seconds} s')
+    times.append(f'{_duration(summary["wall_time_s"])} this session')
+  total = summary.get('wall_time')
+  if total is not None:
+    times.append(f'{_duration(total["total_s"])} in all ({total["sessions"]} session'
+                 f'{"s" if total["sessions"] > 1 else ""})')
+  if times:
+    lines.append('wall time ' + ', '.join(times))
   return '\n'.join(lines)

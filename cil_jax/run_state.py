@@ -45,6 +45,8 @@ class RunState:
   cursor: Cursor = dataclasses.field(default_factory=Cursor)
   global_step: int = 0
   images_seen: int = 0
+  wall_time_s: float = 0.0            # the run's time over all its sessions, up to this checkpoint
+  sessions: int = 0                   # the sessions (starts and resumes) that trained this run
 
   def arrays(self) -> dict:
     arrays = {'state': self.state, 'teacher': self.teacher if self.teacher is not None else {},
@@ -57,6 +59,7 @@ class RunState:
     """Copies: Orbax writes the JSON in a background thread, after the run has moved on."""
     return {'cursor': dataclasses.asdict(self.cursor), 'rows': copy.deepcopy(self.rows),
             'global_step': self.global_step, 'images_seen': self.images_seen,
+            'wall_time_s': self.wall_time_s, 'sessions': self.sessions,
             'has_teacher': self.teacher is not None, 'has_best': self.best is not None,
             'schedule_state': copy.deepcopy(self.schedule_state),
             'has_phase_optimizer': bool(jax.tree.leaves(self.state.phase_opt_state)),
@@ -87,4 +90,5 @@ class RunState:
                schedule_state=meta.get('schedule_state', {}),
                memory=scenario.Memory(np.asarray(meta['memory_indices'], np.int64),
                                       np.asarray(meta['memory_counts'], np.int64)),
-               rows=meta['rows'], cursor=cursor, global_step=meta['global_step'], images_seen=meta['images_seen'])
+               rows=meta['rows'], cursor=cursor, global_step=meta['global_step'], images_seen=meta['images_seen'],
+               wall_time_s=meta.get('wall_time_s', 0.0), sessions=meta.get('sessions', 0))

@@ -1,4 +1,4 @@
-"""TensorBoard scalars without TensorFlow: event records built from the tensorboard package's own
+"""TensorBoard scalars and hyper-parameters without TensorFlow: event records built from the tensorboard package's own
 protos and record framing, written to a plain file. TensorFlow's writer would cost its import
 (seconds at every start) in runs that need no tf.data."""
 from __future__ import annotations
@@ -29,6 +29,14 @@ class ScalarWriter:
   def scalars(self, step: int, values: dict) -> None:
     summary = self._summary(value=[self._summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()])
     self._write(self._event(wall_time=time.time(), step=int(step), summary=summary))
+
+  def hparams(self, fields: dict, trial: str) -> None:
+    """The run's settings for TensorBoard's HParams tab (its plugin's session-start record): a value
+    that is not a number, a string or a bool goes as its text."""
+    from tensorboard.plugins.hparams import summary_v2
+    values = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in fields.items()}
+    self._write(self._event(wall_time=time.time(), step=0,
+                            summary=summary_v2.hparams_pb(values, trial_id=trial, start_time_secs=time.time())))
 
   def flush(self) -> None:
     self._records.flush()

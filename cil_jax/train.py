@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from typing import Any
 
 import jax
@@ -22,7 +23,7 @@ from cil_jax import checkpoint as ckpt_lib
 from cil_jax import config_base
 from cil_jax import metrics as metrics_lib
 from cil_jax import methods as methods_lib
-from cil_jax import device_data, models, multihost, parallel, report, scenario, summaries
+from cil_jax import device_data, errors, models, multihost, parallel, report, run_log, scenario, summaries
 from cil_jax import workdir as workdir_lib
 from cil_jax.evaluation import Evaluator
 from cil_jax.exemplars import update_memory
@@ -151,7 +152,8 @@ def _indices_by_class(labels: np.ndarray, num_classes: int) -> list[np.ndarray]:
 class Run:
   """The loop over one run's state (run_state.RunState, which is what a checkpoint holds)."""
 
-  def __init__(self, exp: Experiment):
+  def __init__(self, exp: Experiment, started: float):
+    """`started`: the session's start (time.perf_counter), for the run's wall time."""
     self.exp = exp
     cfg = exp.config
     self.cfg = cfg
@@ -168,6 +170,10 @@ class Run:
       self.rs = RunState.restore(self.ckpt, step, self.rs, self._phase_optimizer_state, exp.replicated)
       self._saved_cursor = dataclasses.replace(self.rs.cursor)
       self.progress.message(f'resumed from checkpoint {step}: {self._where()}')
+    self.rs.sessions += 1
+    self._time_before, self._started = self.rs.wall_time_s, started
+    if self.writer is not None:
+      self.writer.hparams(config_base.result_fields(cfg), trial=os.path.basename(os.path.abspath(exp.workdir)))
 
   def _summary_writer(self):
     """TensorBoard's writer; none (with a note) where the tensorboard package is not installed."""
@@ -184,7 +190,13 @@ class Run:
     phase = self.exp.method.phases(cursor.task)[cursor.phase]
     return self.exp.phase_optimizer(phase.step).init(params)
 
+  def _wall_time(self) -> float:
+    """The run's wall time so far: the sessions before this one (as their last checkpoint holds it)
+    and this one."""
+    return self._time_before + time.perf_counter() - self._started
+
   def save(self):
+    self.rs.wall_time_s = self._wall_time()
     self.rs.save(self.ckpt, int(self.cfg.seed))
     self._saved_cursor = dataclasses.replace(self.rs.cursor)
 
@@ -231,6 +243,8 @@ class Run:
     finally:
       self.ckpt.wait()
       self.ckpt.close()
+      if self.writer is not None:
+        self.writer.close()
       for sig, handler in handlers.items():
         signal.signal(sig, handler)
     return metrics_lib.summarize(self.rs.rows, self.exp.tasks.num_tasks)
@@ -276,6 +290,7 @@ class Run:
     rs.memory = update_memory(self.context(t), cfg.memory, int(cfg.seed))
     row = exp.evaluator.test_accuracy(rs.state, rs.method_state, t, classes, int(cfg.eval.batch_size))
     self._log_row(t, row)
+    row.update(wall_time_s=self._wall_time(), sessions=rs.sessions)
     rs.rows.append(row)
     self._write_results()
     self.progress.message(f'task {t + 1}/{exp.tasks.num_tasks}: top-1 {row["top1_all"]:.2f} on {exp.tasks.end(t)} '
@@ -395,7 +410,7 @@ class Run:
       if not sched.per_step:
         constant[n] = lr
       return lr
-    lr_text = _lr_text(lr_of_step(start))
+    lr_start = lr_of_step(start)
     pi, pc = jax.process_index(), jax.process_count()
     if exp.device_data is not None:
       per_step, data = device_data.DeviceData.slots(plan, start, pi, pc), exp.device_arrays
@@ -418,7 +433,7 @@ class Run:
         rs.cursor.step = k + n
         if _crossed(log_every, k, k + n):
           if pending is not None:  # the previous interval's metrics are ready: no stall
-            self._log(header, _lr_text(lr_of_step(pending_step - 1)), pending_step, plan.steps, pending)
+            self._log(header, lr_of_step(pending_step - 1), pending_step, plan.steps, pending)
           pending, pending_step = metrics, k + n
         last_metrics = metrics
         self._maybe_profile(before)
@@ -435,10 +450,10 @@ class Run:
         raise
       self._raise_data_error(e, plan, k)
     if last_metrics is not None:  # one sync per epoch: the epoch's last step
-      self._log(header, _lr_text(lr_of_step(plan.steps - 1)) if sched.per_step else lr_text, plan.steps, plan.steps,
+      self._log(header, lr_of_step(plan.steps - 1) if sched.per_step else lr_start, plan.steps, plan.steps,
                 last_metrics)
 
-  def _log(self, header, lr_text, step, steps, metrics):
+  def _log(self, header, lr, step, steps, metrics):
     """metrics of one step, or stacked [K] over a chunk of K steps (the last one is shown)."""
     fetched = {k: np.asarray(v).reshape(-1) for k, v in jax.device_get(metrics).items()}
     values = {k: float(v[-1]) for k, v in fetched.items()}
@@ -446,9 +461,11 @@ class Run:
       raise FloatingPointError(f'loss is {values["loss"]} at {header}, step {step}: training '
                                'diverged; lower train.lr (with a new --workdir: the lr is part of the experiment) '
                                'or check the data')
-    self.progress.update(header, step, steps, self.rs.images_seen, values, extra=lr_text)
+    self.progress.update(header, step, steps, self.rs.images_seen, values, extra=_lr_text(lr))
     if self.writer is not None:
-      self._scalars(self.rs.global_step, {f'train/{key}': v for key, v in values.items()})
+      scalars = {f'train/{key}': v for key, v in values.items()}
+      scalars.update({f'train/lr/{group}': v for group, v in lr.items()} if isinstance(lr, dict) else {'train/lr': lr})
+      self._scalars(self.rs.global_step, scalars)
 
   def _log_validation(self, header, val_loss):
     self.progress.message(f'{header}: validation loss {val_loss:.4f}')
@@ -572,7 +589,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   its results (a read-only workdir is fine then); a start that fails before its first checkpoint
   removes what it wrote (and the workdir, if it made it).
   """
-  config_base.validate(config)  # main.py did both checks already; a library caller gets the same ones
+  t0 = time.perf_counter()
+  config_base.validate(config)  # the train command did both checks already; a library caller gets the same ones
   workdir_lib.check_compatible(config, workdir)  # refuses another experiment's workdir
   done = workdir_lib.finished_summary(workdir)
   if done is not None:
@@ -581,11 +599,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
     return done
   first = jax.process_index() == 0   # makes the workdir, holds its lock, writes and cleans up for all
   created = first and not os.path.exists(workdir)
-  lock, before = None, set()
+  lock, log, before = None, None, set()
   if first:
     os.makedirs(workdir, exist_ok=True)
     before = set(os.listdir(workdir))
     lock = workdir_lib.Lock(workdir)
+    log = run_log.RunLog(workdir)
   once = threading.Lock()   # the main thread and the watchdog's may both get here
 
   def forget():   # nothing computed: leave no trace of this start
@@ -604,19 +623,33 @@ def train_and_evaluate(config, workdir: str) -> dict:
   try:
     if jax.process_count() > 1:   # the others start once the workdir exists
       multihost_utils.sync_global_devices('cil_jax: workdir ready')
-    t0 = time.perf_counter()
     exp = Experiment(config, workdir)
     if first:
       workdir_lib.write_config(config, workdir)
       workdir_lib.write_dataset(exp.fingerprint, workdir)
-    summary = Run(exp).run()
-  except BaseException:
+    summary = Run(exp, t0).run()
+    summary['wall_time_s'] = time.perf_counter() - t0
+    _print_summary(summary)
+  except BaseException as e:
+    if log is not None:
+      log.note(_ending_line(e))
     forget()
     raise
   finally:
     unregister()
+    if log is not None:
+      log.close()
     if lock is not None:
       lock.release()
-  summary['wall_time_s'] = time.perf_counter() - t0
-  _print_summary(summary)
   return summary
+
+
+def _ending_line(e: BaseException) -> str:
+  """What ended a session, for its log: the error line the command prints, or a bug's traceback."""
+  if isinstance(e, Preempted):   # its message is logged already
+    return ''
+  line = errors.error_line(e) if isinstance(e, Exception) else None
+  if line is None and isinstance(e, Exception):
+    return ''.join(traceback.format_exception(e)).rstrip()
+  return line or f'stopped ({type(e).__name__})'
+

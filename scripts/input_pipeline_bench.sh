@@ -4,7 +4,7 @@
 #   bash scripts/input_pipeline_bench.sh OUT [JPEG_ROOT] [BEFORE_CHECKOUT]
 # JPEG_ROOT: a class-folder tree (default: 2048 synthetic 500 x 375 quality-90 JPEGs written to
 # OUT/jpegs); BEFORE_CHECKOUT: another checkout of this project, timed too (its pipeline alone).
-# Needs torch + torchvision (pip install -r requirements-bench.txt).
+# Needs torch + torchvision (pip install -e '.[bench]').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: bash scripts/input_pipeline_bench.sh OUT [JPEG_ROOT] [BEFORE_CHECKOUT]}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Sets up everything cil_jax needs on a fresh machine: a virtualenv in .venv with the pinned ranges
-# of requirements.txt (+ test tools), and Fashion-MNIST's IDX files and WordNet from Debian/Ubuntu
-# packages when apt is usable. Idempotent. PYTHON=python3.12 picks another interpreter (3.11 and 3.12 work).
+# Sets up everything cil_jax needs on a fresh machine: a virtualenv in .venv with the package installed
+# in editable mode and its test tools (`pip install -e .[dev]`: the dependencies and their ranges are in
+# pyproject.toml), and Fashion-MNIST's IDX files and WordNet from Debian/Ubuntu packages when apt is usable. Idempotent. PYTHON=python3.12 picks another interpreter (3.11 and 3.12 work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -r requirements.txt -r requirements-dev.txt
+.venv/bin/python -m pip install -q -e '.[dev]'
 # Debian/Ubuntu packages: Fashion-MNIST's IDX files (the default run) and WordNet 3.0 (MGRB's WordNet
 # hierarchy and its tests)
 PKGS=""

@@ -1,6 +1,6 @@
 """The PyTorch peer of the benchmark (cil_jax/torch_reference.py) computes the same step: its losses
 equal this project's on the same logits, its models have the same parameters. Skipped where torch
-is not installed (it is an optional benchmark dependency: requirements-bench.txt).
+is not installed (it is an optional benchmark dependency: the package's bench extra).
 
 torch crashes in a process where TensorFlow is loaded, which other test files do in the same pytest
 worker: each test runs its `_check_*` function in a fresh Python process (TensorFlow-free)."""
@@ -22,7 +22,7 @@ from cil_jax.scenario import Tasks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(importlib.util.find_spec('torch') is None,
-                                reason='torch is not installed (requirements-bench.txt)')
+                                reason='torch is not installed (the bench extra)')
 
 TASKS = Tasks(12, 4, 4)    # task 2 (t = 2): old [0, 8) in two blocks, new [8, 12)
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,19 +35,33 @@ def test_default_experiment_runs_without_tensorflow_and_gives_the_same_results(i
   assert 'accuracy.png is not written: matplotlib is not installed' in r.stdout + r.stderr
   assert not os.path.exists(tmp_path / 'no_tf' / 'tensorboard')
   without = json.load(open(tmp_path / 'no_tf' / 'results.json'))
+  without.pop('wall_time')
 
   # everything installed: the run still needs no TensorFlow (its import costs seconds), and its
   # TensorBoard scalars are written without it
   r = _main(tmp_path, *args, str(tmp_path / 'all'), block=())
   assert r.returncode == 0, r.stderr[-3000:]
   assert 'tensorflow imported: False' in r.stderr
-  assert json.load(open(tmp_path / 'all' / 'results.json')) == without
+  with_all = json.load(open(tmp_path / 'all' / 'results.json'))
+  assert with_all.pop('wall_time')['sessions'] == 1
+  assert with_all == without
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
   events = EventAccumulator(str(tmp_path / 'all' / 'tensorboard'))
   events.Reload()
   top1 = [e.value for e in events.Scalars('eval/top1_all_seen')]
   assert [e.step for e in events.Scalars('eval/top1_all_seen')] == [1, 2, 3, 4, 5]
   np.testing.assert_allclose(top1, without['top1_all'], rtol=1e-6)
+  lrs = events.Scalars('train/lr')   # the default run's lr: 0.1 / t in task t
+  assert lrs[0].value == pytest.approx(0.1) and lrs[-1].value == pytest.approx(0.02)
+  from tensorboard.backend.event_processing import event_file_loader
+  from tensorboard.plugins.hparams import plugin_data_pb2
+  [events_file] = os.listdir(tmp_path / 'all' / 'tensorboard')
+  hparams = [v for e in event_file_loader.EventFileLoader(str(tmp_path / 'all' / 'tensorboard' / events_file)).Load()
+             for v in e.summary.value if v.metadata.plugin_data.plugin_name == 'hparams']
+  assert len(hparams) == 1   # the session's settings: the run's result-relevant config fields
+  session = plugin_data_pb2.HParamsPluginData.FromString(hparams[0].metadata.plugin_data.content).session_start_info
+  assert session.hparams['method.name'].string_value == 'ssil'
+  assert session.hparams['train.lr'].number_value == pytest.approx(0.1)
 
 
 def test_a_run_that_needs_tf_data_says_so_in_one_line(idx_dir, tmp_path):

@@ -3,6 +3,7 @@ refused or failed start writes nothing, one process at a time, finished runs onl
 command line's signals and errors end with one clear line."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -118,7 +119,7 @@ def test_a_second_process_is_refused_with_a_clear_message(tmp_path, idx_dir):
 
 
 def test_default_workdir_includes_the_config_argument():
-  code = ('import sys; sys.argv = ["main.py"]; import main; '
+  code = ('import sys; sys.argv = ["main.py"]; from cil_jax import train_command as main; '
           'print(main.default_workdir("configs/default.py:smoke"), main.default_workdir("/x/default.py"), '
           'main.default_workdir("configs/default.py:t2,m100"))')
   r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -143,6 +144,20 @@ def test_ctrl_c_saves_and_exits_130_then_resumes(tmp_path, idx_dir, finished):
   assert 'resumed from checkpoint' in r.stderr
   uninterrupted = json.load(open(os.path.join(finished[0], 'results.json')))
   assert json.load(open(os.path.join(w, 'results.json')))['top1'] == uninterrupted['top1']
+  with open(os.path.join(w, 'log.txt')) as f:   # both sessions in the run's log, with their times
+    log = f.read().splitlines()
+  stamp = r'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d '
+  assert all(re.match(stamp, line) for line in log)
+  texts = [line[20:] for line in log]
+  assert texts[0].startswith('==== started: ') and '--config.debug.kill_signal=INT' in texts[0]
+  stop = texts.index('SIGINT: checkpoint saved at task 2/5, train epoch 1/1, step 3; run the same command to resume')
+  assert texts[stop + 1].startswith('==== resumed: ') and texts[stop + 2].startswith('resumed from checkpoint')
+  assert 'task 1/5: top-1 50.00 on 2 seen classes (per task: 50.0)' in texts
+  assert any(re.match(r'task 2/5 train ep 1/1 lr 0.05 .* loss ', t) for t in texts), texts   # progress
+  assert texts[-1].startswith('wall time ') and 'this session' in texts[-1] and '(2 sessions)' in texts[-1]
+  wall = json.load(open(os.path.join(w, 'results.json')))['wall_time']
+  assert wall['sessions'] == 2 and len(wall['per_task_s']) == 5
+  assert abs(sum(wall['per_task_s']) - wall['total_s']) < 1e-6
 
 
 def test_nan_loss_is_one_line(tmp_path, idx_dir):
@@ -154,15 +169,15 @@ def test_nan_loss_is_one_line(tmp_path, idx_dir):
 
 
 def test_a_full_disk_is_one_line_even_when_wrapped():
-  code = ('import sys, errno; sys.argv = ["main.py"]; import main\n'
+  code = ('import sys, errno; from cil_jax import errors\n'
           'try:\n'
           '  try:\n'
           '    raise OSError(errno.ENOSPC, "No space left on device", "/w/checkpoints/7")\n'
           '  except OSError as e:\n'
           '    raise RuntimeError("async save failed") from e\n'
           'except RuntimeError as e:\n'
-          '  print(main._error_line(e))\n'
-          'print(main._error_line(KeyError("a bug")))')
+          '  print(errors.error_line(e))\n'
+          'print(errors.error_line(KeyError("a bug")))')
   r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60)
   lines = r.stdout.splitlines()
   assert lines[0].startswith('error: no space left on the device (/w/checkpoints/7)') and 'resume' in lines[0], r.stderr

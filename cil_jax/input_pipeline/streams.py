@@ -40,7 +40,7 @@ def tensorflow():
         _tf_ready = True
   except ImportError as e:
     raise MissingTensorFlow('this dataset or augmentation is loaded with tf.data, and TensorFlow is not '
-                            'installed: pip install -r requirements.txt (in-memory datasets kept on the devices, '
+                            'installed: pip install -e . (in-memory datasets kept on the devices, '
                             'dataset.on_device, train without it)') from e
   return tf
 
