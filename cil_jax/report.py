@@ -5,21 +5,25 @@
 Each workdir holds config.json and results.json (written by a run). Runs are grouped by experiment:
 the same config but for the seeds (config_base.result_fields without seed and scenario.seed; free
 fields such as logging or eval batch size may differ), so a group's runs are the seeds of one
-experiment. A group is labelled by its method (FT with memory.size=0 is "ft (no memory)", a method's
+experiment; a second run of one seed (the same result fields) is a repeat, skipped, so that each seed
+counts once. A group is labelled by its method (FT with memory.size=0 is "ft (no memory)", a method's
 non-default form or variant is appended: "lucir-facil", "lwf-bsr"); groups that share a method label
-also name the fields in which they differ, e.g. "ssil (train.epochs=1)" (three at most, while that
-keeps the labels apart). Each group gives the mean ± sample standard deviation (ddof=1, shown for 2
-runs or more) over its seeds of: average incremental top-1 and top-5 (task 0 included), last-task
-top-1 and forgetting. Writes
-<out>.md, <out>.csv (one row per run, then the mean and std of each group) and <out>.png (top-1 on
-all seen classes after each task, mean over seeds; groups may have different numbers of tasks), and
-prints the Markdown. Skipped paths (missing, given twice, unfinished runs) are named on stderr.
+also name the fewest fields that keep them apart, e.g. "ssil (train.epochs=1)" (the smallest set up to
+three fields, the first in config order; beyond three a greedy one), and "+N more" for the other fields
+in which they differ. Each group gives the mean ± sample standard deviation (ddof=1, shown for 2 runs or
+more) over its seeds of: average incremental top-1 and top-5 (task 0 included), last-task top-1 and
+forgetting. Writes <out>.md, <out>.csv (one row per run, then the mean and std of each group) and
+<out>.png (top-1 on all seen classes after each task, mean over seeds, one line per row in the table's
+order, the legend right of the axes; groups may have different numbers of tasks; --x classes puts the
+classes learned on the x-axis), and prints the Markdown. Skipped paths (missing, given twice, unfinished
+runs, repeats) are named on stderr.
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import csv
+import itertools
 import json
 import os
 import sys
@@ -40,30 +44,68 @@ FACIL_COLUMNS = (('last_task_aware', 'last TAw'), ('last_task_agnostic', 'last T
 TABLES = {'ssil': COLUMNS, 'facil': FACIL_COLUMNS}
 
 
-def plot_accuracy(results: dict[str, dict], path: str) -> None:
-  """Top-1 on all seen classes after each task, one line per entry; written as a PNG."""
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=100)
-  for name, summary in results.items():
-    acc = summary['top1_all']
-    ax.plot(range(1, len(acc) + 1), acc, marker='o',
-            label=f'{name} (avg {summary["average_incremental_top1"]:.1f})')
-  ax.set_xticks(range(1, 1 + max(len(s['top1_all']) for s in results.values())))
-  ax.set_xlabel('task')
-  ax.set_ylabel('top-1 on all seen classes (%)')
-  ax.set_ylim(0, 100)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
+# More than 10 lines stay apart: the 10 colours, then a line style per 10 lines, and a marker cycle of
+# 7 (prime to 10): no two of the first 40 lines share colour and style.
+LINE_STYLES = ('-', '--', ':', '-.')
+MARKERS = ('o', 's', '^', 'D', 'v', 'P', 'X')
+LEGEND_WIDTH = 52   # characters per legend line; longer labels wrap at their ', '
+X_AXES = {'tasks': 'tasks learned', 'classes': 'classes learned'}
+
+
+def line_style(i: int) -> dict:
+  return {'color': f'C{i % 10}', 'linestyle': LINE_STYLES[i // 10 % len(LINE_STYLES)],
+          'marker': MARKERS[i % len(MARKERS)]}
+
+
+def _wrap(label: str) -> str:
+  """A legend label on lines of about LEGEND_WIDTH characters, broken after a field's ', ' only."""
+  lines = []
+  for part in label.split(', '):
+    if lines and len(lines[-1]) + 2 + len(part) <= LEGEND_WIDTH:
+      lines[-1] += ', ' + part
+    else:
+      lines[-1:] = [lines[-1] + ','] if lines else []
+      lines.append(part)
+  return '\n  '.join(lines)
+
+
+def plot_accuracy(results: dict[str, dict], path: str, x: str = 'tasks') -> None:
+  """accuracy_figure written as a PNG, the legend within it."""
   tmp = path + '.tmp.png'
-  fig.savefig(tmp)
-  plt.close(fig)
+  accuracy_figure(results, x).savefig(tmp, bbox_inches='tight')   # the figure grows to hold the legend
   os.replace(tmp, path)
 
 
-LABEL_FIELDS = 3   # differing fields a label names at most
+def accuracy_figure(results: dict[str, dict], x: str = 'tasks'):
+  """Top-1 on all seen classes after each task, one line per entry (in the given order) with the legend
+  right of the axes. x='classes': each entry's 'classes' (classes seen after each task) on the x-axis,
+  as PyCIL's plots."""
+  from matplotlib.figure import Figure   # no pyplot: no global state, no backend to switch
+  from matplotlib.ticker import MaxNLocator
+  labels = {name: _wrap(f'{name} (avg {s["average_incremental_top1"]:.1f})') for name, s in results.items()}
+  lines = sum(label.count('\n') + 1 for label in labels.values())
+  # the legend goes right of the axes, never over a curve; a long one makes the figure taller
+  fig = Figure(figsize=(6.5, max(4.2, 1.0 + 0.16 * lines)), dpi=100)
+  ax = fig.add_subplot()
+  ticks = set()
+  for i, (name, summary) in enumerate(results.items()):
+    acc = summary['top1_all']
+    xs = summary['classes'] if x == 'classes' else range(1, len(acc) + 1)
+    ticks.update(xs)
+    ax.plot(xs, acc, markersize=4, label=labels[name], **line_style(i))
+  if len(ticks) <= 12:
+    ax.set_xticks(sorted(ticks))
+  else:   # e.g. 20 tasks or 100 classes
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+  ax.set_xlabel(X_AXES[x])
+  ax.set_ylabel('top-1 on all seen classes (%)')
+  ax.set_ylim(0, 100)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.02, 1), borderaxespad=0, handlelength=3)
+  return fig
+
+
+LABEL_FIELDS = 3   # labels name the fewest fields: an exact search up to this many, then a greedy one
 # Seeds of one experiment: the fields that runs grouped together may differ in (besides FREE_FIELDS).
 SEED_FIELDS = ('seed', 'scenario.seed')
 _UNSET = object()   # a field a group's config.json does not have
@@ -99,9 +141,36 @@ def _as_json(value) -> str:
   return '–' if value is _UNSET else json.dumps(value, sort_keys=True)
 
 
+def fewest_fields(keys: list, names: list[str], shown) -> list[str] | None:
+  """The fewest of `names` whose shown values (shown(key, name): a string) keep all keys apart: the first
+  set in config order of each size up to LABEL_FIELDS, else a greedy one (the field that leaves the most
+  keys apart first, ties in config order; fields it turns out not to need dropped). None: not even all."""
+  column = {n: [shown(k, n) for k in keys] for n in names}
+
+  def distinct(chosen):
+    return len(set(zip(*(column[n] for n in chosen)))) if chosen else 1
+
+  def apart(chosen):
+    return distinct(chosen) == len(keys)
+  if not apart(names):
+    return None
+  for size in range(1, min(LABEL_FIELDS, len(names)) + 1):
+    for chosen in itertools.combinations(names, size):
+      if apart(chosen):
+        return list(chosen)
+  chosen = []
+  while not apart(chosen):   # max() keeps the first of equals: config order
+    chosen.append(max((n for n in names if n not in chosen), key=lambda n: distinct(chosen + [n])))
+  for n in reversed(chosen[:-1]):
+    if apart([m for m in chosen if m != n]):
+      chosen.remove(n)
+  return sorted(chosen, key=names.index)
+
+
 def group_labels(fields: dict[str, dict], methods: dict[str, str]) -> dict[str, str]:
-  """group key -> its label: the method label, plus (field=value, ...) for the fields whose values
-  differ among the groups that share that method label (none when it is unique)."""
+  """group key -> its label: the method label, plus (field=value, ...) for the fewest fields whose values
+  keep apart the groups that share that method label (none when it is unique), '+N more' for the
+  other fields that differ among them (each run's config.json has them)."""
   sharing = collections.defaultdict(list)
   for key, label in methods.items():
     sharing[label].append(key)
@@ -112,23 +181,27 @@ def group_labels(fields: dict[str, dict], methods: dict[str, str]) -> dict[str, 
       continue
     names = list(dict.fromkeys(name for k in keys for name in fields[k]))   # config order
     differ = [n for n in names if len({_canonical(fields[k].get(n, _UNSET)) for k in keys}) > 1]
-    def named(k, shown, show=_short):
-      more = f', +{len(differ) - len(shown)} more' if len(shown) < len(differ) else ''
-      return f'{label} (' + ', '.join(f'{n}={show(fields[k].get(n, _UNSET))}' for n in shown) + more + ')'
-    # the first fields that differ (each run's config.json has the rest) while the labels stay apart;
-    # else all of them; else all of them as JSON (the string '1' and the number 1 print alike)
-    for labels in ({k: named(k, differ[:LABEL_FIELDS]) for k in keys}, {k: named(k, differ) for k in keys},
-                   {k: named(k, differ, _as_json) for k in keys}):
-      if len(set(labels.values())) == len(keys):
+    # values as printed; as JSON where that is what keeps them apart (the string '1' and the number 1)
+    for show in (_short, _as_json):
+      shown = fewest_fields(keys, differ, lambda k, n: show(fields[k].get(n, _UNSET)))
+      if shown is not None:
         break
-    out.update(labels)
+    more = f', +{len(differ) - len(shown)} more' if len(shown) < len(differ) else ''
+    for k in keys:
+      out[k] = f'{label} (' + ', '.join(f'{n}={show(fields[k].get(n, _UNSET))}' for n in shown) + more + ')'
   return out
+
+
+def _read_json(path: str):
+  with open(path) as f:   # closed at once: no ResourceWarning over many workdirs
+    return json.load(f)
 
 
 def load_runs(workdirs: list[str]) -> tuple[list[dict], int]:
   """([{workdir, label, seed, results}] for every finished run, number of paths skipped). Each skipped
-  path (missing, not a directory, given before, unfinished) is named on stderr with the reason."""
-  runs, skipped, seen = [], 0, {}
+  path (missing, not a directory, given before, unfinished, a repeat: the same experiment and seeds as
+  an earlier path, which alone counts) is named on stderr with the reason."""
+  runs, skipped, seen, first = [], 0, {}, {}
 
   def skip(w, why):
     nonlocal skipped
@@ -148,10 +221,15 @@ def load_runs(workdirs: list[str]) -> tuple[list[dict], int]:
     if not (os.path.exists(cfg_path) and os.path.exists(res_path)):
       skip(w, 'no config.json / results.json (not a finished run)')
       continue
-    config, results = json.load(open(cfg_path)), json.load(open(res_path))
+    config, results = _read_json(cfg_path), _read_json(res_path)
     expected = results.get('num_tasks')
     if expected is not None and results['tasks_done'] < expected:
       skip(w, f'{results["tasks_done"]}/{expected} tasks done')
+      continue
+    # a seed counts once: two runs of it are not two samples of the experiment
+    same = first.setdefault(json.dumps(config_base.result_fields(config), sort_keys=True), w)
+    if same is not w:
+      skip(w, f'a repeat of {same} (the same experiment and seed {config.get("seed")}), counted once')
       continue
     fields = experiment_fields(config)
     runs.append({'workdir': w, 'method': method_label(config), 'fields': fields, 'config': config,
@@ -184,11 +262,44 @@ def summarize(runs: list[dict], columns=COLUMNS) -> dict[str, dict]:
   return out
 
 
+def seen_classes(run: dict) -> list[int]:
+  """The number of classes seen after each task of a run: its split over the classes of the data it read
+  (dataset.json), else of the full dataset (data.EXPECTED); a one-line error where neither is known."""
+  from cil_jax import data, scenario
+  from cil_jax.input_pipeline import sources
+  import ml_collections
+  config, w = run['config'], run['workdir']
+  try:
+    classes = int(_read_json(os.path.join(w, workdir_lib.DATASET))['classes'])
+  except (OSError, ValueError, KeyError, TypeError):   # none (an older run) or unreadable: the dataset's own
+    try:
+      classes = data.expected_counts(ml_collections.ConfigDict(config.get('dataset', {})))[0]
+    except (AttributeError, sources.DataError):
+      classes = None
+  if not classes:
+    raise SystemExit(f'error: --x classes: the number of classes of {w} is unknown (no dataset.json, and '
+                     f'dataset.name={config.get("dataset", {}).get("name")} has no fixed number); use --x tasks')
+  split = config_base.base_config().scenario.to_dict() | config.get('scenario', {})
+  try:
+    tasks = scenario.make_tasks(classes, ml_collections.ConfigDict(split))
+  except scenario.ScenarioError as e:
+    raise SystemExit(f'error: --x classes: {w}: {e}; use --x tasks')
+  done = len(run['results']['top1_all'])
+  if tasks.num_tasks != done:   # e.g. a config.json edited after the run
+    raise SystemExit(f'error: --x classes: {w} has {done} tasks, but its config splits {classes} classes into '
+                     f'{tasks.num_tasks}; use --x tasks')
+  return [tasks.end(t) for t in range(done)]
+
+
+def table_order(table: dict[str, dict], columns=COLUMNS) -> list[str]:
+  """The labels best first (the first column's mean): the rows of the Markdown, the legend of the plot."""
+  return sorted(table, key=lambda k: -(table[k][columns[0][0]][0] or 0))
+
+
 def markdown(table: dict[str, dict], columns=COLUMNS) -> str:
   head = '| method | runs | ' + ' | '.join(title for _, title in columns) + ' |'
   lines = [head, '|' + '---|' * (len(columns) + 2)]
-  order = sorted(table, key=lambda k: -(table[k][columns[0][0]][0] or 0))
-  for label in order:
+  for label in table_order(table, columns):
     row = table[label]
     cells = []
     for key, _ in columns:
@@ -228,7 +339,12 @@ def main(argv=None, prog='python -m cil_jax.report') -> str:
                  help="columns: 'ssil' (average incremental / last top-1 over all seen images, SS-IL's table), "
                       "'facil' (per-task means: task-aware and task-agnostic last accuracy, Ā, F̄); auto: facil "
                       "when every run uses FACIL's split (scenario.num_tasks > 0)")
+  p.add_argument('--x', choices=tuple(X_AXES), default='tasks',
+                 help="the plot's x-axis: tasks learned, or the number of classes learned after each task "
+                      "(PyCIL's plots)")
   a = p.parse_args(argv)
+  if a.x != 'tasks' and not a.out:
+    p.error(f'--x {a.x} sets the x-axis of the plot, which only --out writes')
   out = a.out
   if out and (out.endswith(os.sep) or os.path.isdir(out)):
     out = os.path.join(out, 'report')
@@ -250,12 +366,16 @@ def main(argv=None, prog='python -m cil_jax.report') -> str:
   table = summarize(runs, columns)
   text = markdown(table, columns)
   if out:
+    group = {r['label']: r for r in runs}   # a run of each group: their splits are the same
+    curves = {k: {'top1_all': table[k]['top1_all'],
+                  'average_incremental_top1': table[k]['average_incremental_top1'][0],
+                  'classes': seen_classes(group[k]) if a.x == 'classes' else None}   # errors before any file
+              for k in table_order(table, columns)}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out + '.md', 'w') as f:
       f.write(text + '\n')
     write_csv(runs, table, out + '.csv', columns)
-    plot_accuracy({k: {'top1_all': v['top1_all'], 'average_incremental_top1': v['average_incremental_top1'][0]}
-                   for k, v in table.items()}, out + '.png')
+    plot_accuracy(curves, out + '.png', a.x)
   print(text)
   if out:
     print(f'wrote {out}.md, {out}.csv and {out}.png', file=sys.stderr)

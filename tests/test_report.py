@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cil_jax import config_base, metrics, report
+from helpers import load_config
 
 
 def _row(task, accs):
@@ -110,18 +111,20 @@ def test_labels_name_lucirs_form_and_at_most_three_fields_while_they_stay_apart(
           _workdir(tmp_path, 'd', 'icarl', 0, _rows(3), fields={**many, 'train.f5': 9})]
   text = report.main(dirs)
   assert _table_row(text, 'lucir')[1] == '1' and _table_row(text, 'lucir-facil')[1] == '1'
-  # six fields differ between a and b: three are named; c and d differ in the 6th only, so it is shown
-  assert _table_row(text, 'ssil (train.f0=0, train.f1=1, train.f2=2, +3 more)')[1] == '1'
-  assert _table_row(text, 'ssil (train.f0=9, train.f1=9, train.f2=9, +3 more)')[1] == '1'
+  # six fields differ between a and b, any one keeps them apart: the first is named; c and d differ in
+  # the 6th only, so it is shown
+  assert _table_row(text, 'ssil (train.f0=0, +5 more)')[1] == '1'
+  assert _table_row(text, 'ssil (train.f0=9, +5 more)')[1] == '1'
   assert _table_row(text, 'icarl (train.f5=5)')[1] == '1' and _table_row(text, 'icarl (train.f5=9)')[1] == '1'
-  # x and y differ in their 4th field only: three fields would not tell them apart, so all four are named
+  # x and y differ in their 4th field only, z from x in the first three: g0 and g3 tell them apart
   dirs = [_workdir(tmp_path, name, 'bic', 0, _rows(3), fields={f'train.g{i}': v for i, v in enumerate(values)})
           for name, values in (('x', (1, 1, 1, 1)), ('y', (1, 1, 1, 2)), ('z', (2, 2, 2, 1)))]
   dirs.append(_workdir(tmp_path, 's', 'bic', 0, _rows(3), fields={'train.g0': '1', 'train.g1': 1, 'train.g2': 1,
                                                                    'train.g3': 1}))   # '1', not 1: apart in JSON
   text = report.main(dirs)
-  assert _table_row(text, 'bic (train.g0=1, train.g1=1, train.g2=1, train.g3=2)')[1] == '1'
-  assert _table_row(text, 'bic (train.g0="1", train.g1=1, train.g2=1, train.g3=1)')[1] == '1'
+  assert _table_row(text, 'bic (train.g0=1, train.g3=2, +2 more)')[1] == '1'
+  assert _table_row(text, 'bic (train.g0="1", train.g3=1, +2 more)')[1] == '1'
+  assert _table_row(text, 'bic (train.g0=2, train.g3=1, +2 more)')[1] == '1'
 
 
 def test_grouping_on_full_configs_ignores_seeds_and_free_fields(tmp_path):
@@ -133,7 +136,8 @@ def test_grouping_on_full_configs_ignores_seeds_and_free_fields(tmp_path):
           run('c0', 'ft', 0, **{'memory.size': 0})]
   out = str(tmp_path / 'full')
   text = report.main(dirs + ['--out', out])
-  small, large = 'ssil (scenario.base=2, scenario.step=2)', 'ssil (scenario.base=5, scenario.step=5)'
+  # base and step differ, base alone keeps the rows apart: the fewest fields, and the count of the rest
+  small, large = 'ssil (scenario.base=2, +1 more)', 'ssil (scenario.base=5, +1 more)'
   assert _table_row(text, small)[1] == '2'
   assert _table_row(text, large)[1] == '1'
   assert _table_row(text, 'ft (no memory)')[1] == '1'
@@ -247,3 +251,122 @@ def test_facil_table_shows_task_aware_and_task_agnostic(tmp_path, capsys):
   mixed = ws + [_workdir(tmp_path, 'ssil0', 'ssil', 0, _rows(3))]
   assert 'avg top-1' in report.main(mixed)   # not all on FACIL's split: SS-IL's columns, and a note
   assert "note: 4 runs use FACIL's split (scenario.num_tasks > 0) and 1 the SS-IL split" in capsys.readouterr().err
+
+
+def _mgrb_workdir(tmp_path, name, path, arg, seed, rows):
+  """A workdir of configs/<path>:<arg> as a run writes its config.json, seed `seed`."""
+  c = load_config(path, arg, seed=seed)
+  return _workdir(tmp_path, name, 'mgrb', seed, rows, num_tasks=len(rows), config=json.loads(c.to_json_best_effort()))
+
+
+def test_labels_of_many_mixed_runs_name_the_fewest_fields(tmp_path):
+  """18 MGRB runs of two datasets, three variants, three seeds: eleven fields differ, three keep the six
+  rows apart, and only those three are named (all eleven were, once)."""
+  dirs, want = [], {}
+  for path, dataset in (('mgrb_fmnist.py', 'fashion_mnist'), ('mgrb_cifar10.py', 'cifar10')):
+    for arg, hierarchy, cb in (('ont', 'dataset', True), ('vis', 'visual', True),
+                               ('ont,cb_loss=false', 'dataset', False)):
+      label = f'mgrb (dataset.name={dataset}, method.hierarchy={hierarchy}, method.cb_loss={cb}, +8 more)'
+      for seed in (0, 1, 2):
+        rows = _rows(6, start=90.0 - len(want) - seed)
+        dirs.append(_mgrb_workdir(tmp_path, f'{dataset}-{arg}_s{seed}', path, arg, seed, rows))
+      want[label] = np.mean([metrics.summarize(_rows(6, 90.0 - len(want) - s), 6)['average_incremental_top1']
+                             for s in (0, 1, 2)])
+  text = report.main(dirs)
+  assert len(text.splitlines()) == 2 + 6
+  for label, avg in want.items():
+    assert _table_row(text, label)[1:3] == ['3', f'{avg:.2f} ± 1.00']
+  assert report.main(dirs[::-1]) == text   # the same labels whatever the order of the paths
+  # beyond three fields the labels still stay apart: the values of f0..f3 pick each of 5 groups
+  values = [(0, 0, 0, 0), (1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1)]
+  dirs = [_workdir(tmp_path, f'w{i}', 'icarl', 0, _rows(3), fields={**{f'train.f{j}': v for j, v in enumerate(vs)},
+                                                                    'train.g': i % 2})
+          for i, vs in enumerate(values)]
+  text = report.main(dirs)
+  assert _table_row(text, 'icarl (train.f0=0, train.f1=0, train.f2=0, train.f3=1, +1 more)')[1] == '1'
+
+
+def test_fewest_fields_exact_up_to_three_then_greedy():
+  def fewest(rows, names):
+    return report.fewest_fields(list(range(len(rows))), names, lambda k, n: str(rows[k][names.index(n)]))
+  names = ['a', 'b', 'c', 'd', 'e']
+  # c alone keeps them apart; a, b together also would, but two fields are more than one
+  assert fewest([(0, 0, 0, 0, 0), (0, 1, 1, 0, 0), (1, 0, 2, 0, 0)], names) == ['c']
+  assert fewest([(0, 0, 0, 0, 0), (1, 1, 0, 0, 0)], names) == ['a']   # of equals, the first in config order
+  # neither b nor d alone
+  assert fewest([(0, 0, 0, 0, 0), (0, 1, 0, 0, 0), (0, 0, 0, 1, 0), (0, 1, 0, 1, 0)], names) == ['b', 'd']
+  # four needed: the greedy search finds them, in config order
+  rows = [(0, 0, 0, 0, 9), (1, 0, 0, 0, 9), (0, 1, 0, 0, 9), (0, 0, 1, 0, 9), (0, 0, 0, 1, 9)]
+  assert fewest(rows, names) == ['a', 'b', 'c', 'd']
+  assert fewest([(0, 0, 0, 0, 0), (0, 0, 0, 0, 0)], names) is None   # alike in every field
+
+
+def test_a_repeated_seed_counts_once_and_is_named(tmp_path, capsys):
+  a, b, c = _rows(3), _rows(3, start=80.0), _rows(3, start=70.0)
+  dirs = [_workdir(tmp_path, 's0', 'ssil', 0, a), _workdir(tmp_path, 's1', 'ssil', 1, b),
+          _workdir(tmp_path, 's0_again', 'ssil', 0, c, fields={'eval.batch_size': 64})]   # a free field
+  out = str(tmp_path / 'table')
+  text = report.main(dirs + ['--out', out])
+  avg = [metrics.summarize(r, 3)['average_incremental_top1'] for r in (a, b)]   # not c: seed 0 once
+  assert _table_row(text, 'ssil')[1:3] == ['2', f'{np.mean(avg):.2f} ± {np.std(avg, ddof=1):.2f}']
+  err = capsys.readouterr().err
+  assert f'skipping {dirs[2]}: a repeat of {dirs[0]} (the same experiment and seed 0), counted once' in err
+  assert err.strip().splitlines()[-1] == '2 runs used in 1 group, 1 skipped'
+  assert [r[2] for r in csv.reader(open(out + '.csv'))][1:3] == dirs[:2]
+  # another scenario.seed is another class order: not a repeat
+  d = _workdir(tmp_path, 's0_order1', 'ssil', 0, c, fields={'scenario.seed': 1})
+  assert _table_row(report.main(dirs[:2] + [d]), 'ssil')[1] == '3'
+
+
+def _many_curves(n, tasks=6):
+  return {f'mgrb (method.f{i}={i}, method.beta={20 + i}.0, method.cb_loss=True, +8 more)':
+          {'top1_all': [90.0 - i - 5 * k for k in range(tasks)], 'average_incremental_top1': 80.0 - i,
+           'classes': [5 + k for k in range(tasks)]} for i in range(n)}
+
+
+def test_plot_of_many_runs_keeps_them_apart_and_the_legend_outside(tmp_path):
+  import warnings
+  curves = _many_curves(24)
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')   # no matplotlib warning either
+    fig = report.accuracy_figure(curves)
+    report.plot_accuracy(curves, str(tmp_path / 'many.png'))
+  ax, = fig.axes
+  lines = ax.get_lines()
+  assert len({(l.get_color(), l.get_linestyle(), l.get_marker()) for l in lines}) == 24
+  assert len({(l.get_color(), l.get_linestyle()) for l in lines}) == 24
+  legend = ax.get_legend()
+  assert [t.get_text().replace('\n  ', ' ') for t in legend.get_texts()] == [
+      f'{name} (avg {c["average_incremental_top1"]:.1f})' for name, c in curves.items()]   # the given order
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.image import imread
+  renderer = FigureCanvasAgg(fig).get_renderer()
+  box, tight = legend.get_window_extent(renderer), fig.get_tightbbox(renderer)   # pixels, inches
+  assert box.x0 > ax.get_window_extent(renderer).x1   # right of the axes: over no curve
+  # the saved area (bbox_inches='tight') holds the legend: nothing cut off
+  assert tight.x0 * fig.dpi <= box.x0 and box.x1 <= tight.x1 * fig.dpi
+  assert tight.y0 * fig.dpi <= box.y0 and box.y1 <= tight.y1 * fig.dpi
+  height, width, _ = imread(str(tmp_path / 'many.png')).shape
+  assert width >= round(tight.width * fig.dpi) and height >= round(tight.height * fig.dpi)
+
+
+def test_plot_x_axis_classes(tmp_path):
+  fmnist = {'dataset': {'name': 'fashion_mnist'}}
+  dirs = [_workdir(tmp_path, f'b{s}', 'ssil', s, _rows(4), num_tasks=4,
+                   fields={**fmnist, 'scenario': {'base': 4, 'step': 2}}) for s in (0, 1)]
+  dirs.append(_workdir(tmp_path, 'facil', 'lwf', 0, _rows(3), fields={**fmnist, 'scenario': {'num_tasks': 3}}))
+  kept = _workdir(tmp_path, 'kept', 'bic', 0, _rows(3), fields={**fmnist, 'scenario': {'base': 2, 'step': 2}})
+  (tmp_path / 'kept' / 'dataset.json').write_text(json.dumps({'classes': 6}))   # the classes the run read
+  runs, _ = report.load_runs(dirs + [kept])
+  assert [report.seen_classes(r) for r in runs] == [[4, 6, 8, 10], [4, 6, 8, 10], [4, 7, 10], [2, 4, 6]]
+  out = str(tmp_path / 'classes')
+  report.main(dirs + [kept, '--out', out, '--x', 'classes'])
+  assert (tmp_path / 'classes.png').stat().st_size > 1000
+  fig = report.accuracy_figure(_many_curves(3), x='classes')
+  assert [list(l.get_xdata()) for l in fig.axes[0].get_lines()] == [[5, 6, 7, 8, 9, 10]] * 3
+  assert fig.axes[0].get_xlabel() == 'classes learned'
+  with pytest.raises(SystemExit, match='number of classes of .* is unknown'):   # no dataset named: one line
+    report.main([_workdir(tmp_path, 'bare', 'ssil', 0, _rows(3)), '--out', str(tmp_path / 'x'), '--x', 'classes'])
+  assert not (tmp_path / 'x.md').exists()
+  with pytest.raises(SystemExit):
+    report.main(dirs + ['--x', 'classes'])   # no --out, no plot
