@@ -283,6 +283,10 @@ def main(argv=None, prog='python -m cil_jax.data') -> int:
   out_problem = known.out and workdir_lib.folder_problem(known.out)
   if out_problem:
     p.error(f'--out {known.out} {out_problem}; give a folder (classes.tsv and bad_files.txt go into it)')
+  unwritable = known.out and workdir_lib.cannot_write(known.out, '--out')
+  if unwritable:   # a read-only or unwritable folder: one line, before the data is read
+    print(f'error: {unwritable}', file=sys.stderr)
+    return 2
   from absl import flags
   unknown = [name for name in (a.split('=')[0] for a in rest if a.startswith('-'))
              if name != '--config' and not name.startswith('--config.') and name.lstrip('-') not in flags.FLAGS

@@ -101,7 +101,7 @@ def naming_bad_images(split, plan: np.ndarray, what: str):
       raise
     problem = sources.find_bad_image(split, np.unique(plan))
     if problem:
-      raise sources.DataError(f'{problem} (read during {what}); {sources.bad_image_fix(split)}') from e
+      raise sources.DataError(f'{problem} (read during {what}); {sources.bad_image_fix(split, problem)}') from e
     raise sources.DataError(f'reading images for {what} failed: {streams.error_line(e)}; rerun the same command '
                             'to resume from the last checkpoint') from e
 

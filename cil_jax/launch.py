@@ -12,8 +12,8 @@ and the other environments it knows.
 
 Process 0's output is shown as is; the others' lines are prefixed with their id. SIGTERM and Ctrl-C
 are passed on to every process (they stop together at their next agreement point and save). When a
-process fails, the others are stopped (SIGTERM, then SIGKILL after --grace seconds) and the launcher
-exits with the failed process's status.
+process fails, the others are stopped (QUIET_STOP, then SIGKILL after --grace seconds) and the
+launcher exits with the failed process's status.
 
 One error, one line: the processes run the same command on the same machine, so a bad config or a
 missing dataset stops all of them with the same line, and the watchdog relays an error one process
@@ -52,6 +52,10 @@ def process_env(base: dict, i: int, n: int, coordinator: str, cpu_devices: int, 
 
 
 ERROR_STATUS = 1   # the train command's status after printing its one-line error
+# The others' stop after one process failed: the launcher has named that process (or it printed its
+# line), so the train command exits without a line of its own (status 143), undoing a failed start.
+# Not SIGTERM: that is a stop to save a checkpoint at, which a run missing a process cannot do.
+QUIET_STOP = signal.SIGUSR1
 
 
 def _relay(stream, out, prefix: str, held: list | None = None):
@@ -121,6 +125,8 @@ def launch(command: list[str], processes: int, cpu_devices: int = 0, gpus_per_pr
           failed = i
           break
       time.sleep(0.2)
+    if failed is None:   # all ended before one was seen failing (killed together, say): named all the same
+      failed = next((i for i, p in enumerate(procs) if p.returncode not in (0, 130, 143)), None)
     if failed is not None and not forwarded:
       join_relays(failed)
       if printed_error(failed):   # the others' watchdogs stop them with its line within seconds
@@ -147,8 +153,6 @@ def launch(command: list[str], processes: int, cpu_devices: int = 0, gpus_per_pr
     for s, handler in old.items():
       signal.signal(s, handler)
   codes = [p.returncode for p in procs]
-  if failed is None:   # all ended before one was seen failing
-    failed = next((i for i, c in enumerate(codes) if c not in (0, 130, 143)), None)
   if failed is not None:
     rc = codes[failed]
     return 128 - rc if rc < 0 else rc   # as a shell reports a signal: 137 for SIGKILL
@@ -164,7 +168,7 @@ def _wait(procs, seconds: float):
 def _stop(procs, grace: float):
   for p in procs:
     if p.poll() is None:
-      p.send_signal(signal.SIGTERM)
+      p.send_signal(QUIET_STOP)
   deadline = time.monotonic() + grace
   for p in procs:
     left = deadline - time.monotonic()

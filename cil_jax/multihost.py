@@ -160,15 +160,20 @@ def before_exit(fn):
   return lambda: _before_exit.remove(fn) if fn in _before_exit else None
 
 
+def run_before_exit() -> None:
+  """What before_exit registered (a failed start's cleanup), for an exit that skips Python's unwinding."""
+  for fn in list(_before_exit):
+    try:
+      fn()
+    except Exception:  # noqa: BLE001 - exiting anyway; the error line is what counts
+      pass
+
+
 def _exit(text: str, relaunch: bool = True) -> None:
   hint = '. Relaunch the same command on every process to resume from the last checkpoint' if relaunch else ''
   sys.stderr.write(f'\nerror: {text}{hint}\n')
   sys.stderr.flush()
-  for fn in list(_before_exit):
-    try:
-      fn()
-    except Exception:  # noqa: BLE001 - exiting anyway; the error line above is what counts
-      pass
+  run_before_exit()
   os._exit(1)   # the main thread may be blocked in a collective with the lost process
 
 

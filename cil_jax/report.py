@@ -352,6 +352,10 @@ def main(argv=None, prog='python -m cil_jax.report') -> str:
   problem = out and workdir_lib.folder_problem(folder)
   if problem:
     p.error(f'--out {a.out}: {folder} {problem}, so it cannot hold the report')
+  unwritable = out and workdir_lib.cannot_write(folder, '--out')
+  if unwritable:   # a read-only or unwritable folder: one line, before the runs are read
+    print(f'error: --out {a.out}: {unwritable}', file=sys.stderr)
+    raise SystemExit(2)
   runs, skipped = load_runs(a.workdirs)
   if not runs:
     raise SystemExit('no finished runs among the given workdirs')

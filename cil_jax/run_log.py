@@ -55,8 +55,8 @@ class RunLog:
     resumed = os.path.exists(self.path) and os.path.getsize(self.path) > 0
     self._file = open(self.path, 'a', encoding='utf-8')
     command = ' '.join(shlex.quote(a) for a in (sys.argv if argv is None else argv))
-    self._write(f'==== {"resumed" if resumed else "started"}: {command} (host {socket.gethostname()}, '
-                f'pid {os.getpid()})')
+    self.lines([f'==== {"resumed" if resumed else "started"}: {command} (host {socket.gethostname()}, '
+                f'pid {os.getpid()})'])   # (a full disk: the run goes on without its log, as below)
     self._tees = [_Tee(sys.stdout, self), _Tee(sys.stderr, self)]
     sys.stdout, sys.stderr = self._tees
 

@@ -492,7 +492,7 @@ class Run:
     for i in plan.indices[k:k + ahead].reshape(-1):
       problem = sources.check_image(split, int(i))
       if problem:
-        raise sources.DataError(f'{problem}; {sources.bad_image_fix(split)}') from error
+        raise sources.DataError(f'{problem}; {sources.bad_image_fix(split, problem)}') from error
     raise sources.DataError(f'reading training batch {k} failed: {streams.error_line(error)}; rerun the same '
                             'command to resume from the last checkpoint') from error
 
@@ -597,20 +597,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
     Progress(silent=jax.process_index() != 0).message(f'{workdir} holds this finished run; its results:')
     _print_summary(done)
     return done
+  workdir_lib.check_writable(workdir)   # a read-only or unwritable workdir, before any compute
   first = jax.process_index() == 0   # makes the workdir, holds its lock, writes and cleans up for all
   created = first and not os.path.exists(workdir)
-  lock, log, before = None, None, set()
-  if first:
-    os.makedirs(workdir, exist_ok=True)
-    before = set(os.listdir(workdir))
-    lock = workdir_lib.Lock(workdir)
-    log = run_log.RunLog(workdir)
+  lock, log, before = None, None, None
   once = threading.Lock()   # the main thread and the watchdog's may both get here
 
   def forget():   # nothing computed: leave no trace of this start
-    if not first or not once.acquire(blocking=False) or workdir_lib.holds_experiment(workdir):
-      return
-    lock.release()
+    if before is None or not once.acquire(blocking=False) or workdir_lib.holds_experiment(workdir):
+      return   # (before is None: not process 0, or it could not make the workdir)
+    if lock is not None:
+      lock.release()
     for name in set(os.listdir(workdir)) - before:
       path = os.path.join(workdir, name)
       if os.path.isdir(path):
@@ -621,6 +618,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
       os.rmdir(workdir)
   unregister = multihost.before_exit(forget)   # the watchdog may end a failed start from its thread
   try:
+    if first:   # (a full disk or a refused write here is one line too, and leaves no trace)
+      os.makedirs(workdir, exist_ok=True)
+      before = set(os.listdir(workdir))
+      lock = workdir_lib.Lock(workdir)
+      log = run_log.RunLog(workdir)
     if jax.process_count() > 1:   # the others start once the workdir exists
       multihost_utils.sync_global_devices('cil_jax: workdir ready')
     exp = Experiment(config, workdir)

@@ -15,6 +15,7 @@ import traceback
 from absl import app, flags, logging
 
 from cil_jax import command_line
+from cil_jax.launch import QUIET_STOP   # the launcher's stop after another process failed (and was named)
 
 FLAGS = flags.FLAGS
 _config_value = ''  # the --config value as given (file[:arg]), for the default workdir
@@ -63,6 +64,25 @@ def _stop(signum, frame):
   raise Stopped(signum)
 
 
+def _quiet_exit(signum, frame) -> None:
+  """The launcher's QUIET_STOP: at once, as a kill would (what was saved stays, a failed start is undone),
+  without a word and without unwinding (Orbax, in a save with the lost process, would log the stop as
+  its own failure, with tracebacks)."""
+  del signum, frame
+  from cil_jax import multihost
+  multihost.run_before_exit()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(128 + signal.SIGTERM)   # 143: stopped with the others, as the launcher counts it
+
+
+def _ending_quietly() -> None:
+  """One of several processes is ending on an error (its line may wait seconds for another process's):
+  SIGTERM or Ctrl-C does not cut it off with a traceback."""
+  for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, signal.SIG_IGN)
+
+
 def _leave_distributed(status: int, line: str | None = None, tell_others: bool = True) -> None:
   """Ends one of several processes after an error: the others are told (they print the same line and
   stop), and JAX's shutdown barrier, which would wait for them, is skipped."""
@@ -88,13 +108,22 @@ def main(argv):
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax and TF log every checkpoint step at INFO
   signal.signal(signal.SIGTERM, _stop)   # until the training loop takes SIGTERM over (and after it)
+  signal.signal(QUIET_STOP, _quiet_exit)   # another process failed and the launcher named it: exit without a line
+  from cil_jax import errors
+  errors.quiet_background_os_errors()   # a full disk is the main thread's one line, not Orbax's tracebacks
   config = FLAGS.config
   workdir = FLAGS.workdir or default_workdir(_config_value)
   from cil_jax import workdir as workdir_lib
   try:
     workdir_lib.check_compatible(config, workdir)   # before the heavy imports: a refusal is instant
+    workdir_lib.check_writable(workdir)
   except workdir_lib.WorkdirError as e:
     sys.exit(f'error: {e}')
+  except OSError as e:   # a workdir this user may not read
+    line = errors.os_line(e, then='rerun the same command')
+    if line is None:
+      raise
+    sys.exit(line)
   distributed = FLAGS.distributed or 'CIL_JAX_COORDINATOR' in os.environ
   try:
     import jax   # TensorFlow is imported (quietly) where a run needs tf.data or a tfds source, not here
@@ -113,7 +142,9 @@ def main(argv):
     sys.stdout.flush()
     os._exit(128 + signum)   # the interpreter's shutdown can crash in XLA threads the signal cut short
   except Exception as e:  # noqa: BLE001 - one clear line for what a person can fix, a traceback for bugs
-    from cil_jax import errors, multihost, train
+    if distributed:
+      _ending_quietly()
+    from cil_jax import multihost, train
     if isinstance(e, train.Preempted):  # every process stops at the same point (multihost.stop_requested)
       multihost.finish()
       sys.exit(128 + e.signum)  # 143 for SIGTERM, 130 for Ctrl-C, as a shell reports a signal

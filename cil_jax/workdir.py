@@ -51,6 +51,46 @@ def folder_problem(folder: str) -> str | None:
   return 'is a file' if path == os.path.abspath(folder) else f'lies under {path}, which is a file'
 
 
+def write_problem(folder: str) -> tuple[str, str] | None:
+  """(where, why) when this process can neither write `folder` nor make it: `where` is the folder, or
+  the existing folder it would be made in; `why` is 'read-only file system' or 'permission denied for
+  user U'. None when it can (or when folder_problem applies). Asks the file system, writes nothing."""
+  from cil_jax import errors
+  path = os.path.abspath(folder)
+  while not os.path.exists(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    return None
+  if os.statvfs(path).f_flag & os.ST_RDONLY:   # os.access alone says yes to root there
+    return path, 'read-only file system'
+  if not os.access(path, os.W_OK | os.X_OK):
+    return path, f'permission denied for user {errors.user()}'
+  return None
+
+
+def cannot_write(folder: str, flag: str) -> str | None:
+  """'cannot write to W (why)[, where F would be made]; pass a writable FLAG', or None."""
+  problem = write_problem(folder)
+  if problem is None:
+    return None
+  where, why = problem
+  made = '' if where == os.path.abspath(folder) else f', where {folder} would be made'
+  return f'cannot write to {where} ({why}){made}; pass a writable {flag}'
+
+
+def check_writable(workdir: str) -> None:
+  """Refuses a workdir this process cannot write (a read-only file system, no permission) before
+  anything runs. A finished run's workdir is only read (its results are printed): no refusal. An
+  unfinished run's is refused with the fix that keeps what it computed."""
+  line = cannot_write(workdir, '--workdir')
+  if not line or finished_summary(workdir) is not None:
+    return
+  if holds_experiment(workdir):
+    line = (f'{line.partition(";")[0]}, so the run it holds cannot resume; make it writable, or copy it to a '
+            'writable place and pass that as --workdir')
+  raise WorkdirError(line)
+
+
 def _check_folder(workdir: str) -> None:
   problem = folder_problem(workdir)
   if problem:

@@ -14,6 +14,7 @@ import pytest
 
 from cil_jax import launch
 from test_resume import _assert_same_run, _final_params
+from test_workdir import TF_BANNER
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = ('--config.checkpoint.every_steps=2',)
@@ -98,7 +99,31 @@ def test_a_signal_to_one_process_stops_both_and_killed_both_resume_exactly(two_p
   r = _launch(RUNS['default'], idx_dir, tmp_path, '--config.debug.kill_at_step=11')
   assert r.returncode == 128 + signal.SIGKILL, r.stderr[-3000:]
   assert 'resumed from checkpoint 5: task 2/5' in r.stderr
+  errors = [line for line in _stderr_lines(r) if line.startswith('error: ')]
+  assert errors in ([_killed(0)], [_killed(1)]), r.stderr[-3000:]   # whichever the launcher saw first
   assert json.load(open(tmp_path / 'results.json'))['tasks_done'] < 5
+  r = _launch(RUNS['default'], idx_dir, tmp_path)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert 'resumed from checkpoint' in r.stderr
+  _assert_same_run(two_process_default[0], tmp_path)
+
+
+def _killed(process):
+  return (f'error: process {process} of 2 was killed by SIGKILL; stopping the others (a relaunch of the same command '
+          'resumes from the last checkpoint)')
+
+
+def test_a_lost_process_under_the_launcher_is_one_line_and_a_relaunch_resumes_exactly(two_process_default, idx_dir,
+                                                                                       tmp_path):
+  """Process 1 alone is SIGKILLed after global step 7 (as a cluster loses a host): the launcher names it
+  and stops process 0, which adds nothing (no traceback of its failed collective); relaunched, the run
+  ends with the uninterrupted run's results and parameters, bit for bit."""
+  r = _launch(RUNS['default'], idx_dir, tmp_path, '--config.debug.kill_at_step=7', '--config.debug.kill_process=1',
+              '--config.debug.kill_signal=KILL')
+  assert r.returncode == 128 + signal.SIGKILL, r.stderr[-3000:]
+  assert [line for line in _stderr_lines(r) if not line.startswith(('task ', *TF_BANNER))] == [_killed(1)], \
+      r.stderr[-3000:]
+  assert any(n.isdigit() for n in os.listdir(tmp_path / 'checkpoints'))
   r = _launch(RUNS['default'], idx_dir, tmp_path)
   assert r.returncode == 0, r.stderr[-3000:]
   assert 'resumed from checkpoint' in r.stderr

@@ -180,7 +180,8 @@ def test_a_full_disk_is_one_line_even_when_wrapped():
           'print(errors.error_line(KeyError("a bug")))')
   r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60)
   lines = r.stdout.splitlines()
-  assert lines[0].startswith('error: no space left on the device (/w/checkpoints/7)') and 'resume' in lines[0], r.stderr
+  assert lines[0] == ('error: no space left on the device (/w/checkpoints); free space in /w/checkpoints, then rerun '
+                      'the same command to resume from the last checkpoint'), r.stderr
   assert lines[1] == 'None'   # a bug keeps its traceback
 
 

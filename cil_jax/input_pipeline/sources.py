@@ -274,7 +274,7 @@ def _unpickle(path: str) -> dict:
   try:
     with open(path, 'rb') as f:
       return pickle.load(f, encoding='bytes')
-  except FileNotFoundError:
+  except (FileNotFoundError, PermissionError):   # no file, or not this user's to read: not a bad pickle
     raise
   except Exception as e:  # noqa: BLE001
     raise DataError(f'{path} is not a readable CIFAR python pickle ({e}); re-download cifar-*-python.tar.gz') from e
@@ -616,9 +616,15 @@ def fingerprint(source: Source) -> dict:
   return out
 
 
-def bad_image_fix(split: Split) -> str:
-  """What to do about an unreadable image a run found in `split` (the fingerprint makes a removed file,
-  or a tfds copy prepared again, a new dataset)."""
+NOT_PERMITTED = 'permission denied for user'   # check_image's words for a file this user may not read
+
+
+def bad_image_fix(split: Split, problem: str = '') -> str:
+  """What to do about an unreadable image a run found in `split` (check_image's `problem`; the
+  fingerprint makes a removed file, or a tfds copy prepared again, a new dataset)."""
+  if NOT_PERMITTED in problem:
+    return ('make it readable for that user (chmod, chown), then rerun the same command to resume from the last '
+            'checkpoint')
   if split.files is None:
     return ('the tfds copy holds an unreadable record: prepare it again, then start in a new --workdir (the '
             'data changed)')
@@ -640,6 +646,9 @@ def check_image(split: Split, i: int) -> str | None:
       import io
       with Image.open(io.BytesIO(split.records[i]['image'])) as im:
         im.load()
+  except PermissionError:   # the file is fine: this user may not read it
+    from cil_jax.errors import user
+    return f'cannot read image {split.describe(i)} ({NOT_PERMITTED} {user()})'
   except Exception as e:  # noqa: BLE001 - any decoder failure means the image is unusable
     return f'corrupt or unreadable image {split.describe(i)} ({type(e).__name__}: {e})'
   return None
