@@ -118,3 +118,10 @@ def test_a_plain_install_carries_the_shipped_configs(tmp_path):
   assert r.returncode == 0, r.stderr[-3000:]
   where, step = r.stdout.split()
   assert where.startswith(str(target)) and step == '200'
+
+
+def test_the_launcher_runs_the_train_command_or_a_script():
+  from cil_jax import launch
+  assert launch.python_command(['train', '--config', 'default']) == [sys.executable, '-m', 'cil_jax.cli', 'train',
+                                                                      '--config', 'default']
+  assert launch.python_command(['main.py', '--config', 'x']) == [sys.executable, 'main.py', '--config', 'x']
