@@ -201,6 +201,16 @@ class JaxStep:
     return elapsed, loss
 
 
+def check_torch(modules: tuple[str, ...] = ('torch',)) -> None:
+  """--compare torch: a missing torch (or torchvision) is said at once, before anything is built or
+  compiled. Looked up, not imported: the input benchmark imports torch in a child process only."""
+  import importlib.util
+  missing = [m for m in modules if importlib.util.find_spec(m) is None]
+  if missing:
+    raise ValueError(f'--compare torch needs {" and ".join(missing)}, which {"is" if len(missing) == 1 else "are"} '
+                     'not installed: pip install -r requirements-bench.txt')
+
+
 def _torch_peers(jax_step: JaxStep, method: str, model: str, dtype: str, seed: int) -> dict:
   """The PyTorch eager and torch.compile steps on the same batch and device (torch_reference.py)."""
   try:
@@ -239,6 +249,8 @@ def bench_train_step(method: str = 'ssil', model: str = 'resnet18', image_size: 
     raise ValueError(f'--steps={steps} must be >= 1')
   if rounds < 1:
     raise ValueError(f'--rounds={rounds} must be >= 1')
+  if compare == 'torch':
+    check_torch()
   ours = JaxStep(method, model, image_size, num_classes, batch_size, replay_batch_size, dtype, num_tasks, seed,
                  steps_per_call)
   contenders = {'jax': ours.run}
@@ -304,6 +316,8 @@ def bench_input(mode: str = 'memory', root: str = '', num_images: int = 0, image
                 batch_size: int = 128, replay_batch_size: int = 32, seed: int = 0, compare: str = '') -> dict:
   """Host-side img/s of one epoch of the new+replay stream (10% of the images are the memory);
   compare='torch' also the reference pipeline's on the same files (bench_torch_input)."""
+  if compare == 'torch':
+    check_torch(('torch', 'torchvision'))
   from cil_jax.input_pipeline import sources, streams
   streams.tensorflow()   # as the engine: quietly, tf.data only (no accelerators)
   if mode not in INPUT_MODES:

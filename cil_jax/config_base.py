@@ -39,6 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.mean = ()               # () = the dataset's normalisation; else one value per channel
   c.dataset.std = ()
   c.dataset.max_per_class = 0       # >0: keep only the first N training images of each class
+  c.dataset.max_test_per_class = 0  # >0: keep only the first N test images of each class (the :smoke runs)
   c.dataset.on_device = 'auto'      # training images on the accelerators, augmented there (device_data.py):
                                     # auto = for in-memory data with augment crop_flip | none; on | off (tf.data)
 
@@ -48,7 +49,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.scenario.num_tasks = 0          # >0: FACIL's split of all classes into this many tasks (base/step unused)
   c.scenario.nc_first_task = 0      # with num_tasks: classes of task 0 (FACIL's --nc-first-task; 0 = even)
   c.scenario.class_order = 'ssil'   # 'ssil' | 'facil' | 'identity' | explicit list (see scenario.label_map)
-  c.scenario.seed = 0               # seed of the class order; -1 = the run seed (FACIL ties them)
+  c.scenario.seed = 0               # seed of the class order; -1 = the run seed (SS-IL-Official's --seed and
+                                    # FACIL's tie them: the SS-IL and FACIL configs set -1)
   c.scenario.validation = 0.0       # >0: this share of each class's training images held out for the run
                                     # (FACIL's rule, scenario.facil_holdout): the patience schedule's data
 
@@ -169,11 +171,16 @@ def classes_per_task(num_classes: int, tasks: int, what: str) -> int:
   return num_classes // tasks
 
 
+SMOKE_TEST_PER_CLASS = 10   # test images per class in a :smoke run (evaluation is most of a full-size one)
+
+
 def shrink_to_smoke(c: ml_collections.ConfigDict, *, max_per_class: int, memory: int, batch_size: int,
                     replay_batch_size: int, eval_batch_size: int) -> None:
-  """The `:smoke` version of a protocol: a few images per class, one epoch without milestones, tiny
-  batches, a log line per step; the rest (method, model, scenario) stays that of the full config."""
+  """The `:smoke` version of a protocol: a few training and test images per class, one epoch without
+  milestones, tiny batches, a log line per step; the rest (method, model, scenario) stays that of the
+  full config."""
   c.dataset.max_per_class = max_per_class
+  c.dataset.max_test_per_class = SMOKE_TEST_PER_CLASS
   c.memory.size = memory
   c.train.epochs, c.train.milestones = 1, ()
   c.train.batch_size, c.train.replay_batch_size = batch_size, replay_batch_size
@@ -310,6 +317,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'train.lr_factor={t.lr_factor} must be > 1 and train.lr_min={t.lr_min} in (0, train.lr]')
   at_least('train.clip_norm', t.clip_norm, 0)
   at_least('dataset.max_per_class', config.dataset.max_per_class, 0)
+  at_least('dataset.max_test_per_class', config.dataset.max_test_per_class, 0)
   at_least('eval.batch_size', config.eval.batch_size, 1)
   at_least('checkpoint.keep', config.checkpoint.keep, 1)
   at_least('checkpoint.every_steps', config.checkpoint.every_steps, 0)
@@ -339,5 +347,7 @@ def result_fields(config) -> dict:
   ConfigDict or the dict of a workdir's config.json (tuples compare as the lists JSON holds)."""
   if isinstance(config, ml_collections.ConfigDict):
     config = json.loads(config.to_json_best_effort())
-  return {k: v for k, v in flatten(config).items()
-          if not any(k == f or k.startswith(f + '.') for f in FREE_FIELDS)}
+  fields = {k: v for k, v in flatten(config).items() if not any(k == f or k.startswith(f + '.') for f in FREE_FIELDS)}
+  if fields.get('scenario.seed') == -1 and 'seed' in fields:   # the run seed: the same order as naming it
+    fields['scenario.seed'] = fields['seed']
+  return fields

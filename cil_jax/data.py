@@ -173,6 +173,8 @@ def check(config, threads: int, out_dir: str = '', decode: bool = True) -> bool:
   classes, train_n, test_n = expected_counts(cfg)
   if int(cfg.get('max_per_class') or 0):   # the config keeps part of each class on purpose
     train_n = None
+  if int(cfg.get('max_test_per_class') or 0) and test_n and classes:   # every full test set is balanced
+    test_n = classes * min(test_n // classes, int(cfg.max_test_per_class))
   lines = []
   for line, good in (_compare('classes', source.num_classes, classes),
                      _compare('train images', len(source.train), train_n),
@@ -194,6 +196,8 @@ def check(config, threads: int, out_dir: str = '', decode: bool = True) -> bool:
       print(f'{name}: {len(empty)} classes have no images: ' + ', '.join(names[k] for k in empty))
   if int(cfg.get('max_per_class') or 0):
     print(f'note: dataset.max_per_class={cfg.max_per_class} keeps only the first images of each class')
+  if int(cfg.get('max_test_per_class') or 0):
+    print(f'note: dataset.max_test_per_class={cfg.max_test_per_class} keeps only the first test images of each class')
   other = non_images(source.train) + non_images(source.test)
   for path in other:
     print(f'not an image (ignored by the reader): {path}')

@@ -117,6 +117,13 @@ class Progress:
     if forget:
       self._rate = None
 
+  def mark(self, images: int, now: float | None = None) -> None:
+    """The steps run clean from now on (compiled, first batch loaded): the next interval starts here
+    and counts, so that an epoch too short for two log lines still shows its rate."""
+    self._last_t = time.perf_counter() if now is None else now
+    self._last_images = images
+    self._skip_next = False
+
   def message(self, text: str) -> None:
     self.stream.write(('\r\033[K' if self.tty else '') + text + '\n')
     self.stream.flush()

@@ -304,3 +304,27 @@ def facil_holdout(train_by_class: Sequence[np.ndarray], tasks: Tasks, fraction: 
       remaining[c] = np.delete(members, chosen)
     val_by_task.append(np.concatenate(parts) if parts else np.zeros(0, np.int64))
   return val_by_task, remaining
+
+
+def holdout_minimum(fraction: float) -> int:
+  """The fewest training images of a class of which FACIL's rule holds any out: round(n · fraction) >= 1,
+  np.round rounding half to even (at 0.1: 6, since 5 images give round(0.5) = 0)."""
+  n = max(1, int(0.5 / fraction) - 1)
+  while int(np.round(n * fraction)) < 1:
+    n += 1
+  return n
+
+
+def check_holdout(validation_by_task: Sequence[np.ndarray], class_sizes: Sequence[int], tasks: Tasks,
+                  fraction: float, validated: Sequence[int]) -> None:
+  """Refuses, before any training, a task in `validated` (its phases validate on the held-out set)
+  whose held-out set is empty: every class of it has too few training images for facil_holdout."""
+  for t in validated:
+    if len(validation_by_task[t]) == 0:
+      largest = max(int(class_sizes[k]) for k in range(tasks.start(t), tasks.end(t)))
+      need = holdout_minimum(fraction)
+      raise ScenarioError(
+          f'the validation set of task {t + 1} would be empty: scenario.validation={fraction} holds out '
+          f'round(n · {fraction}) of a class\'s n training images, none of fewer than {need}, and its classes have '
+          f'{largest} at most; give a class at least {need} training images (dataset.max_per_class) or raise '
+          'scenario.validation')

@@ -63,7 +63,7 @@ class Experiment:
     c = source.num_classes
     self.tasks = scenario.make_tasks(c, config.scenario)
     scenario.check_memory_budget(int(config.memory.size), self.tasks, config.memory.policy)
-    order_seed = int(config.seed) if int(config.scenario.seed) < 0 else int(config.scenario.seed)
+    order_seed = int(config.seed) & 0xFFFFFFFF if int(config.scenario.seed) < 0 else int(config.scenario.seed)
     self.label_map = scenario.label_map(c, config.scenario.class_order, order_seed)
     self.class_info = sources.class_info(source, self.label_map)
     self.train_labels = self.label_map[source.train.labels]
@@ -71,8 +71,12 @@ class Experiment:
     self.train_by_class = _indices_by_class(self.train_labels, c)
     self.validation_by_task = None
     if float(config.scenario.validation) > 0:  # FACIL: held out once, for the whole run
+      sizes = [len(k) for k in self.train_by_class]
       self.validation_by_task, self.train_by_class = scenario.facil_holdout(
           self.train_by_class, self.tasks, float(config.scenario.validation), seed=int(config.seed))
+      validated = [t for t in range(self.tasks.num_tasks)   # found now, not after the task's first epoch
+                   if any(ph.validation == 'validation' for ph in self.method.phases(t))]
+      scenario.check_holdout(self.validation_by_task, sizes, self.tasks, float(config.scenario.validation), validated)
     self.test_by_class = _indices_by_class(self.test_labels, c)
     for k in range(c):
       if len(self.train_by_class[k]) == 0:
@@ -83,6 +87,7 @@ class Experiment:
         originals = [int(np.flatnonzero(self.label_map == k)[0]) for k in range(self.tasks.start(t), self.tasks.end(t))]
         raise sources.DataError(f'task {t + 1} (original classes {originals}) has no test images, so it cannot be '
                                 'evaluated; check the test/val split of the dataset')
+    self._check_images()
     pi, pc = jax.process_index(), jax.process_count()
     self.train_loader = streams.ImageLoader(source.train, self.train_labels, source.augment, source.image_size, pi, pc)
     self.test_loader = streams.ImageLoader(source.test, self.test_labels, 'none', source.image_size, pi, pc)
@@ -114,6 +119,20 @@ class Experiment:
           parallel.check_batch(ph.batch_size, f'{ph.name} batch size (validation)')
     parallel.check_batch(int(config.eval.batch_size), 'eval.batch_size')
     self.evaluator = Evaluator(self)
+
+  def _check_images(self):
+    """The test images, and the held-out validation images, are first read after a task's training
+    (hours on ImageNet): an unreadable one is found now (exists, not empty, its header parses)."""
+    checked = [('test', self.source.test, None)]
+    if self.validation_by_task is not None:
+      checked.append(('validation', self.source.train, np.concatenate(self.validation_by_task)))
+    for what, split, idx in checked:
+      bad = sources.unreadable_images(split, idx)
+      if bad:
+        total = len(split) if idx is None else len(idx)
+        first = (', the first: ' if len(bad) > 1 else ': ') + bad[0]
+        raise sources.DataError(f'{len(bad)} of the {total} {what} images cannot be read{first}; '
+                                f'{sources.bad_image_fix(split)}')
 
   def phase_optimizer(self, spec: api.Step):
     return self.tx if spec.optimizer is None else make_optimizer(spec.optimizer)
@@ -162,6 +181,7 @@ class Run:
     self.rs = RunState(state, method_state)
     self._saved_cursor = None
     self.progress = Progress(silent=jax.process_index() != 0)
+    self._called = set()   # the train steps called once (compiled) in this process
     self.preempted = 0  # the signal number received, 0 for none
     self.writer = self._summary_writer() if jax.process_index() == 0 else None
     self._plot = True
@@ -420,21 +440,28 @@ class Run:
     stacked = chunk_sharding(exp.sharded)
     batches = parallel.prefetch(_chunks(per_step, start, plan.steps, chunk), lambda item: (
         item[0], item[1], parallel.to_global(item[2], exp.sharded if item[1] == 1 else stacked)))
-    pending = pending_step = last_metrics = None
+    pending = pending_step = pending_images = last_metrics = None
     throttle = parallel.Throttle()
     self.progress.reset_rate(rs.images_seen, forget=epoch == 0)
     k = start
     try:
       for k, n, batch in batches:
+        compiles = steps[n] not in self._called   # a step's first call compiles it
+        if k == start and not compiles:   # the batch is loaded, the step compiled: the rate counts from here
+          self.progress.mark(rs.images_seen)
         rs.state, metrics = throttle(steps[n](rs.state, teacher, batch, classes, lrs(k, n), rs.method_state, data))
         before = rs.global_step
         rs.global_step += n
         rs.images_seen += n * plan.indices.shape[1]
         rs.cursor.step = k + n
+        if compiles:   # the rate counts from the end of this call, without the compile
+          self._called.add(steps[n])
+          jax.block_until_ready(metrics)
+          self.progress.mark(rs.images_seen)
         if _crossed(log_every, k, k + n):
           if pending is not None:  # the previous interval's metrics are ready: no stall
-            self._log(header, lr_of_step(pending_step - 1), pending_step, plan.steps, pending)
-          pending, pending_step = metrics, k + n
+            self._log(header, lr_of_step(pending_step - 1), pending_step, plan.steps, pending, pending_images)
+          pending, pending_step, pending_images = metrics, k + n, rs.images_seen
         last_metrics = metrics
         self._maybe_profile(before)
         if _crossed(ckpt_every, before, rs.global_step):
@@ -453,15 +480,17 @@ class Run:
       self._log(header, lr_of_step(plan.steps - 1) if sched.per_step else lr_start, plan.steps, plan.steps,
                 last_metrics)
 
-  def _log(self, header, lr, step, steps, metrics):
-    """metrics of one step, or stacked [K] over a chunk of K steps (the last one is shown)."""
+  def _log(self, header, lr, step, steps, metrics, images=None):
+    """metrics of one step, or stacked [K] over a chunk of K steps (the last one is shown); `images`:
+    the images seen up to that step (default: now), whose time the fetch of its metrics completes."""
     fetched = {k: np.asarray(v).reshape(-1) for k, v in jax.device_get(metrics).items()}
     values = {k: float(v[-1]) for k, v in fetched.items()}
     if not np.isfinite(fetched['loss']).all():
       raise FloatingPointError(f'loss is {values["loss"]} at {header}, step {step}: training '
                                'diverged; lower train.lr (with a new --workdir: the lr is part of the experiment) '
                                'or check the data')
-    self.progress.update(header, step, steps, self.rs.images_seen, values, extra=_lr_text(lr))
+    self.progress.update(header, step, steps, self.rs.images_seen if images is None else images, values,
+                         extra=_lr_text(lr))
     if self.writer is not None:
       scalars = {f'train/{key}': v for key, v in values.items()}
       scalars.update({f'train/lr/{group}': v for group, v in lr.items()} if isinstance(lr, dict) else {'train/lr': lr})

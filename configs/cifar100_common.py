@@ -10,6 +10,7 @@ def cifar100_config(method: str, arg=None, **method_options):
   c = base_config()
   c.dataset.name = 'cifar100'
   c.model.name = 'resnet32_cifar'
+  c.scenario.seed = -1   # the class order of the run seed, as SS-IL-Official's --seed
   c.scenario.base = c.scenario.step = classes_per_task(100, opts['tasks'] or 10, 'CIFAR-100')
   c.memory.size = 2000 if opts['memory'] is None else opts['memory']
   set_method(c, method, **{**method_options, **opts['options']})

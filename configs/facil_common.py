@@ -35,7 +35,7 @@ def facil_config(method: str, dataset: str, arg=None, **method_options):
   name, model, classes = DATASETS[dataset]
   c.dataset.name = name
   c.model.name = model
-  c.scenario.num_tasks = opts['tasks'] or (5 if dataset == 'fashion_mnist' else 10)
+  c.scenario.num_tasks = opts['tasks'] or (5 if dataset == 'fashion_mnist' else 2 if opts['smoke'] else 10)
   c.scenario.class_order, c.scenario.seed = 'facil', -1
   c.scenario.validation = 0.1
   c.memory.size = opts['memory'] or 0
@@ -57,8 +57,10 @@ def facil_config(method: str, dataset: str, arg=None, **method_options):
   if dataset == 'fashion_mnist':   # the offline table: the first 1000 images of each class, shorter patience
     c.dataset.max_per_class = 1000
     t.epochs, t.lr_patience, t.lr_min = 20, 2, 1e-3
-  if opts['smoke']:
-    shrink_to_smoke(c, max_per_class=40, memory=opts['memory'] or 0, batch_size=16, replay_batch_size=0,
-                    eval_batch_size=32)
+  if opts['smoke']:   # CIFAR-100 / ImageNet-100: 2 tasks, 11 + 1 held-out images per class, ImageNet-100 at 32 px
+    shrink_to_smoke(c, max_per_class=40 if dataset == 'fashion_mnist' else 12, memory=opts['memory'] or 0,
+                    batch_size=16, replay_batch_size=0, eval_batch_size=32)
     t.epochs, t.lr_patience = 3, 1
+    if dataset == 'imagenet100':
+      c.dataset.image_size = 32
   return c

@@ -13,6 +13,7 @@ def fmnist_config(method: str, arg=None, smoke_memory: int = 200, **method_optio
   c.scenario.base = c.scenario.step = classes_per_task(10, opts['tasks'] or 5, 'Fashion-MNIST')
   c.memory.size = 2000 if opts['memory'] is None else opts['memory']
   c.model.name = 'small_convnet'
+  c.scenario.seed = -1   # the class order of the run seed, as SS-IL-Official's --seed
   set_method(c, method, **{**method_options, **opts['options']})
   c.train.lr = 0.1
   c.train.epochs, c.train.milestones, c.train.gamma = 3, (2,), 0.1

@@ -7,7 +7,7 @@ Table 1. Landmarks (SS-IL-Official's `--dataset Google_Landmark_v2_1K / _10K`, t
 `:1k` (M = 20000; Table 1: 5k / 10k / 20k) or `:10k` (a 10,000-way head, M = 60000; Table 1:
 20k / 40k / 60k), no mean/std normalisation (sources: the reader).
 """
-from cil_jax.config_base import base_config, classes_per_task, parse_arg
+from cil_jax.config_base import SMOKE_TEST_PER_CLASS, base_config, classes_per_task, parse_arg
 
 DATASETS = {  # config dataset -> (dataset.name, classes, default memory, name in messages)
     'imagenet': ('imagenet', 1000, 20000, 'ImageNet-1K'),
@@ -41,6 +41,7 @@ def imagenet_config(arg, dataset: str = 'imagenet'):
   if dataset == 'imagenet':
     c.dataset.num_classes = 1000
   c.model.name = 'resnet18'
+  c.scenario.seed = -1   # SS-IL-Official's --seed N also draws the class order: --config.seed=N does the same
   if not opts['smoke']:   # the smoke setting's 4 classes are split below
     c.scenario.base = c.scenario.step = classes_per_task(classes, opts['tasks'] or 10, title)
   c.memory.size = memory if opts['memory'] is None else opts['memory']
@@ -50,6 +51,7 @@ def imagenet_config(arg, dataset: str = 'imagenet'):
   if opts['smoke']:  # the same file, tiny: for tests on a fixture folder in the dataset's own format
     c.dataset.num_classes = 4
     c.dataset.image_size = 32
+    c.dataset.max_test_per_class = SMOKE_TEST_PER_CLASS
     c.scenario.base = c.scenario.step = classes_per_task(4, opts['tasks'] or 2, 'the 4-class smoke setting')
     c.memory.size = 8 if opts['memory'] is None else opts['memory']
     c.eval.batch_size = 8

@@ -36,6 +36,8 @@ DATASETS = {
                           memory=200, balanced=20, beta=20.0, dscale=1.0, mg_scale=0.5, clusters=2),
 }
 HIERARCHY_ARGS = {'ont': 'dataset', 'sem': 'dataset', 'vis': 'visual', 'wordnet': 'wordnet', 'none': 'none'}
+# :smoke without a split n/m: two phases (each phase adds evaluations, checkpoints and a stage 2)
+SMOKE_SPLITS = {'cifar100': (50, 50), 'cifar10': (5, 5), 'miniimagenet': (50, 50), 'imagenet100': (50, 50)}
 
 # CIFAR-10 has no coarse labels; the reference clusters word vectors of the class names into 2 groups
 # (not available offline): animals / vehicles here. Fashion-MNIST: tops / footwear / the rest.
@@ -61,7 +63,8 @@ def mgrb_config(dataset: str, arg=None, default_hierarchy: str = 'ont'):
                      'memory set --config.memory.size=<per class> (and method.balanced_per_class)')
   d = DATASETS[dataset]
   hierarchy = HIERARCHY_ARGS[words[0] if words else default_hierarchy]
-  n, m = (int(x) for x in splits[0].split('/')) if splits else d['split']
+  default_split = SMOKE_SPLITS.get(dataset, d['split']) if opts['smoke'] else d['split']
+  n, m = (int(x) for x in splits[0].split('/')) if splits else default_split
   c = base_config()
   c.dataset.name = dataset
   c.model.name = d['model']
@@ -100,9 +103,11 @@ def mgrb_config(dataset: str, arg=None, default_hierarchy: str = 'ont'):
     c.dataset.std = (0.2023, 0.1994, 0.2010)    # the reference's CIFAR-10 normalisation
   if dataset == 'fashion_mnist':
     c.dataset.max_per_class = 2000
-  if opts['smoke']:
-    shrink_to_smoke(c, max_per_class=48, memory=min(c.memory.size, 6), batch_size=16, replay_batch_size=0,
-                    eval_batch_size=50)
+  if opts['smoke']:   # Fashion-MNIST keeps 48 images per class (the tests' runs), the others 12; 32 px ImageNet
+    shrink_to_smoke(c, max_per_class=48 if dataset == 'fashion_mnist' else 12, memory=min(c.memory.size, 6),
+                    batch_size=16, replay_batch_size=0, eval_batch_size=50)
+    if dataset == 'imagenet100':
+      c.dataset.image_size = 32
     c.method.balanced_per_class = min(c.method.balanced_per_class, 2)
     c.method.stage2_epochs, c.method.stage2_milestones = 1, ()
   return c

@@ -133,3 +133,22 @@ def test_a_step_that_is_not_a_real_one_is_refused_in_one_line(args, line, capsys
   with pytest.raises(SystemExit) as info:
     benchmark.main(['--model', 'small_convnet', '--steps', '1', *args])
   assert str(info.value).startswith('error: ' + line), info.value
+
+
+@pytest.mark.parametrize('args,missing', [([], 'torch, which is'),
+                                          (['--input', 'jpeg-synthetic'], 'torch and torchvision, which are')])
+def test_compare_torch_without_torch_stops_before_anything_is_built(args, missing, monkeypatch):
+  """As when they are not installed (None in sys.modules: find_spec answers None); the JAX step and
+  the JPEGs are never made."""
+  import sys
+
+  def never(*a, **k):
+    raise AssertionError('built before torch was found missing')
+  for name in ('torch', 'torchvision'):
+    monkeypatch.setitem(sys.modules, name, None)
+  monkeypatch.setattr(benchmark, 'JaxStep', never)
+  monkeypatch.setattr(benchmark, 'write_synthetic_jpegs', never)
+  with pytest.raises(SystemExit) as info:
+    benchmark.main(['--model', 'small_convnet', '--compare', 'torch', *args])
+  assert str(info.value) == f'error: --compare torch needs {missing} not installed: pip install -r ' \
+                            'requirements-bench.txt'

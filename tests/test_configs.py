@@ -208,6 +208,24 @@ def test_progress_line_fits_80_columns_keeps_the_loss_and_smooths_the_rate():
   assert p.line('task 2/5 train ep 1/3', 1, 94, 7000, {'loss': 0.5}, now=p.start + 6).endswith(' - img/s 6s')
 
 
+def test_progress_rate_of_epochs_too_short_for_two_log_lines():
+  """The loop marks where its steps run clean (after the call that compiled, or before an epoch's
+  first step): the epoch's one line then shows a rate, without the compile."""
+  import io
+  from cil_jax.progress import Progress
+  p = Progress(io.StringIO())
+  p.reset_rate(0, forget=True)
+  p.mark(64, now=p.start + 30)    # the first step (64 images) compiled for 30 s
+  assert p.line('task 1/5 train ep 1/3', 4, 4, 256, {'loss': 0.5}, now=p.start + 31).endswith(' 192 img/s 31s')
+  p.reset_rate(256)               # the next epoch, one step, compiled already: counted from before it
+  p.mark(256, now=p.start + 40)
+  line = p.line('task 1/5 train ep 2/3', 1, 1, 320, {'loss': 0.5}, now=p.start + 40.5)
+  assert line.endswith(' 173 img/s 40s'), line   # 0.3 · 128 + 0.7 · 192
+  p.reset_rate(320, forget=True)  # a new phase whose one step compiles: nothing left to measure
+  p.mark(384, now=p.start + 50)
+  assert p.line('task 2/5 balanced ep 1/1', 1, 1, 384, {'loss': 0.5}, now=p.start + 50.1).endswith(' - img/s 50s')
+
+
 def test_a_method_sets_what_it_needs_from_the_model_and_optimizer():
   c = config_base.base_config()
   config_base.set_method(c, 'podnet')
@@ -233,3 +251,42 @@ def test_speed_settings_are_checked():
   c.dataset.on_device = 'yes'
   with pytest.raises(ValueError, match=r"dataset.on_device='yes' is unknown; choose one of \['auto', 'off', 'on'\]"):
     config_base.validate(c)
+
+
+@pytest.mark.parametrize('config', ['ssil_imagenet.py', 'ft_landmarks.py', 'icarl_cifar100.py', 'default.py'])
+def test_the_run_seed_draws_the_class_order_as_ss_il_officials_seed(config, imagenet_dir, tmp_path):
+  """SS-IL-Official's --seed N also draws perm = RandomState(N).permutation(C): --config.seed=N does
+  the same (scenario.seed -1); the default seed 0 keeps the order of the pinned scenario.seed 0."""
+  c = load_config(config, None)
+  assert (c.scenario.seed, c.scenario.class_order, c.seed) == (-1, 'ssil', 0)
+  if config != 'ssil_imagenet.py':
+    return
+  import numpy as np
+  from cil_jax import scenario, train
+  for seed in (0, 1, 7):
+    c = load_config(config, 'smoke', **{'dataset.root': imagenet_dir, 'seed': seed})
+    exp = train.Experiment(c, str(tmp_path / 'w'))
+    assert exp.label_map.tolist() == np.random.RandomState(seed).permutation(4).tolist()
+    assert exp.label_map.tolist() == scenario.label_map(4, 'ssil', seed).tolist()
+
+
+def test_a_workdir_of_the_pinned_class_order_resumes_with_the_tied_one(tmp_path):
+  """Runs begun when the SS-IL configs pinned scenario.seed 0: seed 0 is the same experiment (resumed);
+  seed 1 drew the order of seed 0, now of seed 1: another experiment, refused naming the field."""
+  import json
+  from cil_jax import workdir
+  for seed, same in ((0, True), (1, False)):
+    c = load_config('ssil_imagenet.py', 'smoke', seed=seed)
+    there = json.loads(c.to_json_best_effort())
+    there['scenario']['seed'] = 0
+    w = tmp_path / f's{seed}'
+    w.mkdir()
+    (w / 'config.json').write_text(json.dumps(there))
+    (w / 'results.json').write_text('{}')
+    if same:
+      workdir.check_compatible(c, str(w))
+    else:
+      with pytest.raises(workdir.WorkdirError, match=r'scenario.seed 0 there, 1 here.*--config.scenario.seed=0'):
+        workdir.check_compatible(c, str(w))
+      c.scenario.seed = 0
+      workdir.check_compatible(c, str(w))

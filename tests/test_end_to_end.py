@@ -174,10 +174,10 @@ def test_corrupt_images_outside_the_training_loop_are_named(imagenet_dir, tmp_pa
   from cil_jax.input_pipeline import sources
   root = tmp_path / 'imagenet'
   shutil.copytree(imagenet_dir, root)
-  (root / 'val' / 'n00000001' / 'n00000001_2.JPEG').write_bytes(b'not a jpeg')
-  (root / 'train' / 'n00000003' / 'n00000003_4.JPEG').write_bytes(b'not a jpeg either')
   c = _config('ssil_imagenet.py', **{'dataset.root': str(root)})
-  exp = train.Experiment(c, str(tmp_path / 'w'))
+  exp = train.Experiment(c, str(tmp_path / 'w'))   # the start checks val/: the files break after it
+  (root / 'val' / 'n00000001' / 'n00000001_2.JPEG').write_bytes(b'\xff\xd8\xff but no JPEG after that')
+  (root / 'train' / 'n00000003' / 'n00000003_4.JPEG').write_bytes(b'not a jpeg either')
   state, method_state = exp.init_state()
   with pytest.raises(sources.DataError, match=r'n00000001_2\.JPEG .*\(read during evaluation\); replace it with'):
     exp.evaluator.test_accuracy(state, method_state, 1, train.Classes.for_task(exp.tasks, 1), 8)  # all seen
@@ -189,6 +189,38 @@ def test_corrupt_images_outside_the_training_loop_are_named(imagenet_dir, tmp_pa
   with pytest.raises(sources.DataError, match=r'n00000003_4\.JPEG .*\(read during validation\)'):
     exp.evaluator.validation_loss(exp.method.phases(0)[0].step, state, None, method_state,
                                   train.Classes.for_task(exp.tasks, 0), everything, everything[:0], 8)
+
+
+def test_an_unreadable_test_image_is_found_at_start_in_one_line_and_leaves_no_trace(imagenet_dir, tmp_path):
+  """val/ images are first read after a task's training: checked at the start (exists, not empty,
+  a header that parses), the first bad one named with the fix, nothing written."""
+  import shutil
+  from cil_jax.input_pipeline import sources
+  root = tmp_path / 'imagenet'
+  shutil.copytree(imagenet_dir, root)
+  c = _config('ssil_imagenet.py', **{'dataset.root': str(root)})
+  cases = (('n00000003_2.JPEG', b'', 'an empty file'),
+           ('n00000003_1.JPEG', b'<html>403 Forbidden</html>', 'not a JPEG, PNG, GIF, BMP or WebP file'),
+           ('n00000003_0.JPEG', b'\xff\xd8\xff\xe0 truncated', 'its JPEG header does not parse'))
+  for name, data, why in cases:
+    (root / 'val' / 'n00000003' / name).write_bytes(data)
+    with pytest.raises(sources.DataError) as info:
+      train.train_and_evaluate(c, str(tmp_path / 'w'))
+    line = str(info.value)
+    assert '\n' not in line and name in line and why in line, line
+    assert not (tmp_path / 'w').exists()
+  assert line.startswith('3 of the 12 test images cannot be read, the first: ') and 'n00000003_0.JPEG' in line
+  assert 'replace it with a readable image at the same path' in line
+  # a held-out validation image (FACIL's split of the training images) is checked too
+  for name, _, _ in cases:
+    shutil.copy(root / 'val' / 'n00000000' / 'n00000000_0.JPEG', root / 'val' / 'n00000003' / name)
+  for image in (root / 'train').glob('*/*.JPEG'):
+    image.write_bytes(b'GIF89a, no more')
+  c = _config('lwf_imagenet100.py', 't2,smoke', **{'dataset.root': str(root), 'dataset.class_list': str(root / 'list')})
+  (root / 'list').write_text('\n'.join(f'n0000000{k}' for k in range(4)))
+  with pytest.raises(sources.DataError, match=r'^4 of the 4 validation images cannot be read, the first: .*train/'):
+    train.train_and_evaluate(c, str(tmp_path / 'w'))
+  assert not (tmp_path / 'w').exists()
 
 
 def test_a_task_without_test_images_is_an_error_before_training(tmp_path):

@@ -83,6 +83,32 @@ def test_holdout_counts_by_hand():
   assert [len(r) for r in rest] == [450, 41, 49, 5]
 
 
+def test_the_per_class_minimum_of_the_holdout_is_where_rounding_gives_one():
+  for fraction, need in ((0.1, 6), (0.2, 3), (0.05, 11), (0.5, 2), (0.9, 1), (0.01, 51)):
+    assert scenario.holdout_minimum(fraction) == need, fraction
+    assert round(need * fraction) >= 1 > np.round((need - 1) * fraction)
+
+
+def test_an_empty_validation_set_is_refused_at_start_in_one_line(idx_dir, tmp_path):
+  """5 images per class at 0.1 hold out none (round(0.5) = 0): the run stops before it starts, where it
+  used to stop after the first epoch; 6 per class hold out one each."""
+  from helpers import load_config
+  from cil_jax import train
+  c = load_config('lwf_fmnist.py', 't2,smoke', **{'dataset.root': idx_dir, 'dataset.max_per_class': 5})
+  with pytest.raises(scenario.ScenarioError, match=r'^the validation set of task 1 would be empty: scenario.validation'
+                                                   r'=0.1 .* none of fewer than 6, and its classes have 5 at most; give'
+                                                   r' a class at least 6 training images') as info:
+    train.train_and_evaluate(c, str(tmp_path / 'w'))
+  assert '\n' not in str(info.value)
+  assert not (tmp_path / 'w').exists()
+  tasks = scenario.facil_split(4, 2)
+  by_class = [np.arange(6 * k, 6 * k + n) for k, n in enumerate((6, 5, 5, 5))]
+  val, _ = scenario.facil_holdout(by_class, tasks, 0.1, seed=0)
+  scenario.check_holdout(val, [6, 5, 5, 5], tasks, 0.1, validated=[0])    # task 2 validates on nothing: not asked
+  with pytest.raises(scenario.ScenarioError, match='task 2 would be empty'):
+    scenario.check_holdout(val, [6, 5, 5, 5], tasks, 0.1, validated=[0, 1])
+
+
 def test_facil_quota_is_not_trimmed():
   assert scenario.facil_quota(2000, 30) == 67 and 67 * 30 == 2010     # FACIL keeps 2010
   assert scenario.facil_quota(2000, 10) == 200 and scenario.facil_quota(2000, 3) == 667

@@ -270,6 +270,46 @@ def test_before_task_builds_the_wordnet_targets_of_the_seen_classes():
     method.before_task(_fmnist_ctx(1, 'wordnet')[1])
 
 
+# A hand-built tree for 6 seen classes (made-up ids): the distances below are worked out by hand as
+# max(depth) − common prefix; the tree's height below the common root is 4 (class 4's 5 nodes − 1).
+HAND_PATHS = [('r', 'a', 'x', 'x0'), ('r', 'a', 'x', 'x1'), ('r', 'a', 'y'), ('r', 'b'), ('r', 'a', 'x', 'x0', 'x00'),
+              ('r', 'b', 'z')]
+HAND_D = np.array([[0, 1, 2, 3, 1, 3], [1, 0, 2, 3, 2, 3], [2, 2, 0, 2, 3, 2], [3, 3, 2, 0, 4, 1],
+                   [1, 2, 3, 4, 0, 4], [3, 3, 2, 1, 4, 0]])
+
+
+@pytest.mark.parametrize('norm', ['height', 'reference'])
+def test_wordnet_targets_of_each_stage_by_hand(norm, monkeypatch):
+  """height: s = −β·d/4 in both stages (the default). reference: etrain.py's −β·d/(max_depth − 1) with
+  max_depth 2 in stage 1 (s = −β·d) and 18 in stage 2 (s = −β·d/17)."""
+  ids = tuple(f'n0000000{k}' for k in range(10))
+  monkeypatch.setattr(wordnet, 'hypernym_path', lambda w: (HAND_PATHS + [('r', 'c')] * 4)[int(w[1:])])
+  method, ctx, c = _fmnist_ctx(1, f'wordnet,wordnet_norm={norm}', wnids=ids)
+  beta, scale = c.method.beta, c.method.mg_scale
+  assert (beta, scale) == (20.0, 0.5)
+  assert np.array_equal(wordnet.distance_matrix(HAND_PATHS), HAND_D) and wordnet.tree_height(HAND_PATHS) == 4
+  stage1_s, stage2_s = (-20.0 * HAND_D / 4, -20.0 * HAND_D / 4) if norm == 'height' else (-20.0 * HAND_D,
+                                                                                          -20.0 * HAND_D / 17)
+  _, state = method.before_task(ctx)
+  np.testing.assert_allclose(np.asarray(state['mg_logits'])[:6, :6], stage1_s, rtol=1e-6)
+  assert float(state['mg_logits'][3, 4]) == (-20.0 if norm == 'height' else -80.0)
+  # the two stages' L_MG on a batch: numpy against the phases' own losses
+  rng = np.random.RandomState(0)
+  z, y = rng.randn(5, 10) * 3, np.array([0, 3, 4, 5, 2])
+  x = api.LossInputs(out={'logits': jnp.asarray(z)}, teacher={'logits': jnp.asarray(rng.randn(5, 10))}, params={},
+                     teacher_params=None, batch={'label': jnp.asarray(y)}, classes=_classes(5, 1, 1, 10), state=state)
+  stage1, stage2 = (ph.step.loss for ph in method.phases(1))
+  for loss, s in ((stage1, stage1_s), (stage2, stage2_s)):
+    q = np.exp(_log_softmax(s[y]))
+    want = np.sum(q * (np.log(q) - _log_softmax(z[:, :6]))) / 5
+    np.testing.assert_allclose(float(loss(x)[1]['mg']), want, rtol=1e-5)
+  if norm == 'reference':
+    with pytest.raises(ValueError, match='wordnet_norm=reference sets the reference.s divisors .* leave it at 0'):
+      _fmnist_ctx(1, 'wordnet,wordnet_norm=reference,wordnet_depth=3')
+    with pytest.raises(ValueError, match=r"method.wordnet_norm='tree' is unknown; choose one of \['height', 'reference'\]"):
+      _fmnist_ctx(1, 'wordnet,wordnet_norm=tree')
+
+
 def test_a_missing_hierarchy_input_fails_before_the_first_phase():
   method, ctx, _ = _fmnist_ctx(0, 'wordnet')
   with pytest.raises(ValueError, match='WordNet ids'):

@@ -157,9 +157,11 @@ def file_splits(cfg) -> tuple[Split, Split, list[str], str]:
 def load_miniimagenet(cfg) -> Source:
   train, test, wnids, layout = file_splits(cfg)
   limit = int(cfg.get('max_per_class') or 0)
+  from cil_jax.input_pipeline.sources import subset_per_class
   if limit:  # decode only what a quick look keeps
-    from cil_jax.input_pipeline.sources import subset_per_class
     train = subset_per_class(train, limit)
+  if int(cfg.get('max_test_per_class') or 0):
+    test = subset_per_class(test, int(cfg.max_test_per_class))
   _log.info('miniImageNet (%s): %d classes, %d train / %d test images', layout, len(wnids), len(train), len(test))
   (train_images, bad_train), (test_images, bad_test) = read_images(list(train.files)), read_images(list(test.files))
   bad = bad_train + bad_test

@@ -593,6 +593,9 @@ def load(cfg, cache_dir: str | None = None) -> Source:
   limit = int(cfg.get('max_per_class') or 0)
   if limit:  # a quick look at a big dataset: the first `limit` images of each class
     source.train = subset_per_class(source.train, limit)
+  limit = int(cfg.get('max_test_per_class') or 0)
+  if limit:  # the :smoke runs: evaluation in seconds
+    source.test = subset_per_class(source.test, limit)
   for field in ('mean', 'std'):   # a protocol's own normalisation (FACIL's CIFAR-100 std)
     value = tuple(float(v) for v in (cfg.get(field) or ()))
     if value:
@@ -652,6 +655,64 @@ def check_image(split: Split, i: int) -> str | None:
   except Exception as e:  # noqa: BLE001 - any decoder failure means the image is unusable
     return f'corrupt or unreadable image {split.describe(i)} ({type(e).__name__}: {e})'
   return None
+
+
+# The formats tf.io.decode_image tells apart by their first bytes (JPEG XL has no PIL reader here)
+_SIGNATURES = ((b'\xff\xd8\xff', 'JPEG'), (b'\x89PNG\r\n\x1a\n', 'PNG'), (b'GIF8', 'GIF'), (b'BM', 'BMP'),
+               (b'\xff\x0a', 'JPEG XL'), (b'\x00\x00\x00\x0cJXL ', 'JPEG XL'))
+
+
+def _image_kind(head: bytes) -> str | None:
+  if head[:4] == b'RIFF' and head[8:12] == b'WEBP':
+    return 'WebP'
+  return next((kind for magic, kind in _SIGNATURES if head.startswith(magic)), None)
+
+
+def header_problem(path: str) -> str | None:
+  """None when the file exists, is not empty, starts as a format the decoder reads and its header
+  parses (PIL reads the header, not the pixels); else what is wrong. A full decode is the data
+  check's job (`python -m cil_jax.data check`)."""
+  from PIL import Image
+  kind = None
+  try:
+    with open(path, 'rb') as f:
+      if hasattr(os, 'posix_fadvise'):   # no read-ahead of the pixels: a quarter of the bytes read (measured)
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
+      head = f.read(16)
+      if not head:
+        return 'an empty file'
+      kind = _image_kind(head)
+      if kind is None:
+        return f'not a JPEG, PNG, GIF, BMP or WebP file: it starts with {head[:8]!r}'
+      if kind != 'JPEG XL':
+        f.seek(0)
+        with Image.open(f) as im:
+          if min(im.size) < 1:
+            return f'a {kind} header of size {im.size}'
+  except FileNotFoundError:
+    return 'missing'
+  except Image.DecompressionBombError:   # a header that parsed, of a very large image: decodable
+    return None
+  except OSError as e:
+    if kind is None:
+      return f'unreadable: {e.strerror or e}'
+    return f'its {kind} header does not parse ({type(e).__name__}: {e})'
+  except Exception as e:  # noqa: BLE001 - any parser failure: the decoder would fail too
+    return f'its {kind} header does not parse ({type(e).__name__}: {e})'
+  return None
+
+
+def unreadable_images(split: Split, indices=None, threads: int = 32) -> list[str]:
+  """'path (why)' of every image among `indices` (default: all) of a file split that header_problem
+  rejects, in index order; [] for in-memory and tfds splits. Threads: the checks wait on the disk."""
+  if split.files is None:
+    return []
+  import concurrent.futures
+  idx = np.arange(len(split)) if indices is None else np.asarray(indices, np.int64).reshape(-1)
+  paths = [str(p) for p in split.files[idx]]
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    problems = list(pool.map(header_problem, paths, chunksize=256))
+  return [f'{p} ({why})' for p, why in zip(paths, problems) if why]
 
 
 def find_bad_image(split: Split, indices) -> str | None:

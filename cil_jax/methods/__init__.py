@@ -70,6 +70,8 @@ OPTIONS = {
         'coarse_groups': (),             # dataset: a group per original class id; () = the dataset's coarse labels
         'clusters': 5,                   # visual: KMeans groups K [-cluster]
         'wordnet_depth': 0,              # wordnet: the distance normaliser H; 0 = the seen classes' tree height
+        'wordnet_norm': 'height',        # wordnet: 'height' (H above, both stages) | 'reference' (etrain.py's
+                                         # max_depth - 1: 1 in stage 1, 17 in stage 2; docs/deviations.md M3)
         'beta': 20.0,                    # soft-target sharpness β [-beta]
         'mg_scale': 1.0,                 # weight of L_MG [-scale]
         'dscale': 1.0,                   # weight of the KD term, times α·T² [-dscale]

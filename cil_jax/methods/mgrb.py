@@ -34,9 +34,11 @@ features of the balanced set, from the backbone at the phase start), 'none' (no 
 Deviations from the reference, each for a reason:
 - CIFAR-100's coarse groups: the reference builds them from a name table in which 'fish' is both a
   superclass and a class, which shifts the groups; the dataset's own coarse labels are used.
-- WordNet: H as above. The reference's branch order sets max_depth = 2 for WordNet (its height
-  function is unreachable), i.e. s = −β·d, a near one-hot target at β = 50; `wordnet_depth=1`
-  reproduces that. Paths are read from each class's WordNet id, not looked up by its name.
+- WordNet: H as above. The reference's branch order sets max_depth = 2 for WordNet in stage 1 (its
+  height function is unreachable), i.e. s = −β·d, a near one-hot target at β = 50, and stage 2 passes
+  no max_depth (the default 18: s = −β·d/17); `wordnet_norm='reference'` reproduces both stages,
+  `wordnet_depth=1` stage 1's target in both. Paths are read from each class's WordNet id, not looked
+  up by its name.
 - Visual hierarchy: K = min(clusters, seen classes) (the reference falls back to 5); the reference's
   class means include one zero row per class, a uniform scaling KMeans does not see.
 - The reference's -k flag is parsed and ignored there; memory.size is the per-class memory here.
@@ -100,13 +102,18 @@ def stage1_loss(x: LossInputs, temperature, dscale, mg_scale, cb_loss, reduction
   return loss, metrics
 
 
-def stage2_loss(x: LossInputs, mg_scale):
+def stage2_loss(x: LossInputs, mg_scale, target_divisor: float = 1.0):
+  """target_divisor: stage 2's soft-target logits are stage 1's over it (the reference's WordNet
+  targets: −β·d in stage 1, −β·d/17 in stage 2)."""
   c, z, y = x.classes, x.out['logits'], x.batch['label']
   alpha = jnp.sum(c.old) / jnp.sum(c.seen)
   ce = cross_entropy(z, y, c.seen).mean()
   loss, metrics = (1 - alpha) * ce, {'ce': ce}
   if mg_scale:
-    metrics['mg'] = soft_target_kl(z, x.state['mg_logits'][y], c.seen)
+    target = x.state['mg_logits'][y]
+    if target_divisor != 1.0:
+      target = target / target_divisor
+    metrics['mg'] = soft_target_kl(z, target, c.seen)
     loss = loss + mg_scale * metrics['mg']
   return loss, metrics
 
@@ -134,6 +141,12 @@ def two_level_logits(coarse: np.ndarray, beta: float) -> np.ndarray:
 def tree_logits(distances: np.ndarray, beta: float, height: int) -> np.ndarray:
   """s [C, C] = −β·d / height (d: tree distances, 0 on the diagonal)."""
   return -beta * distances.astype(np.float64) / max(height, 1)
+
+
+# etrain.py's max_depth for WordNet: 2 in stage 1 (its branch order), MGloss's default 18 in stage 2;
+# cal_MG.py divides the distance by max_depth − 1
+REFERENCE_MAX_DEPTH = (2, 18)
+WORDNET_NORMS = ('height', 'reference')
 
 
 def visual_groups(class_features: list, clusters: int) -> np.ndarray:
@@ -191,6 +204,12 @@ def make(config) -> Method:
     raise ValueError('MGRB trains with step decay at the reference\'s milestones: use train.schedule=step')
   if hierarchy == 'visual' and int(opts.clusters) < 1:
     raise ValueError(f'method.clusters={opts.clusters} must be >= 1 for the visual hierarchy')
+  if opts.wordnet_norm not in WORDNET_NORMS:
+    raise ValueError(f'method.wordnet_norm={opts.wordnet_norm!r} is unknown; choose one of {list(WORDNET_NORMS)}')
+  reference_norm = hierarchy == 'wordnet' and opts.wordnet_norm == 'reference'
+  if reference_norm and int(opts.wordnet_depth):
+    raise ValueError(f'method.wordnet_norm=reference sets the reference\'s divisors (1 in stage 1, 17 in stage 2); '
+                     f'method.wordnet_depth={opts.wordnet_depth} would set another: leave it at 0')
   mg_scale = 0.0 if hierarchy == 'none' else float(opts.mg_scale)
   n_old = int(config.memory.size) - v
 
@@ -218,8 +237,11 @@ def make(config) -> Method:
   stage1 = Step(functools.partial(stage1_loss, temperature=float(opts.temperature), dscale=float(opts.dscale),
                                   mg_scale=mg_scale, cb_loss=bool(opts.cb_loss), reduction=reduction),
                 teacher='task_start', optimizer=adamw, groups=groups)
-  stage2 = Step(functools.partial(stage2_loss, mg_scale=mg_scale), bn_train=False, trainable=head_only,
-                optimizer=adamw)
+  # wordnet_norm=reference: −β·d/(max_depth − 1) with the reference's max_depth of each stage
+  reference = tuple(d - 1 for d in REFERENCE_MAX_DEPTH) if reference_norm else None
+  stage2 = Step(functools.partial(stage2_loss, mg_scale=mg_scale,
+                                  target_divisor=reference[1] / reference[0] if reference else 1.0),
+                bn_train=False, trainable=head_only, optimizer=adamw)
   batch = int(tc.batch_size)
   base_classes, step_classes = int(config.scenario.base), int(config.scenario.step)
   if int(config.scenario.num_tasks):
@@ -284,7 +306,7 @@ def make(config) -> Method:
     if hierarchy == 'wordnet':
       from cil_jax import wordnet
       paths = wordnet_paths(ctx, seen)
-      height = int(opts.wordnet_depth) or wordnet.tree_height(paths)
+      height = reference[0] if reference else int(opts.wordnet_depth) or wordnet.tree_height(paths)
       return tree_logits(wordnet.distance_matrix(paths), beta, height)
     return two_level_logits(coarse_groups(ctx)[:seen], beta)
 
