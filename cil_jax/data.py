@@ -312,6 +312,14 @@ def main(argv=None, prog='python -m cil_jax.data') -> int:
   threads = known.threads or 2 * (os.cpu_count() or 1)
   try:
     return 0 if check(flags.FLAGS.config, threads, known.out, decode=not known.no_decode) else 1
+  except OSError as e:   # --out on a full disk, or a folder gone read-only after the check: one line
+    from cil_jax import errors
+    written = os.path.join(known.out, 'classes.tsv') if known.out else None
+    line = errors.os_line(e, then='run the same command again', path=written)
+    if line is None:
+      raise
+    print(line, file=sys.stderr)
+    return 1
   except DataError as e:
     print(f'error: {e}')
     print('PROBLEMS FOUND (see above)')

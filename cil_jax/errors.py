@@ -56,13 +56,14 @@ def _folder(path: str | None) -> str:
   return os.path.dirname(path.rstrip(os.sep)) or os.sep
 
 
-def os_line(e: BaseException, then: str = RESUME) -> str | None:
+def os_line(e: BaseException, then: str = RESUME, path: str | None = None) -> str | None:
   """'error: ...' for a file-system refusal behind `e` (os_error), ending with the fix and `then`; None
-  for anything else."""
+  for anything else. `path`: the file being written, where the error does not name one (a library's
+  write through an open file)."""
   found = os_error(e)
   if found is None:
     return None
-  code, path = found
+  code, path = found[0], found[1] or path
   where = _folder(path)
   if code == errno.ENOSPC:
     return f'error: no space left on the device ({where}); free space in {where}, then {then}'
@@ -116,8 +117,9 @@ def _unraisable(args, previous=sys.unraisablehook) -> None:
 
 
 def quiet_background_os_errors() -> None:
-  """Orbax's save threads, after a write failed: their log records (through absl) of a file-system
-  refusal, and the other writes' callbacks into the closed event loop (unraisable, one traceback
-  each). Idempotent."""
-  logging.getLogger('absl').addFilter(_quiet)
+  """Orbax's save threads, after a write failed: their log records (through absl, and asyncio's 'never
+  retrieved' for the other writes' futures) of a file-system refusal, and the other writes' callbacks
+  into the closed event loop (unraisable, one traceback each). Idempotent."""
+  for name in ('absl', 'asyncio'):   # asyncio: the writes' futures that failed and nobody awaited any more
+    logging.getLogger(name).addFilter(_quiet)
   sys.unraisablehook = _unraisable

@@ -31,6 +31,7 @@ import sys
 import numpy as np
 
 from cil_jax import config_base
+from cil_jax import errors
 from cil_jax import workdir as workdir_lib
 from cil_jax import methods as methods_lib
 
@@ -375,11 +376,17 @@ def main(argv=None, prog='python -m cil_jax.report') -> str:
                   'average_incremental_top1': table[k]['average_incremental_top1'][0],
                   'classes': seen_classes(group[k]) if a.x == 'classes' else None}   # errors before any file
               for k in table_order(table, columns)}
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out + '.md', 'w') as f:
-      f.write(text + '\n')
-    write_csv(runs, table, out + '.csv', columns)
-    plot_accuracy(curves, out + '.png', a.x)
+    try:
+      os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+      with open(out + '.md', 'w') as f:
+        f.write(text + '\n')
+      write_csv(runs, table, out + '.csv', columns)
+      plot_accuracy(curves, out + '.png', a.x)
+    except OSError as e:   # a full disk or a folder gone read-only after the check: one line
+      line = errors.os_line(e, then='run the same command again', path=out)
+      if line is None:
+        raise
+      raise SystemExit(line) from None
   print(text)
   if out:
     print(f'wrote {out}.md, {out}.csv and {out}.png', file=sys.stderr)

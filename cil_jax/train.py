@@ -171,8 +171,8 @@ def _indices_by_class(labels: np.ndarray, num_classes: int) -> list[np.ndarray]:
 class Run:
   """The loop over one run's state (run_state.RunState, which is what a checkpoint holds)."""
 
-  def __init__(self, exp: Experiment, started: float):
-    """`started`: the session's start (time.perf_counter), for the run's wall time."""
+  def __init__(self, exp: Experiment, started: float | None = None):
+    """`started`: the session's start (time.perf_counter; default: now), for the run's wall time."""
     self.exp = exp
     cfg = exp.config
     self.cfg = cfg
@@ -191,7 +191,8 @@ class Run:
       self._saved_cursor = dataclasses.replace(self.rs.cursor)
       self.progress.message(f'resumed from checkpoint {step}: {self._where()}')
     self.rs.sessions += 1
-    self._time_before, self._started = self.rs.wall_time_s, started
+    self._time_before = self.rs.wall_time_s
+    self._started = time.perf_counter() if started is None else started
     if self.writer is not None:
       self.writer.hparams(config_base.result_fields(cfg), trial=os.path.basename(os.path.abspath(exp.workdir)))
 
@@ -267,7 +268,7 @@ class Run:
         self.writer.close()
       for sig, handler in handlers.items():
         signal.signal(sig, handler)
-    return metrics_lib.summarize(self.rs.rows, self.exp.tasks.num_tasks)
+    return self._write_results(plot=False)   # the run's total time now includes its last checkpoint
 
   def _stop_signal(self, agreement_point: bool = True) -> int:
     """The signal to stop on now (0: go on). Several processes decide together, at agreement points
@@ -545,17 +546,20 @@ class Run:
     if before < int(debug.kill_at_step) <= self.rs.global_step and int(debug.kill_process) in (-1, jax.process_index()):
       os.kill(os.getpid(), getattr(signal, 'SIG' + debug.kill_signal))
 
-  def _write_results(self):
-    if jax.process_index() != 0:
-      return
+  def _write_results(self, plot: bool = True) -> dict:
     summary = metrics_lib.summarize(self.rs.rows, self.exp.tasks.num_tasks)
+    if 'wall_time' in summary:   # the run's time up to now (its rows hold each task's end)
+      summary['wall_time']['total_s'] = self._wall_time()
+    if jax.process_index() != 0:
+      return summary
     workdir_lib.atomic_write(os.path.join(self.exp.workdir, workdir_lib.RESULTS), json.dumps(summary, indent=1))
-    if self._plot:
+    if plot and self._plot:
       try:
         report.plot_accuracy({self.cfg.method.name: summary}, os.path.join(self.exp.workdir, 'accuracy.png'))
       except ImportError:  # e.g. an accelerator machine without it: the results stand without their plot
         self.progress.message('accuracy.png is not written: matplotlib is not installed')
         self._plot = False
+    return summary
 
 
 def _chunks(per_step, start: int, steps: int, size: int):

@@ -217,11 +217,13 @@ def test_orbax_threads_stay_quiet_about_a_refused_write(monkeypatch, caplog, cap
         raise e
       except Exception:  # noqa: BLE001
         logging.getLogger('absl').exception('_SignalingThread.run() raised an exception')
+        logging.getLogger('asyncio').error('Task exception was never retrieved', exc_info=True)
     sys.unraisablehook(types.SimpleNamespace(exc_type=RuntimeError, exc_value=RuntimeError('Event loop is closed'),
                                              exc_traceback=None, err_msg=None, object=None))
   finally:
-    logging.getLogger('absl').removeFilter(errors._quiet)
-  assert [r.exc_info[0] for r in caplog.records] == [KeyError]   # a bug's record stays
+    for name in ('absl', 'asyncio'):
+      logging.getLogger(name).removeFilter(errors._quiet)
+  assert [r.exc_info[0] for r in caplog.records] == [KeyError, KeyError]   # a bug's records stay
   assert 'Event loop' not in capsys.readouterr().err
 
 
@@ -437,3 +439,25 @@ def test_an_image_this_user_may_not_read_injected(imagenet_dir, monkeypatch):
   assert sources.bad_image_fix(split, problem) == ('make it readable for that user (chmod, chown), then rerun the '
                                                    'same command to resume from the last checkpoint')
   assert sources.check_image(split, 1) is None
+
+
+def test_report_out_on_a_full_disk_is_one_line(reference_run, tmp_path):
+  disk = tmp_path / 'disk'
+  disk.mkdir()
+  with _mounted(('mount', '-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', str(disk))):   # the plot does not fit
+    r = subprocess.run([sys.executable, '-m', 'cil_jax.report', reference_run[0], '--out', f'{disk}/'], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+  assert r.returncode == 1 and _error(r) == (f'error: no space left on the device ({disk}); free space in {disk}, '
+                                             'then run the same command again'), r.stderr[-3000:]
+
+
+def test_report_out_on_a_full_disk_injected(reference_run, tmp_path, monkeypatch, capsys):
+  from cil_jax import report
+
+  def full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, 'No space left on device', str(tmp_path / 'report.png'))
+  monkeypatch.setattr(report, 'plot_accuracy', full)
+  with pytest.raises(SystemExit) as stop:
+    report.main([reference_run[0], '--out', f'{tmp_path}/'])
+  assert str(stop.value) == (f'error: no space left on the device ({tmp_path}); free space in {tmp_path}, then run '
+                             'the same command again')
