@@ -9,7 +9,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev]'
+# (PYTHONWARNINGS: setuptools warns at every editable install of a package whose configs/ folder
+# installs inside it; the warning asks nothing of the user)
+PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[dev]'
 # Debian/Ubuntu packages: Fashion-MNIST's IDX files (the default run) and WordNet 3.0 (MGRB's WordNet
 # hierarchy and its tests)
 PKGS=""
