@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 
 RESUME = 'rerun the same command to resume from the last checkpoint'
 _CODE = re.compile(r"\[os_error_code='?(\d+)'?\]|\[Errno (\d+)\]")
@@ -118,8 +119,11 @@ def _unraisable(args, previous=sys.unraisablehook) -> None:
 
 def quiet_background_os_errors() -> None:
   """Orbax's save threads, after a write failed: their log records (through absl, and asyncio's 'never
-  retrieved' for the other writes' futures) of a file-system refusal, and the other writes' callbacks
-  into the closed event loop (unraisable, one traceback each). Idempotent."""
+  retrieved' for the other writes' futures) of a file-system refusal, the other writes' callbacks
+  into the closed event loop (unraisable, one traceback each), and the warning for the writes that
+  never started. Idempotent."""
   for name in ('absl', 'asyncio'):   # asyncio: the writes' futures that failed and nobody awaited any more
     logging.getLogger(name).addFilter(_quiet)
+  # and the writes that never started, collected when the interpreter ends
+  warnings.filterwarnings('ignore', message=r"coroutine '.*write_fragment' was never awaited", category=RuntimeWarning)
   sys.unraisablehook = _unraisable

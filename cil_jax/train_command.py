@@ -163,6 +163,10 @@ def main(argv):
       _leave_distributed(1, line)
     if line is None:
       raise
+    if errors.os_error(e):   # a write refused mid-run: what Orbax left pending would speak at shutdown
+      print(line, file=sys.stderr, flush=True)
+      sys.stdout.flush()
+      os._exit(1)   # all is saved and closed (Run.run's finally): the interpreter's finalizers add only noise
     sys.exit(line)
 
 

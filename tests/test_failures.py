@@ -461,3 +461,16 @@ def test_report_out_on_a_full_disk_injected(reference_run, tmp_path, monkeypatch
     report.main([reference_run[0], '--out', f'{tmp_path}/'])
   assert str(stop.value) == (f'error: no space left on the device ({tmp_path}); free space in {tmp_path}, then run '
                              'the same command again')
+
+
+def test_an_orbax_write_that_never_started_stays_quiet(recwarn):
+  import gc
+  import warnings
+  with warnings.catch_warnings():
+    errors.quiet_background_os_errors()
+
+    async def write_fragment():   # as Orbax's, cut off by the failed save
+      pass
+    write_fragment()
+    gc.collect()
+  assert not [w for w in recwarn if 'never awaited' in str(w.message)]
