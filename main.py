@@ -1,4 +1,4 @@
-"""Runs (or resumes) a class-incremental experiment: the same as `cil-jax train` (cil_jax/train_command.py),
+"""Runs (or resumes) a class-incremental experiment: the same as `cil-jax train` (cil_jax/tools/train_command.py),
 for a clone that is not installed.
 
   python main.py                                                  # configs/default.py
@@ -9,5 +9,5 @@ import sys
 
 if __name__ == '__main__':
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  from cil_jax import train_command
+  from cil_jax.tools import train_command
   train_command.run(sys.argv)

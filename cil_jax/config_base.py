@@ -15,7 +15,8 @@ from typing import Any
 import ml_collections
 
 from cil_jax import methods as methods_lib
-from cil_jax import models, scenario
+from cil_jax import models
+from cil_jax.input_pipeline import scenario
 from cil_jax.input_pipeline import sources
 
 

@@ -82,10 +82,10 @@ def os_line(e: BaseException, then: str = RESUME, path: str | None = None) -> st
 
 def error_line(e: BaseException) -> str | None:
   """'error: ...' naming the fix; None for a bug (shown with its traceback)."""
-  from cil_jax import workdir as workdir_lib
+  from cil_jax.engine import workdir as workdir_lib
   from cil_jax.input_pipeline.sources import DataError
   from cil_jax.input_pipeline.streams import MissingTensorFlow
-  from cil_jax.scenario import ScenarioError
+  from cil_jax.input_pipeline.scenario import ScenarioError
   found = os_error(e)
   if found and found[0] in (errno.ENOSPC, errno.EDQUOT):   # a full disk, however it is wrapped
     return os_line(e)

@@ -32,4 +32,4 @@ for seed in ${SEEDS:-0 1 2}; do
       --workdir "$w" 2> "$w.log" || { echo "$name seed $seed failed, see $w.log" >&2; continue; }
   done
 done
-"$PY" -m cil_jax.report "$OUT"/mgrb-*_s[0-9] --out "$REPORT"
+"$PY" -m cil_jax.results.report "$OUT"/mgrb-*_s[0-9] --out "$REPORT"

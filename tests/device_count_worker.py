@@ -6,12 +6,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax import models, parallel
+from cil_jax import models
+from cil_jax.engine import parallel
 from cil_jax.config_base import base_config, set_method
 from cil_jax.methods import ssil
 from cil_jax.methods.api import Classes, Optimizer
-from cil_jax.scenario import Tasks
-from cil_jax.step import TrainState, make_optimizer, make_train_step, normalizer
+from cil_jax.input_pipeline.scenario import Tasks
+from cil_jax.engine.step import TrainState, make_optimizer, make_train_step, normalizer
 
 
 def main(out_path):

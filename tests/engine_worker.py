@@ -20,10 +20,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cil_jax import methods, train  # noqa: E402
+from cil_jax import methods   # noqa: E402
+from cil_jax.engine import train
 from cil_jax.methods.api import Method, Optimizer, Phase, Step  # noqa: E402
 from cil_jax.methods.shared import seen_cross_entropy, with_head  # noqa: E402
-from cil_jax.schedules import Patience, PerGroup, StepDecay, WarmUp  # noqa: E402
+from cil_jax.methods.schedules import Patience, PerGroup, StepDecay, WarmUp  # noqa: E402
 
 
 def head_or_backbone(params):

@@ -44,9 +44,10 @@ def train_setup(spec, num_classes=9, head='linear', last_relu=True, main_optimiz
   import jax
   import jax.numpy as jnp
 
-  from cil_jax import models, parallel
+  from cil_jax import models
+  from cil_jax.engine import parallel
   from cil_jax.methods.api import Optimizer
-  from cil_jax.step import TrainState, make_optimizer, make_train_step, normalizer
+  from cil_jax.engine.step import TrainState, make_optimizer, make_train_step, normalizer
   model = models.create('small_convnet', num_classes, last_relu=last_relu, head=head)
   v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)), train=False)
   main_tx = make_optimizer(main_optimizer or Optimizer())

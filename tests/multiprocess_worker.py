@@ -1,4 +1,4 @@
-"""One of the processes of tests/test_multiprocess.py's slice test (python -m cil_jax.launch runs it):
+"""One of the processes of tests/test_multiprocess.py's slice test (python -m cil_jax.tools.launch runs it):
 each process feeds its slice of every global batch of a plan, by each way the engine loads batches
 (device-resident slots, numpy-gathered training and evaluation batches); the global arrays made
 from the slices, gathered back, must be the plan's batches: every image once, in order.
@@ -17,8 +17,8 @@ jax.distributed.initialize(env['CIL_JAX_COORDINATOR'], int(env['CIL_JAX_NUM_PROC
 
 from jax.experimental import multihost_utils  # noqa: E402
 
-from cil_jax import parallel  # noqa: E402
-from cil_jax.device_data import DeviceData  # noqa: E402
+from cil_jax.engine import parallel   # noqa: E402
+from cil_jax.input_pipeline.device_data import DeviceData  # noqa: E402
 from cil_jax.input_pipeline import sources, streams  # noqa: E402
 
 pi, pc = jax.process_index(), jax.process_count()

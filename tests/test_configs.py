@@ -8,7 +8,7 @@ import time
 import pytest
 
 from cil_jax import config_base, methods
-from cil_jax.schedules import Cosine
+from cil_jax.methods.schedules import Cosine
 from helpers import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -168,7 +168,7 @@ def test_configs_import_without_jax_or_tensorflow():
 
 
 def test_explicit_class_order_on_the_command_line():
-  from cil_jax import scenario
+  from cil_jax.input_pipeline import scenario
   c = load_config('default.py', None)
   order = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
   c.scenario.class_order = ','.join(map(str, order))   # what --config.scenario.class_order=9,8,... gives
@@ -190,7 +190,7 @@ def test_no_download_unless_asked():
 
 def test_progress_line_fits_80_columns_keeps_the_loss_and_smooths_the_rate():
   import io
-  from cil_jax.progress import Progress
+  from cil_jax.engine.progress import Progress
   p = Progress(io.StringIO())
   metrics = {'loss': 0.123456, 'ce': 0.5, 'kd': 1.25, 'pod_flat': 0.1, 'pod_spatial': 0.3, 'nca': 1.0}
   first = p.line('task 10/10 bias_correction ep 200/200', 1, 1234, 1000, metrics, now=p.start + 1, extra='lr 0.001')
@@ -212,7 +212,7 @@ def test_progress_rate_of_epochs_too_short_for_two_log_lines():
   """The loop marks where its steps run clean (after the call that compiled, or before an epoch's
   first step): the epoch's one line then shows a rate, without the compile."""
   import io
-  from cil_jax.progress import Progress
+  from cil_jax.engine.progress import Progress
   p = Progress(io.StringIO())
   p.reset_rate(0, forget=True)
   p.mark(64, now=p.start + 30)    # the first step (64 images) compiled for 30 s
@@ -262,7 +262,8 @@ def test_the_run_seed_draws_the_class_order_as_ss_il_officials_seed(config, imag
   if config != 'ssil_imagenet.py':
     return
   import numpy as np
-  from cil_jax import scenario, train
+  from cil_jax.input_pipeline import scenario
+  from cil_jax.engine import train
   for seed in (0, 1, 7):
     c = load_config(config, 'smoke', **{'dataset.root': imagenet_dir, 'seed': seed})
     exp = train.Experiment(c, str(tmp_path / 'w'))
@@ -274,7 +275,7 @@ def test_a_workdir_of_the_pinned_class_order_resumes_with_the_tied_one(tmp_path)
   """Runs begun when the SS-IL configs pinned scenario.seed 0: seed 0 is the same experiment (resumed);
   seed 1 drew the order of seed 0, now of seed 1: another experiment, refused naming the field."""
   import json
-  from cil_jax import workdir
+  from cil_jax.engine import workdir
   for seed, same in ((0, True), (1, False)):
     c = load_config('ssil_imagenet.py', 'smoke', seed=seed)
     there = json.loads(c.to_json_best_effort())

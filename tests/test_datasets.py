@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cil_jax import data
+from cil_jax.tools import data_check as data
 from cil_jax.input_pipeline import class_lists, landmarks, miniimagenet, sources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -147,7 +147,7 @@ def test_landmarks_missing_images_are_counted_and_named(gld, tmp_path):
     os.remove(landmarks.image_path(str(root), i))
   message = _error(sources.load, _cfg(name='landmarks_v2_10k', root=str(root), num_classes=3))
   assert message.startswith('2 images of the 3 selected classes are missing')
-  assert repr(landmarks.image_path(str(root), sorted(gone)[0])) in message and 'python -m cil_jax.data check' in message
+  assert repr(landmarks.image_path(str(root), sorted(gone)[0])) in message and 'python -m cil_jax.tools.data_check check' in message
 
 
 # --- miniImageNet ----------------------------------------------------------------------------------
@@ -266,7 +266,7 @@ def test_imagenet100_over_tfds_records_relabels_and_keeps_only_the_list():
 # --- the data check command ------------------------------------------------------------------------
 
 def _check(*args):
-  return subprocess.run([sys.executable, '-m', 'cil_jax.data', 'check', *args], cwd=ROOT, capture_output=True,
+  return subprocess.run([sys.executable, '-m', 'cil_jax.tools.data_check', 'check', *args], cwd=ROOT, capture_output=True,
                         text=True, timeout=300)
 
 
@@ -333,7 +333,7 @@ def test_data_check_wrong_input_is_one_line(tmp_path):
 
 def _run(config, arg, workdir, tasks, **overrides):
   import json
-  from cil_jax import train
+  from cil_jax.engine import train
   from tests.helpers import check_summary, load_config
   c = load_config(config, arg, **overrides)
   train.train_and_evaluate(c, str(workdir))
@@ -379,7 +379,7 @@ def test_landmarks_configs_follow_the_ssil_table(tmp_path):
 
 def test_host_passes_fetch_only_the_outputs_asked_for(idx_dir, tmp_path):
   """TaskContext.outputs(keys=...): the engine's pass returns only those arrays, the same values."""
-  from cil_jax import train
+  from cil_jax.engine import train
   from tests.helpers import load_config
   exp = train.Experiment(load_config('default.py', 'smoke', **{'dataset.root': idx_dir}), str(tmp_path))
   state, _ = exp.init_state()
@@ -400,7 +400,7 @@ def test_data_check_miniimagenet_names_every_bad_file(mini_mgrb, tmp_path):
 
 
 def test_the_decoding_pass_drops_libjpegs_lines_and_keeps_the_rest_of_stderr(capfd):
-  from cil_jax.progress import native_output_filtered
+  from cil_jax.native_output import native_output_filtered
   with native_output_filtered(2, data._libjpeg_line):
     os.write(2, b'Improper call to JPEG library in state 201\nsomething else went wrong\n')
     os.write(2, b'Premature end of JPEG file\nand this\n')

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cil_jax import device_data
+from cil_jax.input_pipeline import device_data
 from cil_jax.input_pipeline import streams
 
 
@@ -74,10 +74,10 @@ def test_a_dataset_too_large_for_the_devices_is_one_line(monkeypatch):
 def test_the_step_gathers_and_augments_on_the_device():
   from cil_jax.methods.api import Classes, Step
   from cil_jax.methods.shared import seen_cross_entropy
-  from cil_jax.scenario import Tasks
-  from cil_jax.step import make_train_step
+  from cil_jax.input_pipeline.scenario import Tasks
+  from cil_jax.engine.step import make_train_step
   from helpers import train_setup
-  from cil_jax import parallel
+  from cil_jax.engine import parallel
   s = train_setup(Step(seen_cross_entropy))
   rng = np.random.RandomState(0)
   images, labels = rng.randint(0, 256, (32, 28, 28, 1)).astype(np.uint8), rng.randint(0, 7, 32)

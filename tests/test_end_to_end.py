@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cil_jax import train, workdir
+from cil_jax.engine import train, workdir
 from helpers import check_summary as _check, load_config as _config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -159,7 +159,7 @@ def test_herding_memory_and_profiler_trace(idx_dir, tmp_path):
   _check(train.train_and_evaluate(c, str(tmp_path)), 5)
   traces = [f for _, _, files in os.walk(tmp_path / 'tensorboard') for f in files if f.endswith('.xplane.pb')]
   assert traces, 'no profiler trace written'
-  from cil_jax.checkpoint import Checkpointer
+  from cil_jax.engine.checkpoint import Checkpointer
   ckpt = Checkpointer(str(tmp_path / 'checkpoints'))
   meta = ckpt.restore_meta(ckpt.latest())
   counts = meta['memory_counts']

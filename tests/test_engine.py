@@ -11,12 +11,12 @@ import numpy as np
 import optax
 import pytest
 
-from cil_jax import scenario
+from cil_jax.input_pipeline import scenario
 from cil_jax.input_pipeline import sources, streams
 from cil_jax.methods.api import Classes, Optimizer, Phase, Step
 from cil_jax.methods.shared import seen_cross_entropy
-from cil_jax.schedules import Cosine, Patience, PerGroup, StepDecay, WarmUp
-from cil_jax.step import make_optimizer
+from cil_jax.methods.schedules import Cosine, Patience, PerGroup, StepDecay, WarmUp
+from cil_jax.engine.step import make_optimizer
 from engine_worker import head_or_backbone
 from helpers import fake_batch, train_setup
 
@@ -244,7 +244,7 @@ def test_facil_holdout_matches_facils_get_data():
 
 @pytest.fixture(scope='module')
 def experiment(idx_dir, tmp_path_factory):
-  from cil_jax import train
+  from cil_jax.engine import train
   from helpers import load_config
   c = load_config('ft_fmnist.py', 'smoke', **{'dataset.root': idx_dir})
   return train.Experiment(c, str(tmp_path_factory.mktemp('exp')))
@@ -271,7 +271,7 @@ def test_validation_loss_is_facils_weighted_mean_of_batch_losses(experiment):
 def test_phase_start_hook_runs_once_per_fresh_phase_and_is_seeded(experiment, monkeypatch):
   """An on_start hook that draws the head from ctx.rng: the run's head after a 0-epoch phase is
   exactly that draw (seeded by run seed, task and stream), and the hook ran once per task."""
-  from cil_jax import train
+  from cil_jax.engine import train
   from cil_jax.methods.api import Method
   from cil_jax.methods.shared import with_head
   calls = []
@@ -324,7 +324,8 @@ def test_the_readme_example_method_runs(idx_dir, tmp_path, monkeypatch):
   """The 'Adding a method' example of the README, as written, through two tasks."""
   import os
   import types
-  from cil_jax import methods, train
+  from cil_jax import methods
+  from cil_jax.engine import train
   from helpers import ROOT, check_summary, load_config
   text = open(os.path.join(ROOT, 'README.md')).read()
   code = text.split('### Adding a method', 1)[1].split('```python', 1)[1].split('```', 1)[0]
@@ -354,7 +355,8 @@ def test_a_validation_split_removes_its_images_from_everything_else(idx_dir, tmp
   class's training list (so no phase, exemplar selection or class mean sees them), and the default
   task data offers each task's as 'validation'."""
   import types
-  from cil_jax import methods, train
+  from cil_jax import methods
+  from cil_jax.engine import train
   from cil_jax.methods.api import TaskContext, default_task_data
   from engine_worker import config_for, make_probe
   monkeypatch.setattr(methods, 'get', lambda name: types.SimpleNamespace(make=make_probe('patience')))
@@ -389,8 +391,8 @@ def test_warmup_passes_the_inner_schedules_state_through():
 
 def test_checkpoint_meta_is_a_copy_of_the_run_state():
   """Orbax writes the JSON in a background thread: rows appended after a save must not reach it."""
-  from cil_jax.run_state import RunState
-  from cil_jax.step import TrainState
+  from cil_jax.engine.run_state import RunState
+  from cil_jax.engine.step import TrainState
   rs = RunState(TrainState({}, {}, (), ()), {}, rows=[{'a': 1}], schedule_state={'lr': 0.1})
   meta = rs.meta(seed=0)
   rs.rows.append({'b': 2})

@@ -4,11 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax import metrics, models, parallel
-from cil_jax.losses import NEG
+from cil_jax.results import metrics
+from cil_jax import models
+from cil_jax.engine import parallel
+from cil_jax.methods.losses import NEG
 from cil_jax.methods.api import Classes
-from cil_jax.scenario import Tasks
-from cil_jax.step import make_eval_step, normalizer
+from cil_jax.input_pipeline.scenario import Tasks
+from cil_jax.engine.step import make_eval_step, normalizer
 
 
 def test_eval_counts_use_the_methods_prediction_and_skip_padding():

@@ -8,9 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cil_jax import metrics, scenario
-from cil_jax.exemplars import facil_memory
-from cil_jax.losses import facil_kd
+from cil_jax.results import metrics
+from cil_jax.input_pipeline import scenario
+from cil_jax.engine.exemplars import facil_memory
+from cil_jax.methods.losses import facil_kd
 from cil_jax.methods import lucir, lwf, shared
 from cil_jax.methods.api import Classes, LossInputs, Step
 from helpers import train_setup
@@ -93,7 +94,7 @@ def test_an_empty_validation_set_is_refused_at_start_in_one_line(idx_dir, tmp_pa
   """5 images per class at 0.1 hold out none (round(0.5) = 0): the run stops before it starts, where it
   used to stop after the first epoch; 6 per class hold out one each."""
   from helpers import load_config
-  from cil_jax import train
+  from cil_jax.engine import train
   c = load_config('lwf_fmnist.py', 't2,smoke', **{'dataset.root': idx_dir, 'dataset.max_per_class': 5})
   with pytest.raises(scenario.ScenarioError, match=r'^the validation set of task 1 would be empty: scenario.validation'
                                                    r'=0.1 .* none of fewer than 6, and its classes have 5 at most; give'
@@ -262,7 +263,7 @@ def test_lwf_first_task_is_ce_and_br2_adds_bcep_there():
 def test_bce_keeps_the_exact_value_where_a_float32_sigmoid_saturates():
   """log σ(z) from the logits: z = 30 against target 0 costs 30 (PyTorch's float32 sigmoid rounds to 1
   there and clamps the log at -100); both are clamped at 100 beyond."""
-  from cil_jax.losses import sigmoid_bce
+  from cil_jax.methods.losses import sigmoid_bce
   np.testing.assert_allclose(np.asarray(sigmoid_bce(jnp.array([30.0, -30.0, 300.0]), jnp.zeros(3))),
                              [30.0, 0.0, 100.0], rtol=1e-6, atol=1e-6)
 
@@ -478,7 +479,8 @@ def test_protocol_errors_are_clear(tmp_path):
 def test_a_workdir_accepts_a_field_added_later_at_its_default(tmp_path):
   """A run started before a field existed resumes when the field is at its default; else refused."""
   import json
-  from cil_jax import config_base, workdir
+  from cil_jax import config_base
+  from cil_jax.engine import workdir
   from helpers import load_config
   c = load_config('lwf_fmnist.py', 'smoke')
   there = json.loads(c.to_json_best_effort())

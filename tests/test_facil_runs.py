@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from cil_jax import train
+from cil_jax.engine import train
 from cil_jax.methods import lucir, lwf
 from helpers import check_summary, load_config
 from test_resume import _assert_same_run, _run

@@ -19,8 +19,10 @@ import types
 import numpy as np
 import pytest
 
-from cil_jax import data, errors, report
-from cil_jax import workdir as workdir_lib
+from cil_jax.tools import data_check as data
+from cil_jax import errors
+from cil_jax.results import report
+from cil_jax.engine import workdir as workdir_lib
 from cil_jax.input_pipeline import sources
 from test_workdir import _error, _main, _tree
 
@@ -115,7 +117,7 @@ import errno, json, os, runpy, sys
 spec = json.loads(os.environ.pop('CIL_JAX_TEST_INJECT'))
 if 'full_disk_at_save' in spec:   # TensorStore's error, logged with its traceback by a thread as Orbax does
   from absl import logging
-  from cil_jax import checkpoint
+  from cil_jax.engine import checkpoint
   save, calls = checkpoint.Checkpointer.save, []
   def failing_save(self, arrays, meta):
     calls.append(1)
@@ -167,7 +169,7 @@ def test_a_full_disk_injected_is_one_line_and_the_resume_ends_equal(reference_ru
 
 def test_the_log_on_a_full_disk_fails_quietly(tmp_path, capsys):
   """log.txt on /dev/full (every write: ENOSPC): the session goes on, the terminal shows everything."""
-  from cil_jax import run_log
+  from cil_jax.engine import run_log
   if not os.path.exists('/dev/full'):
     pytest.skip('no /dev/full here')
   (tmp_path / run_log.NAME).symlink_to('/dev/full')
@@ -262,11 +264,11 @@ def test_a_read_only_workdir_or_parent_is_one_line_before_jax_and_a_finished_run
 
 def test_report_and_data_check_out_on_a_read_only_file_system_is_one_line(read_only):
   view = read_only.view
-  r = subprocess.run([sys.executable, '-m', 'cil_jax.report', f'{view}/done', '--out', f'{view}/tables/'],
+  r = subprocess.run([sys.executable, '-m', 'cil_jax.results.report', f'{view}/done', '--out', f'{view}/tables/'],
                      cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert r.returncode == 2 and _error(r) == (f'error: --out {view}/tables/: cannot write to {view} (read-only file '
                                              f'system), where {view}/tables would be made; pass a writable --out')
-  r = subprocess.run([sys.executable, '-m', 'cil_jax.data', 'check', *SMOKE, f'--config.dataset.root={read_only.root}',
+  r = subprocess.run([sys.executable, '-m', 'cil_jax.tools.data_check', 'check', *SMOKE, f'--config.dataset.root={read_only.root}',
                       '--out', f'{view}/existing'], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert r.returncode == 2 and _error(r) == (f'error: cannot write to {view}/existing (read-only file system); pass a '
                                              'writable --out')
@@ -351,10 +353,10 @@ def test_an_unwritable_workdir_parent_or_out_is_one_line(nobody):
     r, seconds = nobody.run('main.py', *SMOKE, f'--config.dataset.root={nobody.idx}', '--workdir', w)
     assert r.returncode == 1 and _error(r) == line, r.stderr[-3000:]
     assert seconds < 4, f'{seconds:.1f} s: the refusal must come before the heavy imports'
-  r, _ = nobody.run('-m', 'cil_jax.report', mine, '--out', f'{mine}/table')
+  r, _ = nobody.run('-m', 'cil_jax.results.report', mine, '--out', f'{mine}/table')
   assert r.returncode == 2 and _error(r) == f'error: --out {mine}/table: cannot write to {mine} ({why}); pass a ' \
                                             'writable --out'
-  r, _ = nobody.run('-m', 'cil_jax.data', 'check', *SMOKE, '--out', f'{mine}/check')
+  r, _ = nobody.run('-m', 'cil_jax.tools.data_check', 'check', *SMOKE, '--out', f'{mine}/check')
   assert r.returncode == 2 and _error(r) == (f'error: cannot write to {mine} ({why}), where {mine}/check would be '
                                              'made; pass a writable --out')
   assert os.listdir(mine) == []
@@ -445,14 +447,14 @@ def test_report_out_on_a_full_disk_is_one_line(reference_run, tmp_path):
   disk = tmp_path / 'disk'
   disk.mkdir()
   with _mounted(('mount', '-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', str(disk))):   # the plot does not fit
-    r = subprocess.run([sys.executable, '-m', 'cil_jax.report', reference_run[0], '--out', f'{disk}/'], cwd=ROOT,
+    r = subprocess.run([sys.executable, '-m', 'cil_jax.results.report', reference_run[0], '--out', f'{disk}/'], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
   assert r.returncode == 1 and _error(r) == (f'error: no space left on the device ({disk}); free space in {disk}, '
                                              'then run the same command again'), r.stderr[-3000:]
 
 
 def test_report_out_on_a_full_disk_injected(reference_run, tmp_path, monkeypatch, capsys):
-  from cil_jax import report
+  from cil_jax.results import report
 
   def full(*args, **kwargs):
     raise OSError(errno.ENOSPC, 'No space left on device', str(tmp_path / 'report.png'))

@@ -2,11 +2,11 @@
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax.losses import blockwise_kd, cross_entropy
+from cil_jax.methods.losses import blockwise_kd, cross_entropy
 from cil_jax.methods import ssil
 from cil_jax.methods.api import Classes, LossInputs
 from cil_jax.methods.shared import seen_cross_entropy
-from cil_jax.scenario import Tasks
+from cil_jax.input_pipeline.scenario import Tasks
 
 
 def _inputs(z, zt, batch, classes, state=None, params=None, teacher_params=None):

@@ -8,10 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cil_jax import config_base, train
+from cil_jax import config_base
+from cil_jax.engine import train
 from cil_jax.methods import lucir
 from cil_jax.methods.api import Classes, LossInputs, Optimizer
-from cil_jax.scenario import Tasks
+from cil_jax.input_pipeline.scenario import Tasks
 from helpers import check_summary as _check, fake_batch, load_config as _config, train_setup
 
 from test_losses import np_log_softmax

@@ -6,7 +6,7 @@ import numpy as np
 
 from cil_jax.methods import bic, eeil, icarl, il2m, shared
 from cil_jax.methods.api import Classes, LossInputs, Optimizer
-from cil_jax.scenario import Tasks
+from cil_jax.input_pipeline.scenario import Tasks
 from helpers import fake_batch, train_setup
 
 from test_losses import np_kl_batchmean, np_log_softmax
@@ -156,7 +156,7 @@ def test_bic_main_phases_leave_the_bias_layers_alone():
   """The main optimizer's weight decay must not shrink α before its bias stage (the reference gives
   the bias layers their own optimizer): every bias row stays (1, 0) through base and main steps."""
   from cil_jax.config_base import base_config, set_method
-  from cil_jax.step import make_train_step
+  from cil_jax.engine.step import make_train_step
   config = base_config()
   set_method(config, 'bic')
   method = bic.make(config)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cil_jax import scenario, wordnet
+from cil_jax.input_pipeline import scenario, wordnet
 from cil_jax.methods import api, mgrb
 from helpers import check_summary, load_config
 
@@ -407,7 +407,7 @@ def test_config_errors_name_the_fix(tmp_path):
     load_config('mgrb_cifar100.py', 'onto')
   with pytest.raises(ValueError, match='balanced_per_class'):
     mgrb.make(load_config('mgrb_cifar100.py', 'ont,balanced_per_class=20'))
-  from cil_jax import train
+  from cil_jax.engine import train
   from cil_jax.input_pipeline import sources
   for config, match in (('mgrb_miniimagenet.py', 'miniimagenet needs dataset.root'),
                         ('mgrb_imagenet100.py', 'dataset.root is unset and tfds')):
@@ -419,7 +419,7 @@ def test_config_errors_name_the_fix(tmp_path):
 # --- runs --------------------------------------------------------------------------------------
 
 def test_ontology_run(idx_dir, tmp_path):
-  from cil_jax import train
+  from cil_jax.engine import train
   c = load_config('mgrb_fmnist.py', 'ont,8/1,smoke', **{'dataset.root': idx_dir})
   summary = train.train_and_evaluate(c, str(tmp_path))
   check_summary(summary, 3)
@@ -442,7 +442,7 @@ def wordnet_imagenet(tmp_path_factory):
 
 @pytest.mark.skipif(not WORDNET, reason='WordNet 3.0 (Debian package wordnet-base) is not installed')
 def test_wordnet_run(wordnet_imagenet, tmp_path):
-  from cil_jax import train
+  from cil_jax.engine import train
   c = load_config('mgrb_fmnist.py', 'wordnet,2/1,smoke', **{
       'dataset.name': 'imagenet', 'dataset.root': wordnet_imagenet, 'dataset.num_classes': 4,
       'dataset.image_size': 32, 'dataset.augment': 'imagenet'})

@@ -1,9 +1,9 @@
-"""The watchdog's decisions (cil_jax/multihost.py) over the entries of the key-value store of JAX's
+"""The watchdog's decisions (cil_jax/engine/multihost.py) over the entries of the key-value store of JAX's
 distributed runtime: a peer's error or silence stops this process with one line, a peer that
 finished is no loss, a lost coordinator is named; and a peer is told of this process's error."""
 import time
 
-from cil_jax import multihost
+from cil_jax.engine import multihost
 
 
 class Store:

@@ -7,12 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cil_jax import config_base, models, parallel, train
+from cil_jax import config_base, models
+from cil_jax.engine import parallel, train
 from cil_jax.methods import podnet
 from cil_jax.methods.api import Classes, LossInputs, Optimizer
-from cil_jax.schedules import Cosine
-from cil_jax.scenario import Tasks
-from cil_jax.step import TrainState, make_optimizer, make_train_step, normalizer
+from cil_jax.methods.schedules import Cosine
+from cil_jax.input_pipeline.scenario import Tasks
+from cil_jax.engine.step import TrainState, make_optimizer, make_train_step, normalizer
 from helpers import check_summary as _check, load_config as _load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from cil_jax import config_base
-from cil_jax.losses import at_least_f32, blockwise_kd, cross_entropy
+from cil_jax.methods.losses import at_least_f32, blockwise_kd, cross_entropy
 from cil_jax.methods import bic, icarl, il2m, lucir, podnet, shared
 from cil_jax.methods.api import Classes, LossInputs
 from cil_jax.models import heads
-from cil_jax.scenario import Tasks
+from cil_jax.input_pipeline.scenario import Tasks
 
 # base 3, step 2, 9 classes -> [0,3) [3,5) [5,7) [7,9); task 2: old [0,5), new [5,7), seen [0,7)
 TASKS = Tasks(9, 3, 2)
@@ -341,10 +341,11 @@ def test_bfloat16_training_keeps_float32_masters_and_follows_the_float32_loss_cu
   BN statistics stay float32 (master weights), the loss is float32. Over 40 SGD steps on 2 fixed
   batches (2.19 down to 0.35), the bfloat16 loss curve stays within 0.02 + 2 % of the float32 one (bfloat16 keeps 8
   bits of mantissa: ~0.4 % per rounding)."""
-  from cil_jax import models, parallel
+  from cil_jax import models
+  from cil_jax.engine import parallel
   from cil_jax.methods.api import Optimizer, Step
   from cil_jax.methods.shared import seen_cross_entropy
-  from cil_jax.step import TrainState, make_optimizer, make_train_step, normalizer
+  from cil_jax.engine.step import TrainState, make_optimizer, make_train_step, normalizer
   replicated, sharded = parallel.shardings(parallel.make_mesh())
   rng = np.random.RandomState(0)
   batches = [parallel.to_global({'image': rng.randint(0, 255, (32, 28, 28, 1)).astype(np.uint8),

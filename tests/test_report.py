@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from cil_jax import config_base, metrics, report
+from cil_jax import config_base
+from cil_jax.results import metrics, report
 from helpers import load_config
 
 

@@ -112,8 +112,8 @@ def test_resume_from_the_checkpoint_after_an_own_optimizer_stage(idx_dir, tmp_pa
   """Resuming from the checkpoint saved when BiC's bias stage (own optimizer) has just ended, before
   the task's evaluation, gives the uninterrupted run's results."""
   import shutil
-  from cil_jax import train
-  from cil_jax.checkpoint import Checkpointer
+  from cil_jax.engine import train
+  from cil_jax.engine.checkpoint import Checkpointer
   from helpers import load_config
   # 4 tasks of 3, 3, 3 and 1 classes
   c = load_config('bic_fmnist.py', 'smoke', **{'dataset.root': idx_dir, 'checkpoint.keep': 100,

@@ -1,8 +1,8 @@
-"""The run's log (cil_jax/run_log.py): every printed line, timed, appended across sessions."""
+"""The run's log (cil_jax/engine/run_log.py): every printed line, timed, appended across sessions."""
 import re
 import sys
 
-from cil_jax import run_log, train
+from cil_jax.engine import run_log, train
 
 
 def _texts(path):

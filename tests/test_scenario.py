@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from cil_jax import scenario
-from cil_jax.scenario import Memory, ScenarioError, Tasks
+from cil_jax.input_pipeline import scenario
+from cil_jax.input_pipeline.scenario import Memory, ScenarioError, Tasks
 
 LUCIR_ORDER = [68, 56, 78, 8, 23, 84, 90, 65, 74, 76, 40, 89, 3, 92, 55, 9, 26, 80, 43, 38, 58, 70, 77, 1, 85, 19,
                17, 50, 28, 53, 13, 81, 45, 82, 6, 59, 83, 16, 15, 44, 91, 41, 72, 60, 79, 52, 20, 10, 31, 54, 37,

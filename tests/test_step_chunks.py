@@ -4,12 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax import parallel
+from cil_jax.engine import parallel
 from cil_jax.methods.api import Classes, Step
 from cil_jax.methods.shared import seen_cross_entropy
-from cil_jax.scenario import Tasks
-from cil_jax.step import chunk_sharding, make_train_step
-from cil_jax.train import _chunks, _crossed
+from cil_jax.input_pipeline.scenario import Tasks
+from cil_jax.engine.step import chunk_sharding, make_train_step
+from cil_jax.engine.train import _chunks, _crossed
 from helpers import fake_batch, train_setup
 
 

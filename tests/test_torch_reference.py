@@ -1,4 +1,4 @@
-"""The PyTorch peer of the benchmark (cil_jax/torch_reference.py) computes the same step: its losses
+"""The PyTorch peer of the benchmark (cil_jax/tools/torch_reference.py) computes the same step: its losses
 equal this project's on the same logits, its models have the same parameters. Skipped where torch
 is not installed (it is an optional benchmark dependency: the package's bench extra).
 
@@ -18,7 +18,7 @@ from cil_jax import models
 from cil_jax.methods.api import Classes, LossInputs
 from cil_jax.methods.shared import ce_kd_loss
 from cil_jax.methods.ssil import ssil_loss
-from cil_jax.scenario import Tasks
+from cil_jax.input_pipeline.scenario import Tasks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(importlib.util.find_spec('torch') is None,
@@ -29,7 +29,7 @@ TASKS = Tasks(12, 4, 4)    # task 2 (t = 2): old [0, 8) in two blocks, new [8, 1
 
 def _torch():
   import torch
-  from cil_jax import torch_reference
+  from cil_jax.tools import torch_reference
   return torch, torch_reference
 
 

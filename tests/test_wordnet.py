@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from cil_jax import wordnet
+from cil_jax.input_pipeline import wordnet
 
 # A tiny data.noun in the wndb format: license header lines start with two spaces, w_cnt is hex,
 # pointers are `symbol offset pos source/target`, then ' | gloss'. The tree (first hypernyms):

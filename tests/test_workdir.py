@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from cil_jax import workdir as workdir_lib
+from cil_jax.engine import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TF_BANNER = ('WARNING: All log messages before absl::InitializeLog()', 'I0000 ', 'W0000 ', 'To enable the following')
@@ -205,7 +205,7 @@ def test_the_library_entry_point_refuses_another_experiment_mid_run(finished, tm
   """train_and_evaluate (not only main.py) checks the workdir, also for a run killed before its
   first results.json."""
   import shutil
-  from cil_jax import train
+  from cil_jax.engine import train
   from helpers import load_config
   w, root, _ = finished
   cut = tmp_path / 'unfinished'

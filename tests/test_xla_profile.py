@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax import benchmark, xla_profile
+from cil_jax.tools import benchmark, xla_profile
 
 
 def test_a_convolution_window_wider_than_its_output_is_a_weight_gradient():

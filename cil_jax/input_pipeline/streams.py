@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 from cil_jax.input_pipeline.sources import Split
-from cil_jax.progress import native_output_silenced
+from cil_jax.native_output import native_output_silenced
 
 
 _tf_ready = False

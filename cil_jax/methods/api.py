@@ -23,9 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from cil_jax.input_pipeline.sources import ClassInfo
-from cil_jax.losses import NEG
-from cil_jax.scenario import Memory, Tasks, stream_seed
-from cil_jax.schedules import Schedule
+from cil_jax.methods.losses import NEG
+from cil_jax.input_pipeline.scenario import Memory, Tasks, stream_seed
+from cil_jax.methods.schedules import Schedule
 
 LossFn = Callable[['LossInputs'], tuple[Any, dict]]
 

@@ -21,10 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax.losses import NEG, blockwise_kd, cross_entropy
+from cil_jax.methods.losses import NEG, blockwise_kd, cross_entropy
 from cil_jax.methods.api import LossInputs, Method, Optimizer, Phase, Step, default_task_data
 from cil_jax.methods.shared import ce_phase, step_schedule
-from cil_jax.schedules import StepDecay
+from cil_jax.methods.schedules import StepDecay
 
 
 def apply_bias(logits, bias, block):

@@ -10,7 +10,7 @@ on the new classes' block only.
 import dataclasses
 import functools
 
-from cil_jax.losses import blockwise_kd, cross_entropy
+from cil_jax.methods.losses import blockwise_kd, cross_entropy
 from cil_jax.methods.api import LossInputs, Method, Phase, Step
 from cil_jax.methods.shared import ce_kd_loss, ce_phase, check_kd_options, step_schedule, with_balanced_set
 

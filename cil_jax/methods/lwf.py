@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import functools
 
-from cil_jax.losses import blockwise_bce_distillation, cross_entropy, facil_kd, one_hot_bce
+from cil_jax.methods.losses import blockwise_bce_distillation, cross_entropy, facil_kd, one_hot_bce
 from cil_jax.methods.api import LossInputs, Method, Step, masked_logits
 from cil_jax.methods.shared import head_columns_trainable, main_phase, multi_softmax_scores
 

@@ -28,7 +28,7 @@ a KD of the head against its own detached output there; its gradient is exactly 
 
 Hierarchies (method.hierarchy): 'dataset' (method.coarse_groups by original class id, else the
 dataset's coarse labels: CIFAR-100's true superclasses), 'wordnet' (hypernym paths of the classes'
-WordNet ids, cil_jax/wordnet.py), 'visual' (KMeans with `clusters` groups over the per-class mean
+WordNet ids, cil_jax/input_pipeline/wordnet.py), 'visual' (KMeans with `clusters` groups over the per-class mean
 features of the balanced set, from the backbone at the phase start), 'none' (no L_MG).
 
 Deviations from the reference, each for a reason:
@@ -53,10 +53,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax.losses import cross_entropy, masked_log_softmax
+from cil_jax.methods.losses import cross_entropy, masked_log_softmax
 from cil_jax.methods.api import LossInputs, Method, Optimizer, Phase, Step
 from cil_jax.methods.shared import seen_cross_entropy, with_head
-from cil_jax.schedules import PerGroup, StepDecay, WarmUp
+from cil_jax.methods.schedules import PerGroup, StepDecay, WarmUp
 
 HIERARCHIES = ('dataset', 'wordnet', 'visual', 'none')
 REDUCTIONS = ('sum', 'mean')
@@ -286,7 +286,7 @@ def make(config) -> Method:
       wordnet_paths(ctx, ctx.tasks.num_classes)
 
   def wordnet_paths(ctx, seen):
-    from cil_jax import wordnet
+    from cil_jax.input_pipeline import wordnet
     wnids = ctx.class_info.wnids
     if wnids is None:
       raise ValueError(f'method.hierarchy=wordnet needs the classes\' WordNet ids, and {config.dataset.name} has '
@@ -304,7 +304,7 @@ def make(config) -> Method:
       coarse = visual_groups([feats[bounds[k]:bounds[k + 1]] for k in range(seen)], int(opts.clusters))
       return two_level_logits(coarse, beta)
     if hierarchy == 'wordnet':
-      from cil_jax import wordnet
+      from cil_jax.input_pipeline import wordnet
       paths = wordnet_paths(ctx, seen)
       height = reference[0] if reference else int(opts.wordnet_depth) or wordnet.tree_height(paths)
       return tree_logits(wordnet.distance_matrix(paths), beta, height)

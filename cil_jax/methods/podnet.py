@@ -43,11 +43,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax.losses import NEG, at_least_f32
-from cil_jax.scenario import stream_seed
+from cil_jax.methods.losses import NEG, at_least_f32
+from cil_jax.input_pipeline.scenario import stream_seed
 from cil_jax.methods.api import LossInputs, Method, Optimizer, Phase, Step
 from cil_jax.methods.shared import step_schedule, nme_options, normalize_rows, with_balanced_set, with_head
-from cil_jax.schedules import Cosine, StepDecay
+from cil_jax.methods.schedules import Cosine, StepDecay
 from cil_jax.models import heads
 from cil_jax.models.heads import l2_normalize
 

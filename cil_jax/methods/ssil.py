@@ -10,7 +10,7 @@ wrong when base is not a multiple of step); masks over full-width logits make th
 """
 import jax.numpy as jnp
 
-from cil_jax.losses import blockwise_kd, masked_log_softmax
+from cil_jax.methods.losses import blockwise_kd, masked_log_softmax
 from cil_jax.methods.api import LossInputs, Method, Step
 from cil_jax.methods.shared import ce_phase, main_phase
 

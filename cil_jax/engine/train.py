@@ -19,20 +19,23 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from cil_jax import checkpoint as ckpt_lib
+from cil_jax.engine import checkpoint as ckpt_lib
 from cil_jax import config_base
-from cil_jax import metrics as metrics_lib
+from cil_jax.results import metrics as metrics_lib
 from cil_jax import methods as methods_lib
-from cil_jax import device_data, errors, models, multihost, parallel, report, run_log, scenario, summaries
-from cil_jax import workdir as workdir_lib
-from cil_jax.evaluation import Evaluator
-from cil_jax.exemplars import update_memory
+from cil_jax.input_pipeline import device_data, scenario
+from cil_jax import errors, models
+from cil_jax.engine import multihost, parallel, run_log
+from cil_jax.results import report, summaries
+from cil_jax.engine import workdir as workdir_lib
+from cil_jax.engine.evaluation import Evaluator
+from cil_jax.engine.exemplars import update_memory
 from cil_jax.input_pipeline import sources, streams
 from cil_jax.methods import api
 from cil_jax.methods.api import Classes
-from cil_jax.progress import Progress
-from cil_jax.run_state import Cursor, RunState
-from cil_jax.step import (TrainState, chunk_sharding, make_eval_step, make_optimizer, make_outputs_step,
+from cil_jax.engine.progress import Progress
+from cil_jax.engine.run_state import Cursor, RunState
+from cil_jax.engine.step import (TrainState, chunk_sharding, make_eval_step, make_optimizer, make_outputs_step,
                           make_train_step, normalizer)
 
 

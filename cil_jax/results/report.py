@@ -1,6 +1,6 @@
 """Tables and plots from workdirs: a Table-1-style comparison of methods.
 
-    python -m cil_jax.report runs/fmnist/* --out docs/results/fmnist
+    python -m cil_jax.results.report runs/fmnist/* --out docs/results/fmnist
 
 Each workdir holds config.json and results.json (written by a run). Runs are grouped by experiment:
 the same config but for the seeds (config_base.result_fields without seed and scenario.seed; free
@@ -32,7 +32,7 @@ import numpy as np
 
 from cil_jax import config_base
 from cil_jax import errors
-from cil_jax import workdir as workdir_lib
+from cil_jax.engine import workdir as workdir_lib
 from cil_jax import methods as methods_lib
 
 COLUMNS = (('average_incremental_top1', 'avg top-1'), ('average_incremental_top5', 'avg top-5'),
@@ -266,7 +266,8 @@ def summarize(runs: list[dict], columns=COLUMNS) -> dict[str, dict]:
 def seen_classes(run: dict) -> list[int]:
   """The number of classes seen after each task of a run: its split over the classes of the data it read
   (dataset.json), else of the full dataset (data.EXPECTED); a one-line error where neither is known."""
-  from cil_jax import data, scenario
+  from cil_jax.tools import data_check as data
+  from cil_jax.input_pipeline import scenario
   from cil_jax.input_pipeline import sources
   import ml_collections
   config, w = run['config'], run['workdir']
@@ -331,7 +332,7 @@ def _cell(value):
   return round(float(value), 4) if isinstance(value, (float, np.floating)) else value
 
 
-def main(argv=None, prog='python -m cil_jax.report') -> str:
+def main(argv=None, prog='python -m cil_jax.results.report') -> str:
   p = argparse.ArgumentParser(prog=prog, description=__doc__.split('\n')[0])
   p.add_argument('workdirs', nargs='+')
   p.add_argument('--out', default=None, help='output path prefix for .md, .csv and .png (a folder: '

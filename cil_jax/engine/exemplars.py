@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cil_jax import scenario
+from cil_jax.input_pipeline import scenario
 
 
 def update_memory(ctx, memory_cfg, seed: int) -> scenario.Memory:

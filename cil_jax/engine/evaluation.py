@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from cil_jax import metrics as metrics_lib
-from cil_jax import parallel
+from cil_jax.results import metrics as metrics_lib
+from cil_jax.engine import parallel
 from cil_jax.input_pipeline import sources, streams
-from cil_jax.step import make_loss_step
+from cil_jax.engine.step import make_loss_step
 
 AUGMENTED_PASS_BATCH = 256  # = the default eval.batch_size, which these passes used before
 

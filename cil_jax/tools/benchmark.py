@@ -29,10 +29,10 @@ input pipeline (--input MODE): the host-side tf.data stream alone (`streams.Imag
   pins the process (and the DataLoader's workers) to N cores, so both pipelines get the same CPUs.
   torch and torchvision: `pip install -r requirements-bench.txt`.
 
-  python -m cil_jax.benchmark --model resnet18 --method ssil --steps 20 [--dtype bfloat16]
-  python -m cil_jax.benchmark --model resnet32_cifar --num-classes 100 --steps 10 --compare torch
-  python -m cil_jax.benchmark --input jpeg-synthetic [--json results.json]
-  python -m cil_jax.benchmark --input jpeg-synthetic --compare torch --cores 1
+  python -m cil_jax.tools.benchmark --model resnet18 --method ssil --steps 20 [--dtype bfloat16]
+  python -m cil_jax.tools.benchmark --model resnet32_cifar --num-classes 100 --steps 10 --compare torch
+  python -m cil_jax.tools.benchmark --input jpeg-synthetic [--json results.json]
+  python -m cil_jax.tools.benchmark --input jpeg-synthetic --compare torch --cores 1
 """
 from __future__ import annotations
 
@@ -49,11 +49,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from cil_jax import methods as methods_lib
-from cil_jax import models, parallel
+from cil_jax import models
+from cil_jax.engine import parallel
 from cil_jax.config_base import base_config, set_method
 from cil_jax.methods.api import Classes, Optimizer
-from cil_jax.scenario import Tasks
-from cil_jax.step import TrainState, chunk_sharding, make_optimizer, make_train_step, normalizer
+from cil_jax.input_pipeline.scenario import Tasks
+from cil_jax.engine.step import TrainState, chunk_sharding, make_optimizer, make_train_step, normalizer
 
 INPUT_MODES = ('memory', 'files', 'jpeg-synthetic')
 
@@ -215,7 +216,7 @@ def _torch_peers(jax_step: JaxStep, method: str, model: str, dtype: str, seed: i
   """The PyTorch eager and torch.compile steps on the same batch and device (torch_reference.py)."""
   try:
     import torch
-    from cil_jax import torch_reference
+    from cil_jax.tools import torch_reference
   except ImportError as e:
     raise ValueError(f'--compare torch needs torch ({e}); pip install -r requirements-bench.txt') from None
   platform = jax.devices()[0].platform
@@ -284,7 +285,7 @@ def bench_train_step(method: str = 'ssil', model: str = 'resnet18', image_size: 
                     'warmup_s': warm_s, 'loss': losses[name]}
     result[f'ratio_{name}'] = median[name] / median['jax']
   if profile_dir:
-    from cil_jax import xla_profile
+    from cil_jax.tools import xla_profile
     try:
       result['profile'] = xla_profile.profile(lambda n: ours.run(n)[0], ours.compiled(), steps, profile_dir)
     except Exception as e:   # the timing above stands without the trace (e.g. no CUPTI on the device)
@@ -447,7 +448,7 @@ def format_result(r: dict) -> str:
     if 'torch_eager' in r:
       line += f"\n  (median of {r['rounds']} rounds of {r['steps']} steps, taken in turns)"
     if 'profile' in r:
-      from cil_jax import xla_profile
+      from cil_jax.tools import xla_profile
       line += '\n' + xla_profile.format_profile(r['profile'])
     if 'profile_error' in r:
       line += f"\n  no profile: {r['profile_error']}"
@@ -461,7 +462,7 @@ def format_result(r: dict) -> str:
   return line
 
 
-def main(argv=None, prog='python -m cil_jax.benchmark') -> dict:
+def main(argv=None, prog='python -m cil_jax.tools.benchmark') -> dict:
   p = argparse.ArgumentParser(prog=prog, description=__doc__.split('\n')[0])
   p.add_argument('--method', default='ssil', choices=methods_lib.NAMES)
   p.add_argument('--model', default='resnet18', choices=models.NAMES)

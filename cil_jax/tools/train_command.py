@@ -15,7 +15,7 @@ import traceback
 from absl import app, flags, logging
 
 from cil_jax import command_line
-from cil_jax.launch import QUIET_STOP   # the launcher's stop after another process failed (and was named)
+from cil_jax.tools.launch import QUIET_STOP   # the launcher's stop after another process failed (and was named)
 
 FLAGS = flags.FLAGS
 _config_value = ''  # the --config value as given (file[:arg]), for the default workdir
@@ -27,14 +27,14 @@ def _define_flags() -> None:
                       '(default: runs/<config name>[_<arg>]).')
   flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (multi-host; the '
                     'coordinator is taken from the environment, e.g. SLURM or TPU pods; implied under '
-                    'python -m cil_jax.launch).')
+                    'python -m cil_jax.tools.launch).')
 
 
 def _initialize_distributed(jax) -> None:
-  """jax.distributed from python -m cil_jax.launch's environment, else from the cluster's (SLURM,
+  """jax.distributed from python -m cil_jax.tools.launch's environment, else from the cluster's (SLURM,
   Open MPI, ...: jax.distributed detects them). CPU processes exchange collectives over gloo. JAX's
-  heartbeat timeout is the backstop of the watchdog's (cil_jax/multihost.py), which says more."""
-  from cil_jax import multihost
+  heartbeat timeout is the backstop of the watchdog's (cil_jax/engine/multihost.py), which says more."""
+  from cil_jax.engine import multihost
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   # SIGTERM is the run's own (every process saves the same step, multihost.stop_requested), not the
   # handler JAX's preemption service would install
@@ -69,7 +69,7 @@ def _quiet_exit(signum, frame) -> None:
   without a word and without unwinding (Orbax, in a save with the lost process, would log the stop as
   its own failure, with tracebacks)."""
   del signum, frame
-  from cil_jax import multihost
+  from cil_jax.engine import multihost
   multihost.run_before_exit()
   sys.stdout.flush()
   sys.stderr.flush()
@@ -86,7 +86,7 @@ def _ending_quietly() -> None:
 def _leave_distributed(status: int, line: str | None = None, tell_others: bool = True) -> None:
   """Ends one of several processes after an error: the others are told (they print the same line and
   stop), and JAX's shutdown barrier, which would wait for them, is skipped."""
-  from cil_jax import multihost
+  from cil_jax.engine import multihost
   if line is not None:
     print(line, file=sys.stderr, flush=True)
     if tell_others:
@@ -113,7 +113,7 @@ def main(argv):
   errors.quiet_background_os_errors()   # a full disk is the main thread's one line, not Orbax's tracebacks
   config = FLAGS.config
   workdir = FLAGS.workdir or default_workdir(_config_value)
-  from cil_jax import workdir as workdir_lib
+  from cil_jax.engine import workdir as workdir_lib
   try:
     workdir_lib.check_compatible(config, workdir)   # before the heavy imports: a refusal is instant
     workdir_lib.check_writable(workdir)
@@ -127,7 +127,7 @@ def main(argv):
   distributed = FLAGS.distributed or 'CIL_JAX_COORDINATOR' in os.environ
   try:
     import jax   # TensorFlow is imported (quietly) where a run needs tf.data or a tfds source, not here
-    from cil_jax import multihost, train
+    from cil_jax.engine import multihost, train
     if distributed:
       _initialize_distributed(jax)
     train.train_and_evaluate(config, workdir)
@@ -144,7 +144,7 @@ def main(argv):
   except Exception as e:  # noqa: BLE001 - one clear line for what a person can fix, a traceback for bugs
     if distributed:
       _ending_quietly()
-    from cil_jax import multihost, train
+    from cil_jax.engine import multihost, train
     if isinstance(e, train.Preempted):  # every process stops at the same point (multihost.stop_requested)
       multihost.finish()
       sys.exit(128 + e.signum)  # 143 for SIGTERM, 130 for Ctrl-C, as a shell reports a signal

@@ -2,7 +2,7 @@
 
   cil-jax launch --processes 2 --cpu-devices 2 -- train --config default:smoke
   cil-jax launch --processes 8 --gpus-per-process 1 -- train --config ...
-  python -m cil_jax.launch --processes 2 -- main.py --config ...     (a script: the clone's main.py)
+  python -m cil_jax.tools.launch --processes 2 -- main.py --config ...     (a script: the clone's main.py)
 
 Each process gets the coordinator address (a free port on the loopback address), the process count
 and its id in the environment (CIL_JAX_COORDINATOR, CIL_JAX_NUM_PROCESSES, CIL_JAX_PROCESS_ID, and
@@ -17,7 +17,7 @@ launcher exits with the failed process's status.
 
 One error, one line: the processes run the same command on the same machine, so a bad config or a
 missing dataset stops all of them with the same line, and the watchdog relays an error one process
-found to the others (cil_jax/multihost.py). The others' error lines are therefore held until all
+found to the others (cil_jax/engine/multihost.py). The others' error lines are therefore held until all
 have stopped. They are shown only if process 0 printed none (the train command exits with status 1 exactly
 when it printed an error line) and the stop was not a signal given to all. A process that failed
 without a line (a signal, a crash) is named by the launcher.
@@ -76,7 +76,7 @@ def python_command(command: list[str]) -> list[str]:
   """`train ...` is the package's train command (`cil-jax train ...`); anything else a Python script and
   its arguments (`main.py ...`)."""
   if command[0] == 'train':
-    return [sys.executable, '-m', 'cil_jax.cli', *command]
+    return [sys.executable, '-m', 'cil_jax.tools.cli', *command]
   return [sys.executable, *command]
 
 
@@ -179,7 +179,7 @@ def _stop(procs, grace: float):
       p.wait()
 
 
-def main(argv=None, prog='python -m cil_jax.launch') -> int:
+def main(argv=None, prog='python -m cil_jax.tools.launch') -> int:
   argv = sys.argv[1:] if argv is None else argv
   if '--' in argv:
     cut = argv.index('--')

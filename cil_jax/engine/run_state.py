@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 import jax
 import numpy as np
 
-from cil_jax import scenario
+from cil_jax.input_pipeline import scenario
 
 
 @dataclasses.dataclass

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from cil_jax.progress import native_output_silenced
+from cil_jax.native_output import native_output_silenced
 
 PREFIX = 'cil_jax/'
 LOST_AFTER_S = 30.0   # default CIL_JAX_LOST_AFTER: a process silent this long is taken as lost

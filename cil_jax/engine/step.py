@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cil_jax.losses import NEG
+from cil_jax.methods.losses import NEG
 
 
 @flax.struct.dataclass
