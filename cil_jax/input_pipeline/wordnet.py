@@ -35,7 +35,6 @@ import re
 
 import numpy as np
 
-ENTITY = 'n00001740'  # the root of WordNet's noun hierarchy
 ENV_VAR = 'WORDNET_DATA'  # a folder holding data.noun, looked at before DEFAULT_PATHS
 DEFAULT_PATHS = ('/usr/share/wordnet/data.noun',)  # where Debian/Ubuntu's wordnet-base installs it
 _MISSING = ('WordNet 3.0 data (data.noun) not found; install the Debian/Ubuntu package wordnet-base '
