@@ -19,6 +19,7 @@ RESUME = 'rerun the same command to resume from the last checkpoint'
 _CODE = re.compile(r"\[os_error_code='?(\d+)'?\]|\[Errno (\d+)\]")
 _QUOTED = re.compile(r'"(/[^"]+)"')
 _ORBAX_TMP = '.orbax-checkpoint-tmp'
+_TF_WRAPPERS = re.compile(r'\{\{function_node [^}]*\}\}|\s*\[Op:\w+\]')
 _OS_CODES = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
@@ -80,10 +81,22 @@ def os_line(e: BaseException, then: str = RESUME, path: str | None = None) -> st
           f'then {then}')
 
 
+def one_line(e: BaseException, limit: int = 300, typed: bool = True) -> str:
+  """`e` as one short line inside another message: 'Type: message' (the message only, not `typed`), its
+  whitespace collapsed (tfds and TensorStore errors span lines), TensorFlow's op wrapper names
+  ({{function_node ...}}, [Op:...]) dropped, cut at `limit` characters."""
+  text = getattr(e, 'message', None) or str(e)   # a TensorFlow error's message, without its traceback
+  text = _TF_WRAPPERS.sub('', text)
+  text = ' '.join(text.split())
+  if typed:
+    text = f'{type(e).__name__}: {text}' if text else type(e).__name__
+  return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
 def error_line(e: BaseException) -> str | None:
-  """'error: ...' naming the fix; None for a bug (shown with its traceback)."""
+  """The command's final line: 'error: ...' naming the fix; None for a bug (shown with its traceback)."""
   from cil_jax.engine import workdir as workdir_lib
-  from cil_jax.input_pipeline.sources import DataError
+  from cil_jax.input_pipeline.base import DataError
   from cil_jax.input_pipeline.streams import MissingTensorFlow
   from cil_jax.input_pipeline.scenario import ScenarioError
   found = os_error(e)

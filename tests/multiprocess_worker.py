@@ -19,14 +19,15 @@ from jax.experimental import multihost_utils  # noqa: E402
 
 from cil_jax.engine import parallel   # noqa: E402
 from cil_jax.input_pipeline.device_data import DeviceData  # noqa: E402
-from cil_jax.input_pipeline import sources, streams  # noqa: E402
+from cil_jax.input_pipeline import streams  # noqa: E402
+from cil_jax.input_pipeline.base import Split  # noqa: E402
 
 pi, pc = jax.process_index(), jax.process_count()
 assert pc == 2 and jax.device_count() == 4, (pc, jax.device_count())
 _, sharded = parallel.shardings(parallel.make_mesh())
 n = 200
 images = (np.arange(n) % 256).astype(np.uint8).reshape(n, 1, 1, 1) * np.ones((1, 2, 2, 1), np.uint8)
-split = sources.Split(labels=np.arange(n), images=images)
+split = Split(labels=np.arange(n), images=images)
 rng = np.random.RandomState(0)
 plan = streams.Plan(rng.permutation(n)[:192].reshape(6, 32), rng.rand(6, 32) < 0.25, seed=7)
 

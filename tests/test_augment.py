@@ -263,10 +263,11 @@ def test_crop_flip_rotate_is_deterministic_per_seed():
 
 
 def test_image_loader_applies_crop_flip_rotate(tmp_path):
-  from cil_jax.input_pipeline import sources, streams
+  from cil_jax.input_pipeline import streams
+  from cil_jax.input_pipeline.base import Split
   rng = np.random.default_rng(3)
   images = rng.integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
-  split = sources.Split(labels=np.arange(16) % 4, images=images)
+  split = Split(labels=np.arange(16) % 4, images=images)
   plan = streams.make_plan('new', np.arange(16), np.arange(0), 8, 0, seed=5)
   got = list(streams.ImageLoader(split, split.labels, 'crop_flip_rotate', 28).train(plan).as_numpy_iterator())
   for k, batch in enumerate(got):  # in memory: a batch at a time, seeded by (plan seed, step)
@@ -276,7 +277,7 @@ def test_image_loader_applies_crop_flip_rotate(tmp_path):
   for j, image in enumerate(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)):
     files.append(str(tmp_path / f'{j}.png'))
     tf.io.write_file(files[-1], tf.io.encode_png(image))
-  split = sources.Split(labels=np.arange(8) % 4, files=np.array(files))
+  split = Split(labels=np.arange(8) % 4, files=np.array(files))
   plan = streams.make_plan('new', np.arange(8), np.arange(0), 8, 0, seed=6)
   batch = next(streams.ImageLoader(split, split.labels, 'crop_flip_rotate', 32).train(plan).as_numpy_iterator())
   for p, i in enumerate(plan.indices[0]):  # files: one image at a time, seeded by (plan seed, position)

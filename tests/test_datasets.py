@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from cil_jax.tools import data_check as data
-from cil_jax.input_pipeline import class_lists, landmarks, miniimagenet, sources
+from cil_jax.input_pipeline import base, class_lists, imagenet100, landmarks, miniimagenet, sources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,7 +28,7 @@ def _cfg(**fields):
 
 
 def _error(fn, *args):
-  with pytest.raises(sources.DataError) as e:
+  with pytest.raises(base.DataError) as e:
     fn(*args)
   return str(e.value)
 
@@ -175,7 +175,7 @@ def test_miniimagenet_mgrb_layout_in_boxes_order(mini_mgrb):
   first = np.asarray(Image.open(mini_mgrb / 'train' / MINI[0] / f'{MINI[0]}_5.JPEG').convert('RGB'))
   np.testing.assert_array_equal(source.train.images[0], first)   # line 1 of the boxes file
   assert source.train.labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6 + [3] * 6
-  assert source.image_size == 84 and source.mean == sources.IMAGENET_MEAN
+  assert source.image_size == 84 and source.mean == base.IMAGENET_MEAN
 
 
 def test_miniimagenet_ravi_csv_layout_splits_each_class_in_file_order(tmp_path, monkeypatch):
@@ -255,12 +255,12 @@ def test_imagenet100_is_a_class_list_over_imagenet_folders(imagenet_dir, tmp_pat
 
 def test_imagenet100_over_tfds_records_relabels_and_keeps_only_the_list():
   records = [{'image': b'img%d' % i, 'label': lab} for i, lab in enumerate([5, 2, 9, 2, 5, 7])]
-  split = sources.Split(labels=np.asarray([r['label'] for r in records], np.int64), records=records)
+  split = base.Split(labels=np.asarray([r['label'] for r in records], np.int64), records=records)
   names = tuple(f'n{k:08d}' for k in range(10))
-  sub = sources._records_of(split, names, ['n00000002', 'n00000005'], 'train')
+  sub = imagenet100._records_of(split, names, ['n00000002', 'n00000005'], 'train')
   assert sub.labels.tolist() == [1, 0, 0, 1] and [sub.records[i]['image'] for i in range(4)] == \
       [b'img0', b'img1', b'img3', b'img4']
-  assert 'no class' in _error(sources._records_of, split, names, ['n00000011'], 'train')
+  assert 'no class' in _error(imagenet100._records_of, split, names, ['n00000011'], 'train')
 
 
 # --- the data check command ------------------------------------------------------------------------

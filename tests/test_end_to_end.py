@@ -50,7 +50,7 @@ def test_fashion_mnist_from_a_prepared_tfds_copy(tmp_path, monkeypatch):
     return {'image': tf.constant(images), 'label': tf.constant(labels, tf.int64)}
   monkeypatch.setattr(tfds.core.DatasetBuilder, 'is_prepared', lambda self: True)
   monkeypatch.setattr(tfds.core.DatasetBuilder, 'as_dataset', as_dataset)
-  monkeypatch.setattr('cil_jax.input_pipeline.sources.FASHION_MNIST_DEB_DIR', str(tmp_path / 'no_deb'))
+  monkeypatch.setattr('cil_jax.input_pipeline.fashion_mnist.DEBIAN_DIR', str(tmp_path / 'no_deb'))
   c = _config('default.py', **{'dataset.data_dir': str(tmp_path / 'tfds')})
   _check(train.train_and_evaluate(c, str(tmp_path / 'w')), 5)
 
@@ -171,7 +171,7 @@ def test_corrupt_images_outside_the_training_loop_are_named(imagenet_dir, tmp_pa
   means, statistics, imprinting, herding) are named like a training image."""
   import shutil
   import numpy as np
-  from cil_jax.input_pipeline import sources
+  from cil_jax.input_pipeline.base import DataError
   root = tmp_path / 'imagenet'
   shutil.copytree(imagenet_dir, root)
   c = _config('ssil_imagenet.py', **{'dataset.root': str(root)})
@@ -179,14 +179,14 @@ def test_corrupt_images_outside_the_training_loop_are_named(imagenet_dir, tmp_pa
   (root / 'val' / 'n00000001' / 'n00000001_2.JPEG').write_bytes(b'\xff\xd8\xff but no JPEG after that')
   (root / 'train' / 'n00000003' / 'n00000003_4.JPEG').write_bytes(b'not a jpeg either')
   state, method_state = exp.init_state()
-  with pytest.raises(sources.DataError, match=r'n00000001_2\.JPEG .*\(read during evaluation\); replace it with'):
+  with pytest.raises(DataError, match=r'n00000001_2\.JPEG .*\(read during evaluation\); replace it with'):
     exp.evaluator.test_accuracy(state, method_state, 1, train.Classes.for_task(exp.tasks, 1), 8)  # all seen
   everything = np.arange(len(exp.train_labels))
-  with pytest.raises(sources.DataError, match=r'n00000003_4\.JPEG .*\(read during a pass over training images\)'):
+  with pytest.raises(DataError, match=r'n00000003_4\.JPEG .*\(read during a pass over training images\)'):
     exp.evaluator.outputs(state, everything, augment=False, seed=0, eval_batch=8)
-  with pytest.raises(sources.DataError, match=r'n00000003_4\.JPEG'):
+  with pytest.raises(DataError, match=r'n00000003_4\.JPEG'):
     exp.evaluator.outputs(state, everything, augment=True, seed=0, eval_batch=8)
-  with pytest.raises(sources.DataError, match=r'n00000003_4\.JPEG .*\(read during validation\)'):
+  with pytest.raises(DataError, match=r'n00000003_4\.JPEG .*\(read during validation\)'):
     exp.evaluator.validation_loss(exp.method.phases(0)[0].step, state, None, method_state,
                                   train.Classes.for_task(exp.tasks, 0), everything, everything[:0], 8)
 
@@ -195,7 +195,7 @@ def test_an_unreadable_test_image_is_found_at_start_in_one_line_and_leaves_no_tr
   """val/ images are first read after a task's training: checked at the start (exists, not empty,
   a header that parses), the first bad one named with the fix, nothing written."""
   import shutil
-  from cil_jax.input_pipeline import sources
+  from cil_jax.input_pipeline.base import DataError
   root = tmp_path / 'imagenet'
   shutil.copytree(imagenet_dir, root)
   c = _config('ssil_imagenet.py', **{'dataset.root': str(root)})
@@ -204,7 +204,7 @@ def test_an_unreadable_test_image_is_found_at_start_in_one_line_and_leaves_no_tr
            ('n00000003_0.JPEG', b'\xff\xd8\xff\xe0 truncated', 'its JPEG header does not parse'))
   for name, data, why in cases:
     (root / 'val' / 'n00000003' / name).write_bytes(data)
-    with pytest.raises(sources.DataError) as info:
+    with pytest.raises(DataError) as info:
       train.train_and_evaluate(c, str(tmp_path / 'w'))
     line = str(info.value)
     assert '\n' not in line and name in line and why in line, line
@@ -218,7 +218,7 @@ def test_an_unreadable_test_image_is_found_at_start_in_one_line_and_leaves_no_tr
     image.write_bytes(b'GIF89a, no more')
   c = _config('lwf_imagenet100.py', 't2,smoke', **{'dataset.root': str(root), 'dataset.class_list': str(root / 'list')})
   (root / 'list').write_text('\n'.join(f'n0000000{k}' for k in range(4)))
-  with pytest.raises(sources.DataError, match=r'^4 of the 4 validation images cannot be read, the first: .*train/'):
+  with pytest.raises(DataError, match=r'^4 of the 4 validation images cannot be read, the first: .*train/'):
     train.train_and_evaluate(c, str(tmp_path / 'w'))
   assert not (tmp_path / 'w').exists()
 
@@ -226,12 +226,12 @@ def test_an_unreadable_test_image_is_found_at_start_in_one_line_and_leaves_no_tr
 def test_a_task_without_test_images_is_an_error_before_training(tmp_path):
   import numpy as np
   from conftest import _class_images, _write_idx
-  from cil_jax.input_pipeline import sources
+  from cil_jax.input_pipeline.base import DataError
   rng = np.random.RandomState(0)
   for prefix, labels in (('train', np.tile(np.arange(10), 48)), ('t10k', np.tile(np.arange(8), 8))):
     _write_idx(tmp_path / f'{prefix}-images-idx3-ubyte.gz', _class_images(rng, labels, (28, 28)))
     _write_idx(tmp_path / f'{prefix}-labels-idx1-ubyte.gz', labels)
   c = _config('default.py', **{'dataset.root': str(tmp_path), 'scenario.class_order': 'identity'})
-  with pytest.raises(sources.DataError, match=r'task 5 \(original classes \[8, 9\]\) has no test images'):
+  with pytest.raises(DataError, match=r'task 5 \(original classes \[8, 9\]\) has no test images'):
     train.train_and_evaluate(c, str(tmp_path / 'w'))
   assert not (tmp_path / 'w').exists()

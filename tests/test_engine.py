@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from cil_jax.input_pipeline import scenario
-from cil_jax.input_pipeline import sources, streams
+from cil_jax.input_pipeline import base, sources, streams
 from cil_jax.methods.api import Classes, Optimizer, Phase, Step
 from cil_jax.methods.shared import seen_cross_entropy
 from cil_jax.methods.schedules import Cosine, Patience, PerGroup, StepDecay, WarmUp
@@ -303,7 +303,7 @@ def test_cifar100_coarse_labels_and_names_follow_the_class_order(cifar100_dir):
   import ml_collections
   src = sources.load(ml_collections.ConfigDict({'name': 'cifar100', 'root': cifar100_dir}))
   lm = scenario.label_map(100, 'ssil', 1993)
-  info = sources.class_info(src, lm)
+  info = base.class_info(src, lm)
   np.testing.assert_array_equal(lm[info.original], np.arange(100))
   np.testing.assert_array_equal(info.coarse, info.original // 5)      # the fixture's coarse = fine // 5
   assert info.wnids is None and len(info.names) == 100
@@ -313,10 +313,10 @@ def test_fashion_mnist_names_and_imagenet_wnids(idx_dir, imagenet_dir):
   import ml_collections
   src = sources.load(ml_collections.ConfigDict({'name': 'fashion_mnist', 'root': idx_dir}))
   lm = scenario.label_map(10, [3, 1, 0, 2, 4, 5, 6, 7, 8, 9], 0)
-  info = sources.class_info(src, lm)
+  info = base.class_info(src, lm)
   assert info.names[:3] == ('Dress', 'Trouser', 'T-shirt/top') and info.coarse is None   # classes 3, 1, 0
   src = sources.load(ml_collections.ConfigDict({'name': 'imagenet', 'root': imagenet_dir, 'num_classes': 4}))
-  info = sources.class_info(src, scenario.label_map(4, [2, 0, 1, 3], 0))
+  info = base.class_info(src, scenario.label_map(4, [2, 0, 1, 3], 0))
   assert info.wnids == ('n00000002', 'n00000000', 'n00000001', 'n00000003')
 
 

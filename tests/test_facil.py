@@ -459,6 +459,7 @@ def test_facil_configs_carry_main_incrementals_defaults():
 def test_protocol_errors_are_clear(tmp_path):
   from helpers import load_config
   from cil_jax.input_pipeline import sources
+  from cil_jax.input_pipeline.base import DataError
   with pytest.raises(ValueError, match='scenario.validation'):
     load_config('lwf_fmnist.py', 'smoke', **{'scenario.validation': 0.0})
   with pytest.raises(ValueError, match='set scenario.num_tasks'):
@@ -472,7 +473,7 @@ def test_protocol_errors_are_clear(tmp_path):
     eeil.make(load_config('eeil_fmnist.py', 'smoke', **{'train.schedule': 'patience',
                                                         'scenario.validation': 0.1})).phases(1)
   (tmp_path / 'train').mkdir()
-  with pytest.raises(sources.DataError, match="no folder for class 'n01440764', which the class list has"):
+  with pytest.raises(DataError, match="no folder for class 'n01440764', which the class list has"):
     sources.load(load_config('lwf_imagenet100.py', None, **{'dataset.root': str(tmp_path)}).dataset)
 
 

@@ -23,7 +23,8 @@ from cil_jax.tools import data_check as data
 from cil_jax import errors
 from cil_jax.results import report
 from cil_jax.engine import workdir as workdir_lib
-from cil_jax.input_pipeline import sources
+from cil_jax.input_pipeline import image_checks
+from cil_jax.input_pipeline.base import Split
 from test_workdir import _error, _main, _tree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -427,7 +428,7 @@ def test_an_image_this_user_may_not_read_injected(imagenet_dir, monkeypatch):
   """check_image's words and fix for a file it may not open (PIL opens it with the built-in open)."""
   import builtins
   files = sorted(os.path.join(d, f) for d, _, fs in os.walk(os.path.join(imagenet_dir, 'train')) for f in fs)
-  split = sources.Split(labels=np.zeros(len(files), np.int64), files=np.asarray(files))
+  split = Split(labels=np.zeros(len(files), np.int64), files=np.asarray(files))
   bad, real_open = files[0], builtins.open
 
   def guarded_open(file, *args, **kwargs):
@@ -435,12 +436,12 @@ def test_an_image_this_user_may_not_read_injected(imagenet_dir, monkeypatch):
       raise PermissionError(errno.EACCES, 'Permission denied', bad)
     return real_open(file, *args, **kwargs)
   monkeypatch.setattr(builtins, 'open', guarded_open)
-  problem = sources.check_image(split, 0)
+  problem = image_checks.check_image(split, 0)
   user = pwd.getpwuid(os.geteuid()).pw_name
   assert problem == f'cannot read image {bad} (permission denied for user {user})'
-  assert sources.bad_image_fix(split, problem) == ('make it readable for that user (chmod, chown), then rerun the '
-                                                   'same command to resume from the last checkpoint')
-  assert sources.check_image(split, 1) is None
+  assert image_checks.bad_image_fix(split, problem) == ('make it readable for that user (chmod, chown), then '
+                                                        'rerun the same command to resume from the last checkpoint')
+  assert image_checks.check_image(split, 1) is None
 
 
 def test_report_out_on_a_full_disk_is_one_line(reference_run, tmp_path):

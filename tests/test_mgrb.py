@@ -200,7 +200,7 @@ def test_balanced_batch_keeps_the_reference_step_count():
 def _fmnist_ctx(t, config_arg='ont', wnids=None, outputs=None, **overrides):
   """A TaskContext of the Fashion-MNIST config (5 base classes + 1 per phase, 200 per class, 20 of
   them balanced) for task t, with made-up training indices: class k owns 1000k .. 1000k + 299."""
-  from cil_jax.input_pipeline.sources import ClassInfo
+  from cil_jax.input_pipeline.base import ClassInfo
   c = load_config('mgrb_fmnist.py', config_arg, **overrides)
   method = mgrb.make(c)
   tasks = scenario.Tasks(10, 5, 1)
@@ -408,10 +408,10 @@ def test_config_errors_name_the_fix(tmp_path):
   with pytest.raises(ValueError, match='balanced_per_class'):
     mgrb.make(load_config('mgrb_cifar100.py', 'ont,balanced_per_class=20'))
   from cil_jax.engine import train
-  from cil_jax.input_pipeline import sources
+  from cil_jax.input_pipeline.base import DataError
   for config, match in (('mgrb_miniimagenet.py', 'miniimagenet needs dataset.root'),
                         ('mgrb_imagenet100.py', 'dataset.root is unset and tfds')):
-    with pytest.raises(sources.DataError, match=match):
+    with pytest.raises(DataError, match=match):
       train.train_and_evaluate(load_config(config, 'smoke', **{'dataset.data_dir': str(tmp_path / 'tfds')}),
                                str(tmp_path / config))
 

@@ -1,5 +1,7 @@
 """sources.load on missing, partial and inconsistent data: each failure is one line that says what is
-wrong and what to do. Nothing here reaches the network: tfds downloads are patched to fail."""
+wrong and what to do. Nothing here reaches the network: tfds downloads are patched to fail. Last, the
+package's own shape: no import cycle, no module reaching into another's private names."""
+import ast
 import logging
 import os
 import shutil
@@ -9,7 +11,8 @@ import numpy as np
 import pytest
 
 from cil_jax import config_base
-from cil_jax.input_pipeline import sources, streams
+from cil_jax.input_pipeline import fashion_mnist, image_checks, sources, streams
+from cil_jax.input_pipeline.base import DataError, Split
 
 
 class NoNetwork(ConnectionError):
@@ -32,7 +35,7 @@ def _dataset_cfg(**fields):
 
 
 def _load_error(cfg):
-  with pytest.raises(sources.DataError) as info:
+  with pytest.raises(DataError) as info:
     sources.load(cfg)
   message = str(info.value)
   assert '\n' not in message  # main.py prints it as one `error: ...` line
@@ -46,7 +49,7 @@ def _load_error(cfg):
                                         ('cifar100', 'cifar-100-python')])
 def test_missing_dataset_without_download_fails_at_once_naming_the_ways_out(name, files, tmp_path,
                                                                            monkeypatch):
-  monkeypatch.setattr(sources, 'FASHION_MNIST_DEB_DIR', str(tmp_path / 'no_debian_package'))
+  monkeypatch.setattr(fashion_mnist, 'DEBIAN_DIR', str(tmp_path / 'no_debian_package'))
   data_dir = tmp_path / 'tfds'
   data_dir.mkdir()
   streams.tensorflow()   # its import takes seconds on a slow machine; the lookup is what is timed
@@ -59,7 +62,7 @@ def test_missing_dataset_without_download_fails_at_once_naming_the_ways_out(name
 
 @pytest.mark.parametrize('name', ['fashion_mnist', 'cifar10', 'cifar100'])
 def test_failed_download_says_so_and_names_the_alternatives(name, tmp_path, monkeypatch, caplog):
-  monkeypatch.setattr(sources, 'FASHION_MNIST_DEB_DIR', str(tmp_path / 'no_debian_package'))
+  monkeypatch.setattr(fashion_mnist, 'DEBIAN_DIR', str(tmp_path / 'no_debian_package'))
   data_dir = tmp_path / 'tfds'
   with caplog.at_level(logging.WARNING):
     message = _load_error(_dataset_cfg(name=name, root='', data_dir=str(data_dir), download=True))
@@ -184,13 +187,13 @@ def test_find_bad_image_names_the_first_corrupt_one(folders):
   split = sources.load(_imagenet_cfg(folders)).train
   i = int(np.flatnonzero(split.files == str(bad))[0])
   everything = np.arange(len(split))
-  message = sources.find_bad_image(split, everything)
+  message = image_checks.find_bad_image(split, everything)
   assert message and str(bad) in message
-  assert sources.find_bad_image(split, np.delete(everything, i)) is None
-  assert sources.find_bad_image(split, []) is None
-  assert sources.check_image(split, i) == message and sources.check_image(split, 0) is None
-  in_memory = sources.Split(labels=np.zeros(2, np.int64), images=np.zeros((2, 4, 4, 1), np.uint8))
-  assert sources.find_bad_image(in_memory, [0, 1]) is None
+  assert image_checks.find_bad_image(split, np.delete(everything, i)) is None
+  assert image_checks.find_bad_image(split, []) is None
+  assert image_checks.check_image(split, i) == message and image_checks.check_image(split, 0) is None
+  in_memory = Split(labels=np.zeros(2, np.int64), images=np.zeros((2, 4, 4, 1), np.uint8))
+  assert image_checks.find_bad_image(in_memory, [0, 1]) is None
 
 
 def test_prepared_tfds_imagenet_is_read_with_random_access(tmp_path):
@@ -201,3 +204,55 @@ def test_prepared_tfds_imagenet_is_read_with_random_access(tmp_path):
     assert len(source.train) == 12 and source.train.records is not None
     message = _load_error(_dataset_cfg(name='imagenet', root='', data_dir=str(tmp_path), num_classes=100))
   assert 'tfds imagenet2012 has 1000 classes but dataset.num_classes=100;' in message
+
+
+# --- 7. the package's imports ---------------------------------------------------------------------
+
+PACKAGE = 'cil_jax.input_pipeline'
+
+
+def _imports() -> dict[str, list[tuple[str, list[str]]]]:
+  """Module of the package -> (module of the package, names taken from it) for each import of one,
+  anywhere in its file (an import inside a function counts: it closes a cycle as well)."""
+  folder = os.path.dirname(sources.__file__)
+  modules = {f[:-3] for f in os.listdir(folder) if f.endswith('.py') and f != '__init__.py'}
+  out = {}
+  for name in sorted(modules):
+    with open(os.path.join(folder, name + '.py')) as f:
+      tree = ast.parse(f.read())
+    found = []
+    for node in ast.walk(tree):
+      if isinstance(node, ast.ImportFrom) and node.module == PACKAGE:
+        found += [(a.name, []) for a in node.names]
+      elif isinstance(node, ast.ImportFrom) and (node.module or '').startswith(PACKAGE + '.'):
+        found.append((node.module.split('.')[2], [a.name for a in node.names]))
+      elif isinstance(node, ast.Import):
+        found += [(a.name.split('.')[2], []) for a in node.names if a.name.startswith(PACKAGE + '.')]
+    out[name] = [(m, names) for m, names in found if m in modules]
+  return out
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+  """One import cycle of `graph` (module -> the modules it imports) as a path, or None."""
+  done, path = set(), []
+
+  def visit(m):
+    if m in path:
+      return path[path.index(m):] + [m]
+    if m in done:
+      return None
+    path.append(m)
+    found = next((c for c in map(visit, sorted(graph[m])) if c), None)
+    path.pop()
+    done.add(m)
+    return found
+  return next((c for c in map(visit, sorted(graph)) if c), None)
+
+
+def test_the_input_pipeline_has_no_import_cycle_and_no_module_imports_a_private_name():
+  imports = _imports()
+  assert {'base', 'sources', 'streams', 'image_checks', 'tfds_data'} <= set(imports)
+  assert _cycle({m: {d for d, _ in found} for m, found in imports.items()}) is None
+  assert _cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}}) == ['a', 'b', 'c', 'a']   # the finder finds one
+  private = [(m, d, n) for m, found in imports.items() for d, names in found for n in names if n.startswith('_')]
+  assert private == []

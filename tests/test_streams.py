@@ -1,12 +1,13 @@
 """Streams are deterministic for (seed, task, phase, epoch) and resume at any step."""
 import numpy as np
 
-from cil_jax.input_pipeline import sources, streams
+from cil_jax.input_pipeline import image_folders, sources, streams
+from cil_jax.input_pipeline.base import Split
 
 
 def _split(n=120):
   rng = np.random.RandomState(0)
-  return sources.Split(labels=np.arange(n) % 6, images=rng.randint(0, 255, (n, 28, 28, 1)).astype(np.uint8))
+  return Split(labels=np.arange(n) % 6, images=rng.randint(0, 255, (n, 28, 28, 1)).astype(np.uint8))
 
 
 def _batches(loader, plan, start=0):
@@ -56,7 +57,7 @@ def test_stream_resumed_at_step_k_equals_the_tail_of_the_full_stream():
 
 def test_file_stream_resume_and_eval(imagenet_dir):
   import os
-  train, classes = sources.load_image_folder(os.path.join(imagenet_dir, 'train'))
+  train, classes = image_folders.read_split(os.path.join(imagenet_dir, 'train'))
   loader = streams.ImageLoader(train, train.labels, 'imagenet', 32)
   plan = streams.make_plan('mixed', np.arange(20), np.arange(20, 30), 8, 0, seed=0)
   full, tail = _batches(loader, plan), _batches(loader, plan, start=1)

@@ -12,7 +12,9 @@ from jax.experimental import multihost_utils
 
 from cil_jax.results import metrics as metrics_lib
 from cil_jax.engine import parallel
-from cil_jax.input_pipeline import sources, streams
+from cil_jax.errors import one_line
+from cil_jax.input_pipeline import image_checks, streams
+from cil_jax.input_pipeline.base import DataError
 from cil_jax.engine.step import make_loss_step
 
 AUGMENTED_PASS_BATCH = 256  # = the default eval.batch_size, which these passes used before
@@ -99,11 +101,11 @@ def naming_bad_images(split, plan: np.ndarray, what: str):
   except Exception as e:  # noqa: BLE001 - tf.data's errors are named; the rest pass through
     if not streams.is_data_error(e):
       raise
-    problem = sources.find_bad_image(split, np.unique(plan))
+    problem = image_checks.find_bad_image(split, np.unique(plan))
     if problem:
-      raise sources.DataError(f'{problem} (read during {what}); {sources.bad_image_fix(split, problem)}') from e
-    raise sources.DataError(f'reading images for {what} failed: {streams.error_line(e)}; rerun the same command '
-                            'to resume from the last checkpoint') from e
+      raise DataError(f'{problem} (read during {what}); {image_checks.bad_image_fix(split, problem)}') from e
+    raise DataError(f'reading images for {what} failed: {one_line(e)}; rerun the same command '
+                    'to resume from the last checkpoint') from e
 
 
 def _to_host(arrays) -> np.ndarray:

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from cil_jax.errors import one_line
 from cil_jax.native_output import native_output_silenced
 
 PREFIX = 'cil_jax/'
@@ -40,14 +41,14 @@ def stop_requested(local: int) -> int:
 
 
 def check_same(text: str, differs: str) -> None:
-  """Raises sources.DataError `process i of n {differs}` where process i's `text` is not process 0's
+  """Raises base.DataError `process i of n {differs}` where process i's `text` is not process 0's
   (a collective: every process calls it at the same point; nothing to do for one process)."""
   import jax
   if jax.process_count() == 1:
     return
   import hashlib
   from jax.experimental import multihost_utils
-  from cil_jax.input_pipeline.sources import DataError
+  from cil_jax.input_pipeline.base import DataError
   digest = np.frombuffer(hashlib.sha1(text.encode()).digest(), np.uint8)
   every = np.asarray(multihost_utils.process_allgather(digest)).reshape(jax.process_count(), -1)
   other = [i for i in range(1, len(every)) if not np.array_equal(every[i], every[0])]
@@ -82,7 +83,7 @@ class Watchdog:
         entries = dict(self.client.key_value_dir_get(PREFIX))
       except Exception as e:  # noqa: BLE001 - the coordinator is gone, whatever the error says
         if not self._stop.is_set():
-          _exit(f'lost contact with the coordinator (process 0 of {self.n}): {" ".join(str(e).split())[:200]}')
+          _exit(f'lost contact with the coordinator (process 0 of {self.n}): {one_line(e, 200, typed=False)}')
         return
       problem = self.check(entries, time.monotonic())
       if problem:

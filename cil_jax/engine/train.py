@@ -30,7 +30,7 @@ from cil_jax.results import report, summaries
 from cil_jax.engine import workdir as workdir_lib
 from cil_jax.engine.evaluation import Evaluator
 from cil_jax.engine.exemplars import update_memory
-from cil_jax.input_pipeline import sources, streams
+from cil_jax.input_pipeline import base, image_checks, sources, streams
 from cil_jax.methods import api
 from cil_jax.methods.api import Classes
 from cil_jax.engine.progress import Progress
@@ -68,7 +68,7 @@ class Experiment:
     scenario.check_memory_budget(int(config.memory.size), self.tasks, config.memory.policy)
     order_seed = int(config.seed) & 0xFFFFFFFF if int(config.scenario.seed) < 0 else int(config.scenario.seed)
     self.label_map = scenario.label_map(c, config.scenario.class_order, order_seed)
-    self.class_info = sources.class_info(source, self.label_map)
+    self.class_info = base.class_info(source, self.label_map)
     self.train_labels = self.label_map[source.train.labels]
     self.test_labels = self.label_map[source.test.labels]
     self.train_by_class = _indices_by_class(self.train_labels, c)
@@ -83,13 +83,13 @@ class Experiment:
     self.test_by_class = _indices_by_class(self.test_labels, c)
     for k in range(c):
       if len(self.train_by_class[k]) == 0:
-        raise sources.DataError(f'class {k} (original {np.flatnonzero(self.label_map == k)[0]}) has no '
-                                'training images; check the dataset')
+        raise base.DataError(f'class {k} (original {np.flatnonzero(self.label_map == k)[0]}) has no '
+                             'training images; check the dataset')
     for t in range(self.tasks.num_tasks):  # found now, not as a crash after the task's training
       if not sum(len(self.test_by_class[k]) for k in range(self.tasks.start(t), self.tasks.end(t))):
         originals = [int(np.flatnonzero(self.label_map == k)[0]) for k in range(self.tasks.start(t), self.tasks.end(t))]
-        raise sources.DataError(f'task {t + 1} (original classes {originals}) has no test images, so it cannot be '
-                                'evaluated; check the test/val split of the dataset')
+        raise base.DataError(f'task {t + 1} (original classes {originals}) has no test images, so it cannot be '
+                             'evaluated; check the test/val split of the dataset')
     self._check_images()
     pi, pc = jax.process_index(), jax.process_count()
     self.train_loader = streams.ImageLoader(source.train, self.train_labels, source.augment, source.image_size, pi, pc)
@@ -130,12 +130,12 @@ class Experiment:
     if self.validation_by_task is not None:
       checked.append(('validation', self.source.train, np.concatenate(self.validation_by_task)))
     for what, split, idx in checked:
-      bad = sources.unreadable_images(split, idx)
+      bad = image_checks.unreadable_images(split, idx)
       if bad:
         total = len(split) if idx is None else len(idx)
         first = (', the first: ' if len(bad) > 1 else ': ') + bad[0]
-        raise sources.DataError(f'{len(bad)} of the {total} {what} images cannot be read{first}; '
-                                f'{sources.bad_image_fix(split)}')
+        raise base.DataError(f'{len(bad)} of the {total} {what} images cannot be read{first}; '
+                             f'{image_checks.bad_image_fix(split)}')
 
   def phase_optimizer(self, spec: api.Step):
     return self.tx if spec.optimizer is None else make_optimizer(spec.optimizer)
@@ -523,11 +523,11 @@ class Run:
     split = self.exp.source.train
     ahead = 3 * self.exp.steps_per_call + 8     # the failing batch is at most a few prefetches ahead
     for i in plan.indices[k:k + ahead].reshape(-1):
-      problem = sources.check_image(split, int(i))
+      problem = image_checks.check_image(split, int(i))
       if problem:
-        raise sources.DataError(f'{problem}; {sources.bad_image_fix(split, problem)}') from error
-    raise sources.DataError(f'reading training batch {k} failed: {streams.error_line(error)}; rerun the same '
-                            'command to resume from the last checkpoint') from error
+        raise base.DataError(f'{problem}; {image_checks.bad_image_fix(split, problem)}') from error
+    raise base.DataError(f'reading training batch {k} failed: {errors.one_line(error)}; rerun the same '
+                         'command to resume from the last checkpoint') from error
 
   def _maybe_profile(self, before: int):
     """Called after the steps (before, global_step]: the trace starts and stops at the first chunk

@@ -13,13 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cil_jax.input_pipeline.streams import crop_padding
+
 AUGMENTS = ('crop_flip', 'none')
 CHOICES = ('auto', 'on', 'off')
-
-
-def pad_of(image_size: int) -> int:
-  """The crop_flip padding, as the tf.data path's (streams.ImageLoader._pad)."""
-  return 4 if image_size >= 32 else 2
 
 
 def example_keys(seed, position):
@@ -58,7 +55,7 @@ class DeviceData:
       raise ValueError(f'dataset.augment={augment!r} has no on-device version ({AUGMENTS}); set '
                        'dataset.on_device=off (tf.data) or dataset.augment=crop_flip')
     self.images, self.labels = images, labels.astype(np.int32)
-    self.augment, self.pad = augment, pad_of(image_size)
+    self.augment, self.pad = augment, crop_padding(image_size)
 
   def arrays(self, replicated) -> dict:
     """The split on every device (replicated: any slot may be gathered on any device)."""

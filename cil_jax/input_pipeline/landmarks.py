@@ -24,7 +24,8 @@ import os
 
 import numpy as np
 
-from cil_jax.input_pipeline.sources import IMAGE_EXTENSIONS, DataError, Source, Split, _some, _visible
+from cil_jax.input_pipeline.base import DataError, Source, Split, some_of
+from cil_jax.input_pipeline.image_folders import image_files, visible
 
 _log = logging.getLogger(__name__)
 
@@ -73,11 +74,11 @@ def image_path(root: str, image_id: str) -> str:
 def _folder_tree(root: str) -> tuple[np.ndarray, np.ndarray]:
   """(paths, class names) of root/<class>/<image>, each class's images sorted by file name."""
   paths, classes = [], []
-  for name in _visible(os.listdir(root)):
+  for name in visible(os.listdir(root)):
     folder = os.path.join(root, name)
     if not os.path.isdir(folder):
       continue
-    images = [f for f in _visible(os.listdir(folder)) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    images = image_files(folder)
     paths.extend(os.path.join(folder, f) for f in images)
     classes.extend([name] * len(images))
   if not paths:
@@ -177,13 +178,15 @@ def source_of(cfg, name: str, s: dict) -> Source:
                 class_names=tuple(str(k) for k in s['kept']))
 
 
-def load_landmarks(cfg, name: str) -> Source:
+def load(cfg, cache_dir: str | None = None) -> Source:
+  name = cfg.name
   s = selection(cfg, name)
   missing = missing_in(s)
   if missing:
     raise DataError(f'{len(missing)} images of the {s["num_classes"]} selected classes are missing under '
-                    f'{os.path.join(cfg.root, "train")}: {_some(missing, 3)}; download all 500 images_*.tar of '
-                    f'GLDv2 train ({DOWNLOAD}) and unpack them there (`python -m cil_jax.tools.data_check check` lists them all)')
+                    f'{os.path.join(cfg.root, "train")}: {some_of(missing, 3)}; download all 500 images_*.tar of '
+                    f'GLDv2 train ({DOWNLOAD}) and unpack them there (`python -m cil_jax.tools.data_check check` '
+                    'lists them all)')
   _log.info('%s: %s, %d of %d classes kept (%d to %d images each), %d train / %d test images', name, s['layout'],
             s['num_classes'], s['total_classes'], s['counts'][-1], s['counts'][0], len(s['train']), len(s['test']))
   return source_of(cfg, name, s)

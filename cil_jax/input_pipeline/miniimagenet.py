@@ -22,8 +22,8 @@ import os
 
 import numpy as np
 
-from cil_jax.input_pipeline.sources import (IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, DataError, Source, Split,
-                                            _some, _visible)
+from cil_jax.input_pipeline.base import IMAGENET_MEAN, IMAGENET_STD, DataError, Source, Split, some_of, subset_per_class
+from cil_jax.input_pipeline.image_folders import image_files, visible
 
 _log = logging.getLogger(__name__)
 
@@ -41,13 +41,13 @@ def _images_in(folder: str) -> list[str]:
     with open(boxes) as f:
       names = [line.split('\t')[0].strip() for line in f if line.strip()]
     return [os.path.join(folder, n) for n in names]
-  return [os.path.join(folder, f) for f in _visible(os.listdir(folder)) if f.lower().endswith(IMAGE_EXTENSIONS)]
+  return [os.path.join(folder, f) for f in image_files(folder)]
 
 
 def _class_folders(path: str) -> dict[str, list[str]]:
   if not os.path.isdir(path):
     return {}
-  return {d: _images_in(os.path.join(path, d)) for d in _visible(os.listdir(path))
+  return {d: _images_in(os.path.join(path, d)) for d in visible(os.listdir(path))
           if os.path.isdir(os.path.join(path, d))}
 
 
@@ -93,7 +93,7 @@ def find_files(root: str) -> tuple[dict[str, list[str]], dict[str, list[str]], s
   if not parts['val'] and set(parts['train']) & set(parts['test']):   # per-class split
     missing = sorted(set(parts['train']) ^ set(parts['test']))
     if missing:
-      raise DataError(f'class(es) {_some(missing)} are in only one of {root}/train and {root}/test; each class '
+      raise DataError(f'class(es) {some_of(missing)} are in only one of {root}/train and {root}/test; each class '
                       'needs a folder in both')
     test = {w: files[:TEST_PER_CLASS] for w, files in parts['test'].items()}
     return parts['train'], test, 'train/ + test/ class folders'
@@ -101,7 +101,7 @@ def find_files(root: str) -> tuple[dict[str, list[str]], dict[str, list[str]], s
   for p in ('train', 'val', 'test'):
     twice = sorted(set(merged) & set(parts[p]))
     if twice:
-      raise DataError(f'class(es) {_some(twice)} of {root}/{p} are also in another split folder; Ravi\'s train/, '
+      raise DataError(f'class(es) {some_of(twice)} of {root}/{p} are also in another split folder; Ravi\'s train/, '
                       'val/ and test/ hold disjoint classes (CIL-MGRB\'s layout has only train/ and test/)')
     merged.update(parts[p])
   train, test = _split_600(merged)
@@ -150,14 +150,13 @@ def file_splits(cfg) -> tuple[Split, Split, list[str], str]:
   wnids = sorted(train)
   empty = [w for w in wnids if not train[w] or not test[w]]
   if empty:
-    raise DataError(f'class(es) {_some(empty)} have no images in one of the splits ({layout})')
+    raise DataError(f'class(es) {some_of(empty)} have no images in one of the splits ({layout})')
   return _to_split(train, wnids), _to_split(test, wnids), wnids, layout
 
 
-def load_miniimagenet(cfg) -> Source:
+def load(cfg, cache_dir: str | None = None) -> Source:
   train, test, wnids, layout = file_splits(cfg)
   limit = int(cfg.get('max_per_class') or 0)
-  from cil_jax.input_pipeline.sources import subset_per_class
   if limit:  # decode only what a quick look keeps
     train = subset_per_class(train, limit)
   if int(cfg.get('max_test_per_class') or 0):

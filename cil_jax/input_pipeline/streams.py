@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import sys
 
 import numpy as np
 
-from cil_jax.input_pipeline.sources import Split
+from cil_jax.input_pipeline.base import Split
 from cil_jax.native_output import native_output_silenced
 
 
@@ -53,15 +52,6 @@ def is_data_error(error: BaseException) -> bool:
   """Whether `error` is tf.data failing to read or decode (never true when TensorFlow is not loaded)."""
   tf = sys.modules.get('tensorflow')
   return tf is not None and hasattr(tf, 'errors') and isinstance(error, tf.errors.OpError)
-
-
-def error_line(e: BaseException) -> str:
-  """A tf.data or decoder error as one readable line: TF's op wrapper names ({{function_node ...}},
-  [Op:...]) dropped."""
-  text = getattr(e, 'message', None) or str(e)
-  text = re.sub(r'\{\{function_node [^}]*\}\}', '', text)
-  text = re.sub(r'\s*\[Op:\w+\]', '', text)
-  return ' '.join(f'{type(e).__name__}: {text}'.split())[:300]
 
 
 # Stream kinds a method may ask for.
@@ -148,6 +138,12 @@ def eval_plan(indices: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
 
 # --- loading -------------------------------------------------------------------------------------
 
+def crop_padding(image_size: int) -> int:
+  """The zero padding of the crop augmentations (crop_flip, crop_flip_rotate, pad_rrc_flip), here and on
+  the devices (device_data)."""
+  return 4 if image_size >= 32 else 2
+
+
 class NumpyBatches:
   """Batches gathered by numpy from in-memory arrays, iterated like a tf.data pipeline's."""
 
@@ -188,7 +184,7 @@ class ImageLoader:
     self.labels_np = labels.astype(np.int32)
     self._tf_tables = None
     self.augment_kind = augment_kind
-    self.image_size = image_size
+    self.image_size, self.pad = image_size, crop_padding(image_size)
     self.process_index, self.process_count = process_index, process_count
 
   @property
@@ -227,11 +223,11 @@ class ImageLoader:
       return augment.random_resized_crop_flip_rotate(image, seed, self.image_size)
     image = augment.resize_center_crop(image, self.image_size)
     if self.augment_kind == 'pad_rrc_flip':
-      return augment.pad_random_resized_crop_flip_batch(image[None], seed, pad=self._pad())[0]
+      return augment.pad_random_resized_crop_flip_batch(image[None], seed, pad=self.pad)[0]
     if self.augment_kind == 'crop_flip':
-      return augment.crop_flip(image, seed, pad=self._pad())
+      return augment.crop_flip(image, seed, pad=self.pad)
     if self.augment_kind == 'crop_flip_rotate':
-      return augment.crop_flip_rotate(image, seed, pad=self._pad())
+      return augment.crop_flip_rotate(image, seed, pad=self.pad)
     if self.augment_kind == 'flip_rotate':
       return augment.crop_flip_rotate(image, seed, pad=0)
     return image
@@ -269,12 +265,12 @@ class ImageLoader:
       def load_batch(i, r, k):
         images = self.load(i)
         if self.augment_kind == 'crop_flip':
-          images = augment.crop_flip_batch(images, tf.stack([seed0, k]), pad=self._pad())
+          images = augment.crop_flip_batch(images, tf.stack([seed0, k]), pad=self.pad)
         elif self.augment_kind in ('crop_flip_rotate', 'flip_rotate'):
-          pad = self._pad() if self.augment_kind == 'crop_flip_rotate' else 0
+          pad = self.pad if self.augment_kind == 'crop_flip_rotate' else 0
           images = augment.crop_flip_rotate_batch(images, tf.stack([seed0, k]), pad=pad)
         elif self.augment_kind == 'pad_rrc_flip':
-          images = augment.pad_random_resized_crop_flip_batch(images, tf.stack([seed0, k]), pad=self._pad())
+          images = augment.pad_random_resized_crop_flip_batch(images, tf.stack([seed0, k]), pad=self.pad)
         else:
           raise ValueError(f'augment={self.augment_kind!r} needs encoded images; use crop_flip, '
                            'crop_flip_rotate, flip_rotate, pad_rrc_flip or none')
@@ -289,9 +285,6 @@ class ImageLoader:
       return {'image': self._train_image(i, seed), 'label': tf.gather(self.labels, i), 'replay': r}
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return self._finish(ds.batch(idx.shape[1], drop_remainder=True))
-
-  def _pad(self) -> int:
-    return 4 if self.image_size >= 32 else 2
 
   def eval(self, plan: np.ndarray, valid: np.ndarray):
     idx, valid = self._local(plan), self._local(valid)

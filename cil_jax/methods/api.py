@@ -22,7 +22,7 @@ import flax.struct
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax.input_pipeline.sources import ClassInfo
+from cil_jax.input_pipeline.base import ClassInfo
 from cil_jax.methods.losses import NEG
 from cil_jax.input_pipeline.scenario import Memory, Tasks, stream_seed
 from cil_jax.methods.schedules import Schedule

@@ -268,7 +268,7 @@ def seen_classes(run: dict) -> list[int]:
   (dataset.json), else of the full dataset (data.EXPECTED); a one-line error where neither is known."""
   from cil_jax.tools import data_check as data
   from cil_jax.input_pipeline import scenario
-  from cil_jax.input_pipeline import sources
+  from cil_jax.input_pipeline.base import DataError
   import ml_collections
   config, w = run['config'], run['workdir']
   try:
@@ -276,7 +276,7 @@ def seen_classes(run: dict) -> list[int]:
   except (OSError, ValueError, KeyError, TypeError):   # none (an older run) or unreadable: the dataset's own
     try:
       classes = data.expected_counts(ml_collections.ConfigDict(config.get('dataset', {})))[0]
-    except (AttributeError, sources.DataError):
+    except (AttributeError, DataError):
       classes = None
   if not classes:
     raise SystemExit(f'error: --x classes: the number of classes of {w} is unknown (no dataset.json, and '

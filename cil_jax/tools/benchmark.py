@@ -319,7 +319,9 @@ def bench_input(mode: str = 'memory', root: str = '', num_images: int = 0, image
   compare='torch' also the reference pipeline's on the same files (bench_torch_input)."""
   if compare == 'torch':
     check_torch(('torch', 'torchvision'))
-  from cil_jax.input_pipeline import sources, streams
+  from cil_jax.errors import one_line
+  from cil_jax.input_pipeline import image_checks, image_folders, streams
+  from cil_jax.input_pipeline.base import DataError, Split
   streams.tensorflow()   # as the engine: quietly, tf.data only (no accelerators)
   if mode not in INPUT_MODES:
     raise ValueError(f'--input={mode!r} is unknown; choose one of {INPUT_MODES}')
@@ -327,8 +329,8 @@ def bench_input(mode: str = 'memory', root: str = '', num_images: int = 0, image
     if mode == 'memory':
       num_images, image_size, augment = num_images or 20000, image_size or 32, 'crop_flip'
       rng = np.random.RandomState(seed)
-      split = sources.Split(labels=rng.randint(0, 100, num_images).astype(np.int64),
-                            images=rng.randint(0, 256, (num_images, image_size, image_size, 3), dtype=np.uint8))
+      split = Split(labels=rng.randint(0, 100, num_images).astype(np.int64),
+                    images=rng.randint(0, 256, (num_images, image_size, image_size, 3), dtype=np.uint8))
     else:
       if mode == 'jpeg-synthetic':
         root = write_synthetic_jpegs(tmp, num_images or 2048, seed=seed)
@@ -336,7 +338,7 @@ def bench_input(mode: str = 'memory', root: str = '', num_images: int = 0, image
         raise ValueError('--input files needs --root DIR (DIR/<class>/<image>, or DIR/train/<class>/<image>)')
       elif os.path.isdir(os.path.join(root, 'train')):
         root = os.path.join(root, 'train')
-      split, _ = sources.load_image_folder(root)
+      split, _ = image_folders.read_split(root)
       num_images, image_size, augment = len(split), image_size or 224, 'imagenet'
     everything = np.arange(len(split))
     memory = everything[::10]
@@ -359,9 +361,9 @@ def bench_input(mode: str = 'memory', root: str = '', num_images: int = 0, image
     except Exception as e:  # noqa: BLE001 - tf.data's errors are named; the rest pass through
       if not streams.is_data_error(e):
         raise
-      problem = sources.find_bad_image(split, everything)
-      raise sources.DataError(f'{problem}; remove or replace it' if problem else
-                              f'reading the images failed: {streams.error_line(e)}') from None
+      problem = image_checks.find_bad_image(split, everything)
+      raise DataError(f'{problem}; remove or replace it' if problem else
+                      f'reading the images failed: {one_line(e)}') from None
     global_batch = batch_size + replay_batch_size
     result = {'kind': 'input', 'mode': mode, 'augment': augment, 'num_images': int(num_images),
               'image_size': image_size, 'batch_size': batch_size, 'replay_batch_size': replay_batch_size,
@@ -486,7 +488,7 @@ def main(argv=None, prog='python -m cil_jax.tools.benchmark') -> dict:
   p.add_argument('--cores', type=int, default=0, help='pin the process to this many cores (0: all it may use)')
   p.add_argument('--json', default='', help='also write the result to this file')
   a = p.parse_args(argv)
-  from cil_jax.input_pipeline.sources import DataError
+  from cil_jax.input_pipeline.base import DataError
   try:
     if a.cores:
       pin_cores(a.cores)

@@ -45,8 +45,8 @@ IMAGENET100_TRAIN = {'lucir': 128856}
 def expected_counts(cfg) -> tuple[int | None, int | None, int | None]:
   classes, train, test = EXPECTED.get(cfg.name, (None, None, None))
   if cfg.name == 'imagenet100':   # ImageNet's val set: 50 images per class
-    from cil_jax.input_pipeline import sources
-    classes = len(sources.imagenet100_classes(cfg))
+    from cil_jax.input_pipeline import imagenet100
+    classes = len(imagenet100.listed_wnids(cfg))
     train, test = IMAGENET100_TRAIN.get(cfg.get('class_list') or 'lucir'), 50 * classes
   if cfg.name.startswith('landmarks') and int(cfg.get('num_classes') or 0):   # fewer classes kept
     per = test // classes
@@ -80,6 +80,7 @@ class Bar:
 
 
 def _decoder():
+  from cil_jax.errors import one_line
   from cil_jax.input_pipeline import streams
   tf = streams.tensorflow()
 
@@ -89,7 +90,7 @@ def _decoder():
       if image.shape[0] == 0 or image.shape[1] == 0:
         return 'empty image'
     except Exception as e:  # noqa: BLE001 - any decoder failure: the image is unusable
-      return streams.error_line(e)
+      return one_line(e)
     return None
   return decode
 
@@ -135,7 +136,7 @@ def non_images(split) -> list[str]:
   """Files other than images next to a file split's images (class folders only)."""
   if split.files is None or len(split) == 0:
     return []
-  from cil_jax.input_pipeline.sources import IMAGE_EXTENSIONS
+  from cil_jax.input_pipeline.base import IMAGE_EXTENSIONS
   folders = sorted({os.path.dirname(str(f)) for f in split.files})
   if len(folders) > 20000:   # GLDv2's nested train/a/b/c folders are named by the csv, not listed
     return []
@@ -239,7 +240,7 @@ def _landmarks_report(cfg):
   """Landmarks: the selection (the largest and smallest kept classes, missing files); (the source
   of the files that are there, whether none is missing)."""
   from cil_jax.input_pipeline import landmarks
-  from cil_jax.input_pipeline.sources import take
+  from cil_jax.input_pipeline.base import take
   s = landmarks.selection(cfg, cfg.name)
   kept, counts = s['kept'], s['counts']
   print(f'{s["layout"]}: {s["total_classes"]} classes, the {s["num_classes"]} with the most images kept '
@@ -308,7 +309,7 @@ def main(argv=None, prog='python -m cil_jax.tools.data_check') -> int:
     return 2
   command_line.define_config_flag()
   command_line.parse_flags(rest)
-  from cil_jax.input_pipeline.sources import DataError
+  from cil_jax.input_pipeline.base import DataError
   threads = known.threads or 2 * (os.cpu_count() or 1)
   try:
     return 0 if check(flags.FLAGS.config, threads, known.out, decode=not known.no_decode) else 1

@@ -159,7 +159,7 @@ def main(argv):
                   'the same command on every process to resume from the last checkpoint')
       if line is None:
         traceback.print_exc()
-        line = f'error: {type(e).__name__}: {" ".join(str(e).split())[:300]} (a bug: see the traceback above)'
+        line = f'error: {errors.one_line(e)} (a bug: see the traceback above)'
       _leave_distributed(1, line)
     if line is None:
       raise
