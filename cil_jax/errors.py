@@ -93,16 +93,17 @@ def one_line(e: BaseException, limit: int = 300, typed: bool = True) -> str:
   return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
+class UserError(Exception):
+  """Mixed into the project's errors whose message is the whole story for a person (what is wrong
+  and the fix): the command prints it as one line, without a traceback."""
+
+
 def error_line(e: BaseException) -> str | None:
   """The command's final line: 'error: ...' naming the fix; None for a bug (shown with its traceback)."""
-  from cil_jax.engine import workdir as workdir_lib
-  from cil_jax.input_pipeline.base import DataError
-  from cil_jax.input_pipeline.streams import MissingTensorFlow
-  from cil_jax.input_pipeline.scenario import ScenarioError
   found = os_error(e)
   if found and found[0] in (errno.ENOSPC, errno.EDQUOT):   # a full disk, however it is wrapped
     return os_line(e)
-  if isinstance(e, (DataError, ScenarioError, workdir_lib.WorkdirError, FloatingPointError, MissingTensorFlow)):
+  if isinstance(e, (UserError, FloatingPointError)):
     return f'error: {e}'
   if found:
     return os_line(e)

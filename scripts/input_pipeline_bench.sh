@@ -15,7 +15,7 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)                         # absolute: the BEFORE runs start in another folder
 if [ -z "$ROOT" ]; then
   ROOT=$OUT/jpegs
-  [ -d "$ROOT" ] || "$PY" -c "from cil_jax import benchmark; benchmark.write_synthetic_jpegs('$ROOT/train', 2048)"
+  [ -d "$ROOT" ] || "$PY" -c "from cil_jax.tools import benchmark; benchmark.write_synthetic_jpegs('$ROOT/train', 2048)"
 fi
 ROOT=$(cd "$ROOT" && pwd)
 run() {  # the benchmark's stderr goes to OUT/log; a failure shows its last lines

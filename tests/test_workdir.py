@@ -119,7 +119,7 @@ def test_a_second_process_is_refused_with_a_clear_message(tmp_path, idx_dir):
 
 
 def test_default_workdir_includes_the_config_argument():
-  code = ('import sys; sys.argv = ["main.py"]; from cil_jax import train_command as main; '
+  code = ('import sys; sys.argv = ["main.py"]; from cil_jax.tools import train_command as main; '
           'print(main.default_workdir("configs/default.py:smoke"), main.default_workdir("/x/default.py"), '
           'main.default_workdir("configs/default.py:t2,m100"))')
   r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any
 
-from cil_jax import config_base
+from cil_jax import config_base, errors
 
 CONFIG = 'config.json'
 DATASET = 'dataset.json'   # sources.fingerprint of the data the run began with
@@ -20,7 +20,7 @@ CHECKPOINTS = 'checkpoints'
 LOCK = 'lock'
 
 
-class WorkdirError(ValueError):
+class WorkdirError(errors.UserError, ValueError):
   """The workdir cannot be used by this run; the message says why and what to do."""
 
 
@@ -55,7 +55,6 @@ def write_problem(folder: str) -> tuple[str, str] | None:
   """(where, why) when this process can neither write `folder` nor make it: `where` is the folder, or
   the existing folder it would be made in; `why` is 'read-only file system' or 'permission denied for
   user U'. None when it can (or when folder_problem applies). Asks the file system, writes nothing."""
-  from cil_jax import errors
   path = os.path.abspath(folder)
   while not os.path.exists(path) and os.path.dirname(path) != path:
     path = os.path.dirname(path)

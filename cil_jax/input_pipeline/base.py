@@ -9,12 +9,14 @@ from typing import Any
 
 import numpy as np
 
+from cil_jax.errors import UserError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = ('.jpeg', '.jpg', '.png', '.bmp', '.gif')
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
   """Missing or unreadable data; the message says how to get or fix it."""
 
 

@@ -11,8 +11,10 @@ from typing import Sequence
 
 import numpy as np
 
+from cil_jax.errors import UserError
 
-class ScenarioError(ValueError):
+
+class ScenarioError(UserError, ValueError):
   """A scenario or memory setting that cannot work; the message says how to fix it."""
 
 

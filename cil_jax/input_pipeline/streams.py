@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+from cil_jax.errors import UserError
 from cil_jax.input_pipeline.base import Split
 from cil_jax.native_output import native_output_silenced
 
@@ -44,7 +45,7 @@ def tensorflow():
   return tf
 
 
-class MissingTensorFlow(ImportError):
+class MissingTensorFlow(UserError, ImportError):
   """A pipeline needs tf.data and TensorFlow is not installed."""
 
 
