@@ -23,6 +23,7 @@ import numpy as np
 
 from cil_jax import command_line
 from cil_jax.engine import workdir as workdir_lib
+from cil_jax.engine.progress import Progress
 from cil_jax.native_output import native_output_filtered
 
 # dataset.name -> (classes, train images, test images) of the full dataset; None where it has no
@@ -55,28 +56,6 @@ def expected_counts(cfg) -> tuple[int | None, int | None, int | None]:
   if cfg.name == 'imagenet' and int(cfg.get('num_classes') or 1000) != 1000:
     return int(cfg.num_classes), None, None
   return classes, train, test
-
-
-class Bar:
-  """A progress line: redrawn in place on a terminal, every 10 % otherwise."""
-
-  def __init__(self, total: int, what: str, stream=None):
-    self.total, self.what, self.stream = max(total, 1), what, stream or sys.stderr
-    self.tty, self.start, self.shown = self.stream.isatty(), time.perf_counter(), -1
-
-  def update(self, done: int) -> None:
-    tenth = 10 * done // self.total
-    if not self.tty and tenth == self.shown and done < self.total:
-      return
-    self.shown = tenth
-    rate = done / max(time.perf_counter() - self.start, 1e-9)
-    filled = 30 * done // self.total
-    text = (f'{self.what} [{"#" * filled}{"." * (30 - filled)}] {done}/{self.total} '
-            f'{rate:.0f} img/s')
-    self.stream.write(('\r' + text) if self.tty else text + '\n')
-    if self.tty and done >= self.total:
-      self.stream.write('\n')
-    self.stream.flush()
 
 
 def _decoder():
@@ -120,14 +99,19 @@ def undecodable(split, what: str, threads: int) -> list[str]:
   # libjpeg prints e.g. 'Improper call to JPEG library in state 201' to stderr for every file TF's
   # decoder rejects: those lines are dropped (each rejected file is reported here with its reason), the
   # rest of stderr is written after the pass; the bar goes to stdout. TF's decoder releases the GIL.
-  bar, bad, done = Bar(len(split), f'decoding {what}', stream=sys.stdout), [], 0
+  progress, bad, done, shown = Progress(sys.stdout), [], 0, -1
+  progress.mark(0)
   with native_output_filtered(2, _libjpeg_line), concurrent.futures.ThreadPoolExecutor(threads) as pool:
     for start in range(0, len(split), 4096):   # a bounded number of pending tasks (ImageNet: 1.3 M)
       for problem in pool.map(check, range(start, min(start + 4096, len(split)))):
         done += 1
         if problem:
           bad.append(problem)
-      bar.update(done)
+      tenth = 10 * done // len(split)
+      if progress.tty or tenth != shown:   # redrawn on a terminal, a line each 10 % otherwise
+        progress.update(f'decoding {what}', done, len(split), done, {})
+        shown = tenth
+  progress.end()
   return bad
 
 
