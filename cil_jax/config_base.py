@@ -167,6 +167,22 @@ def parse_arg(arg: str | None) -> dict:
   return out
 
 
+def pick(arg: str | None, choices: tuple[str, ...], default: str) -> tuple[str, str | None]:
+  """(the one of `choices` among the comma-separated config argument, any case, else `default`; the
+  argument without it): the argument of a config that covers several datasets or sizes, such as
+  `lucir_facil.py:fmnist,t5` or `ssil_landmarks.py:10k,m40000`."""
+  parts = [p.strip() for p in (arg or '').split(',') if p.strip()]
+  picked = [p.lower() for p in parts if p.lower() in choices]
+  named = f'one of {", ".join(choices[:-1])} or {choices[-1]}'
+  if len(picked) > 1:
+    raise ValueError(f'config argument {arg!r}: give {named}')
+  for p in parts:
+    close = difflib.get_close_matches(p.lower(), choices, n=1, cutoff=0.8)
+    if close and p.lower() not in choices:
+      raise ValueError(f'config argument {p!r}: did you mean {close[0]}? (the config takes {named})')
+  return (picked[0] if picked else default), ','.join(p for p in parts if p.lower() not in choices) or None
+
+
 def classes_per_task(num_classes: int, tasks: int, what: str) -> int:
   """base = step of `tasks` equal tasks. `:tN` must divide the classes: a remainder would silently
   add a smaller last task (or change T)."""
