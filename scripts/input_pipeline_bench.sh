@@ -15,7 +15,7 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)                         # absolute: the BEFORE runs start in another folder
 if [ -z "$ROOT" ]; then
   ROOT=$OUT/jpegs
-  [ -d "$ROOT" ] || "$PY" -c "from cil_jax import benchmark; benchmark.write_synthetic_jpegs('$ROOT/train', 2048)"
+  [ -d "$ROOT" ] || "$PY" -c "from cil_jax.tools import benchmark; benchmark.write_synthetic_jpegs('$ROOT/train', 2048)"
 fi
 ROOT=$(cd "$ROOT" && pwd)
 run() {  # the benchmark's stderr goes to OUT/log; a failure shows its last lines
@@ -23,11 +23,11 @@ run() {  # the benchmark's stderr goes to OUT/log; a failure shows its last line
 }
 for rep in 1 2 3; do
   for cores in 1 2; do
-    run "$PY" -m cil_jax.tools.benchmark --input files --root "$ROOT" --compare torch --cores $cores \
+    run "$PY" -m cil_jax benchmark --input files --root "$ROOT" --compare torch --cores $cores \
       --json "$OUT/ours_c${cores}_r$rep.json"
     if [ -n "$BEFORE" ]; then
       cpus=$(seq -s, 0 $((cores - 1)))
-      (cd "$BEFORE" && run taskset -c "$cpus" "$PY" -m cil_jax.tools.benchmark --input files --root "$ROOT" \
+      (cd "$BEFORE" && run taskset -c "$cpus" "$PY" -m cil_jax benchmark --input files --root "$ROOT" \
         --json "$OUT/before_c${cores}_r$rep.json")
     fi
   done

@@ -1,8 +1,8 @@
 """Checks a dataset once before a long run: what the config's reader finds, against what the
 dataset should hold, and every image decoded with the decoder training uses.
 
-  python -m cil_jax.tools.data_check check --config configs/ssil_imagenet.py --config.dataset.root=/data/imagenet
-  python -m cil_jax.tools.data_check check --config configs/ssil_landmarks.py:10k --config.dataset.root=/data/gldv2 --out report/
+  cil-jax data check --config configs/ssil_imagenet.py --config.dataset.root=/data/imagenet
+  cil-jax data check --config configs/ssil_landmarks.py:10k --config.dataset.root=/data/gldv2 --out report/
 
 Prints the images and classes of each split against the full dataset's numbers, the smallest and
 largest classes, Landmarks' selected classes (with the counts at the cut), non-image files in class
@@ -253,7 +253,7 @@ def main(argv=None, prog='python -m cil_jax.tools.data_check') -> int:
   argv = list(sys.argv if argv is None else argv)
   if len(argv) < 2 or argv[1] != 'check':
     asked = len(argv) > 1 and argv[1] in ('-h', '--help', 'help')
-    print(__doc__.strip().replace('python -m cil_jax.tools.data_check', prog), file=sys.stdout if asked else sys.stderr)
+    print(__doc__.strip().replace('cil-jax data', prog), file=sys.stdout if asked else sys.stderr)
     return 0 if asked else 2
   argv = [argv[0]] + argv[2:]
   p = argparse.ArgumentParser(prog=f'{prog} check', description='Checks a dataset (see the module doc).',
