@@ -26,6 +26,16 @@ def landmarks(get_config, arg):
   return get_config(rest, LANDMARKS_ARGS[size])
 
 
+def readme_schedule(c, smoke: bool, *, lr: float, epochs: int, milestones: tuple, batch_size: int,
+                    smoke_epochs: int, smoke_batch_size: int, gamma: float = 0.1) -> None:
+  """The schedule of a method's README command (--lr, --nepochs, --schedule, --gammas, --batch-size);
+  its :smoke version trains `smoke_epochs` without milestones, in batches of `smoke_batch_size`."""
+  t = c.train
+  t.lr, t.epochs, t.milestones, t.gamma, t.batch_size = lr, epochs, milestones, gamma, batch_size
+  if smoke:
+    t.epochs, t.milestones, t.batch_size = smoke_epochs, (), smoke_batch_size
+
+
 def imagenet_config(arg, dataset: str = 'imagenet'):
   opts = parse_arg(arg)
   if opts['options']:
