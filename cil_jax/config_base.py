@@ -131,13 +131,18 @@ def _typed(what: str, value, default):
   if isinstance(default, (tuple, list)):
     raise ValueError(f'{what} is a sequence; pass it as --config.method.<name>=a,b,... instead')
   try:
-    if isinstance(default, bool):
-      if value.lower() not in ('true', 'false', '1', '0'):
-        raise ValueError(value)
-      return value.lower() in ('true', '1')
-    return type(default)(value)
+    return _parsed(value, default)
   except (TypeError, ValueError):
     raise ValueError(f'{what}={value!r} must be a {type(default).__name__} (default {default!r})') from None
+
+
+def _parsed(text: str, like):
+  """`text` in the type of `like`: a bool from true / false / 1 / 0, else type(like)(text); ValueError if not."""
+  if isinstance(like, bool):
+    if text.lower() not in ('true', 'false', '1', '0'):
+      raise ValueError(text)
+    return text.lower() in ('true', '1')
+  return type(like)(text)
 
 
 def parse_arg(arg: str | None) -> dict:
@@ -160,6 +165,22 @@ def parse_arg(arg: str | None) -> dict:
       raise ValueError(f'config argument {part!r} is unknown; use t<tasks>, m<memory>, smoke and/or method '
                        'options as name=value, comma-separated (e.g. ":t5,m10000" or ":variant=bsr")')
   return out
+
+
+def pick(arg: str | None, choices: tuple[str, ...], default: str) -> tuple[str, str | None]:
+  """(the one of `choices` among the comma-separated config argument, any case, else `default`; the
+  argument without it): the argument of a config that covers several datasets or sizes, such as
+  `lucir_facil.py:fmnist,t5` or `ssil_landmarks.py:10k,m40000`."""
+  parts = [p.strip() for p in (arg or '').split(',') if p.strip()]
+  picked = [p.lower() for p in parts if p.lower() in choices]
+  named = f'one of {", ".join(choices[:-1])} or {choices[-1]}'
+  if len(picked) > 1:
+    raise ValueError(f'config argument {arg!r}: give {named}')
+  for p in parts:
+    close = difflib.get_close_matches(p.lower(), choices, n=1, cutoff=0.8)
+    if close and p.lower() not in choices:
+      raise ValueError(f'config argument {p!r}: did you mean {close[0]}? (the config takes {named})')
+  return (picked[0] if picked else default), ','.join(p for p in parts if p.lower() not in choices) or None
 
 
 def classes_per_task(num_classes: int, tasks: int, what: str) -> int:
@@ -189,38 +210,19 @@ def shrink_to_smoke(c: ml_collections.ConfigDict, *, max_per_class: int, memory:
   c.log_every_steps = 1
 
 
-def _leaf_paths(config, prefix: str = '') -> list[str]:
-  out = []
-  for key in config.keys():
-    value = config[key]
-    if isinstance(value, ml_collections.ConfigDict):
-      out += _leaf_paths(value, f'{prefix}{key}.')
-    else:
-      out.append(prefix + key)
-  return out
+# what a command-line value of a field of this type must be (other fields take any text)
+KINDS = ((bool, 'true or false'), (int, 'an integer'), (float, 'a number'))
 
 
 def _check_value(path: str, current: Any, value: Any) -> None:
   """A command-line value must parse as the field's type (bool, int, float): one line saying which."""
-  if not isinstance(value, str) or isinstance(current, (str, list, tuple)) or current is None:
+  kind = next((text for t, text in KINDS if isinstance(current, t)), None)
+  if not isinstance(value, str) or kind is None:
     return
-  kind, ok = None, True
-  if isinstance(current, bool):
-    kind, ok = 'true or false', value.lower() in ('true', 'false', '1', '0')
-  elif isinstance(current, int):
-    kind = 'an integer'
-    try:
-      int(value)
-    except ValueError:
-      ok = False
-  elif isinstance(current, float):
-    kind = 'a number'
-    try:
-      float(value)
-    except ValueError:
-      ok = False
-  if not ok:
-    raise ValueError(f'--config.{path}={value}: {path} takes {kind} (the config has {current!r})')
+  try:
+    _parsed(value, current)
+  except ValueError:
+    raise ValueError(f'--config.{path}={value}: {path} takes {kind} (the config has {current!r})') from None
 
 
 def check_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]) -> None:
@@ -236,7 +238,7 @@ def check_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]
         if close:
           hint = f"; did you mean '{'.'.join(parts[:i] + close + parts[i + 1:])}'?"
         else:   # a wrong section, e.g. logging.every_steps for log_every_steps: the closest whole field
-          whole = difflib.get_close_matches(path, _leaf_paths(config), n=1, cutoff=0.7)
+          whole = difflib.get_close_matches(path, list(flatten(config)), n=1, cutoff=0.7)
           hint = f"; did you mean '{whole[0]}'?" if whole else ''
         where = f'{section} fields' if section else 'top-level fields'
         raise ValueError(f"unknown config field '{path}'{hint} ({where}: {', '.join(fields) or 'none'})")
@@ -331,15 +333,14 @@ FREE_FIELDS = ('dataset.root', 'dataset.data_dir', 'dataset.download', 'eval.bat
                'checkpoint', 'profile', 'debug')
 
 
-def flatten(tree: dict, prefix: str = '') -> dict:
-  """{'a': {'b': 1}} -> {'a.b': 1}."""
+def flatten(tree, prefix: str = '') -> dict:
+  """{'a': {'b': 1}} -> {'a.b': 1}, for a dict or a ConfigDict."""
   out = {}
   for key, value in tree.items():
-    name = f'{prefix}{key}'
-    if isinstance(value, dict):
-      out.update(flatten(value, name + '.'))
+    if isinstance(value, (dict, ml_collections.ConfigDict)):
+      out.update(flatten(value, f'{prefix}{key}.'))
     else:
-      out[name] = value
+      out[f'{prefix}{key}'] = value
   return out
 
 

@@ -7,16 +7,14 @@
 the held-out 20 % of the memory at lr 0.001.
 """
 from cil_jax.config_base import set_method
-from configs.imagenet_common import imagenet_config
+from configs.imagenet_common import imagenet_config, readme_schedule
 
 
 def get_config(arg=None, dataset='imagenet'):
   c, smoke = imagenet_config(arg, dataset)
   set_method(c, 'bic')
-  c.train.lr = 0.1
-  c.train.epochs, c.train.milestones, c.train.gamma = 100, (30, 60, 90), 0.1
-  c.train.batch_size = 256
+  readme_schedule(c, smoke, lr=0.1, epochs=100, milestones=(30, 60, 90), batch_size=256, smoke_epochs=1,
+                  smoke_batch_size=4)
   if smoke:
     c.memory.size = 20
-    c.train.epochs, c.train.milestones, c.train.batch_size = 1, (), 4
   return c

@@ -7,15 +7,12 @@
 lr 0.01 with the same schedule.
 """
 from cil_jax.config_base import set_method
-from configs.imagenet_common import imagenet_config
+from configs.imagenet_common import imagenet_config, readme_schedule
 
 
 def get_config(arg=None, dataset='imagenet'):
   c, smoke = imagenet_config(arg, dataset)
   set_method(c, 'eeil')
-  c.train.lr = 0.1
-  c.train.epochs, c.train.milestones, c.train.gamma = 40, (10, 20, 30), 0.1
-  c.train.batch_size = 128
-  if smoke:
-    c.train.epochs, c.train.milestones, c.train.batch_size = 2, (), 8
+  readme_schedule(c, smoke, lr=0.1, epochs=40, milestones=(10, 20, 30), batch_size=128, smoke_epochs=2,
+                  smoke_batch_size=8)
   return c

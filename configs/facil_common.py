@@ -1,5 +1,5 @@
 """FACIL's protocol (mmasana/FACIL, src/main_incremental.py with its defaults, as the IIL-CLSF /
-RethinkSoftmax runs use it), shared by the lwf_* and lucir_facil_* configs.
+RethinkSoftmax runs use it), shared by the lwf_* and lucir_facil configs.
 
 - Tasks: FACIL's split of all classes (scenario.num_tasks, default 10; `:t5` / `:t20`; remainder to
   the first tasks; scenario.nc_first_task for a larger first task); class order = a seeded

@@ -7,15 +7,12 @@
 `--config.method.variant=original --config.memory.selection=herding` gives the original iCaRL.
 """
 from cil_jax.config_base import set_method
-from configs.imagenet_common import imagenet_config
+from configs.imagenet_common import imagenet_config, readme_schedule
 
 
 def get_config(arg=None, dataset='imagenet'):
   c, smoke = imagenet_config(arg, dataset)
   set_method(c, 'icarl')
-  c.train.lr = 0.1
-  c.train.epochs, c.train.milestones, c.train.gamma = 60, (20, 30, 40, 50), 0.2
-  c.train.batch_size = 128
-  if smoke:
-    c.train.epochs, c.train.milestones, c.train.batch_size = 1, (), 8
+  readme_schedule(c, smoke, lr=0.1, epochs=60, milestones=(20, 30, 40, 50), gamma=0.2, batch_size=128,
+                  smoke_epochs=1, smoke_batch_size=8)
   return c

@@ -7,7 +7,7 @@ Table 1. Landmarks (SS-IL-Official's `--dataset Google_Landmark_v2_1K / _10K`, t
 `:1k` (M = 20000; Table 1: 5k / 10k / 20k) or `:10k` (a 10,000-way head, M = 60000; Table 1:
 20k / 40k / 60k), no mean/std normalisation (sources: the reader).
 """
-from cil_jax.config_base import SMOKE_TEST_PER_CLASS, base_config, classes_per_task, parse_arg
+from cil_jax.config_base import SMOKE_TEST_PER_CLASS, base_config, classes_per_task, parse_arg, pick
 
 DATASETS = {  # config dataset -> (dataset.name, classes, default memory, name in messages)
     'imagenet': ('imagenet', 1000, 20000, 'ImageNet-1K'),
@@ -19,15 +19,21 @@ LANDMARKS_ARGS = {'1k': 'landmarks_1k', '10k': 'landmarks_10k'}
 
 def landmarks(get_config, arg):
   """A <method>_imagenet.py config on Landmarks: `1k` (default) or `10k` among the arguments."""
-  parts = [p.strip() for p in (arg or '').split(',') if p.strip()]
-  sizes = [p.lower() for p in parts if p.lower() in LANDMARKS_ARGS]
-  if len(sizes) > 1:
-    raise ValueError(f'config argument {arg!r}: give one of 1k or 10k')
-  odd = [p for p in parts if p.lower().rstrip('k').isdigit() and p.lower() not in LANDMARKS_ARGS]
+  size, rest = pick(arg, tuple(LANDMARKS_ARGS), '1k')
+  odd = [p for p in (rest or '').split(',') if p.lower().rstrip('k').isdigit()]
   if odd:
     raise ValueError(f'config argument {odd[0]!r}: the Landmarks configs take 1k or 10k')
-  rest = ','.join(p for p in parts if p.lower() not in LANDMARKS_ARGS)
-  return get_config(rest or None, LANDMARKS_ARGS[sizes[0] if sizes else '1k'])
+  return get_config(rest, LANDMARKS_ARGS[size])
+
+
+def readme_schedule(c, smoke: bool, *, lr: float, epochs: int, milestones: tuple, batch_size: int,
+                    smoke_epochs: int, smoke_batch_size: int, gamma: float = 0.1) -> None:
+  """The schedule of a method's README command (--lr, --nepochs, --schedule, --gammas, --batch-size);
+  its :smoke version trains `smoke_epochs` without milestones, in batches of `smoke_batch_size`."""
+  t = c.train
+  t.lr, t.epochs, t.milestones, t.gamma, t.batch_size = lr, epochs, milestones, gamma, batch_size
+  if smoke:
+    t.epochs, t.milestones, t.batch_size = smoke_epochs, (), smoke_batch_size
 
 
 def imagenet_config(arg, dataset: str = 'imagenet'):

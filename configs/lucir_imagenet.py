@@ -8,15 +8,11 @@ wd 1e-4) each task; cosine head, no final ReLU; λ_base 10, margin 0.5, K 2. Cla
 is off as in the reference (`--config.method.class_balanced_finetuning=True` turns it on).
 """
 from cil_jax.config_base import set_method
-from configs.imagenet_common import imagenet_config
+from configs.imagenet_common import imagenet_config, readme_schedule
 
 
 def get_config(arg=None, dataset='imagenet'):
   c, smoke = imagenet_config(arg, dataset)
   set_method(c, 'lucir')
-  c.train.lr = 0.1
-  c.train.epochs, c.train.milestones, c.train.gamma = 90, (30, 60), 0.1
-  c.train.batch_size = 128
-  if smoke:
-    c.train.epochs, c.train.milestones, c.train.batch_size = 2, (), 8
+  readme_schedule(c, smoke, lr=0.1, epochs=90, milestones=(30, 60), batch_size=128, smoke_epochs=2, smoke_batch_size=8)
   return c

@@ -8,16 +8,14 @@ each task; local similarity classifier (10 proxies per class), no final ReLU; λ
 (t >= 1) 20 epochs of classifier-only fine-tuning on the balanced set at lr 0.01.
 """
 from cil_jax.config_base import set_method
-from configs.imagenet_common import imagenet_config
+from configs.imagenet_common import imagenet_config, readme_schedule
 
 
 def get_config(arg=None, dataset='imagenet'):
   c, smoke = imagenet_config(arg, dataset)
   set_method(c, 'podnet')
-  c.train.lr = 0.05
-  c.train.epochs, c.train.milestones = 90, ()   # cosine annealing (the method's phases)
-  c.train.batch_size = 64
+  # cosine annealing (the method's phases): no milestones
+  readme_schedule(c, smoke, lr=0.05, epochs=90, milestones=(), batch_size=64, smoke_epochs=2, smoke_batch_size=8)
   if smoke:
-    c.train.epochs, c.train.batch_size = 2, 8
     c.method.finetune_epochs = 1
   return c

@@ -9,16 +9,12 @@ x0.1 at 40/80; tasks >= 1 train 25 epochs, x0.1 at 10/20. lr 0.1/(t+1), batch 12
 KD temperature 2.
 """
 from cil_jax.config_base import set_method
-from configs.imagenet_common import imagenet_config
+from configs.imagenet_common import imagenet_config, readme_schedule
 
 
 def get_config(arg=None, dataset='imagenet'):
   c, smoke = imagenet_config(arg, dataset)
   set_method(c, 'ssil', temperature=2.0)
-  c.train.lr = 0.1
-  c.train.epochs, c.train.milestones, c.train.gamma, c.train.factor = 100, (40, 80), 0.1, 4
-  c.train.batch_size, c.train.replay_batch_size = 128, 32
-  if smoke:
-    c.train.epochs, c.train.milestones, c.train.factor = 1, (), 1
-    c.train.batch_size, c.train.replay_batch_size = 8, 4
+  readme_schedule(c, smoke, lr=0.1, epochs=100, milestones=(40, 80), batch_size=128, smoke_epochs=1, smoke_batch_size=8)
+  c.train.factor, c.train.replay_batch_size = (1, 4) if smoke else (4, 32)
   return c

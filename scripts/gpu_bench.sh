@@ -41,10 +41,10 @@ left() {  # seconds this run may take: what is left of BUDGET, at most LIMIT; 0 
 
 run() {  # name, benchmark arguments...
   local name=$1; shift
-  echo "== $name: python -m cil_jax.tools.benchmark $*"
+  echo "== $name: python -m cil_jax benchmark $*"
   local limit=$(left)
   [ "$limit" -gt 0 ] || { echo "skipped: BUDGET spent"; return; }
-  timeout "$limit" $PY -m cil_jax.tools.benchmark "$@" --json "$OUT/$name.json" > "$OUT/$name.log" 2>&1
+  timeout "$limit" $PY -m cil_jax benchmark "$@" --json "$OUT/$name.json" > "$OUT/$name.log" 2>&1
   echo "exit $?"; grep -E -A4 '^train_step|^error' "$OUT/$name.log"
 }
 

@@ -18,16 +18,19 @@ if [ -z "$ROOT" ]; then
   [ -d "$ROOT" ] || "$PY" -c "from cil_jax.tools import benchmark; benchmark.write_synthetic_jpegs('$ROOT/train', 2048)"
 fi
 ROOT=$(cd "$ROOT" && pwd)
+# the BEFORE checkout's benchmark: `python -m cil_jax benchmark`, or cil_jax.benchmark before the package's tools/
+BEFORE_BENCHMARK=(-m cil_jax benchmark)
+[ -z "$BEFORE" ] || [ -f "$BEFORE/cil_jax/__main__.py" ] || BEFORE_BENCHMARK=(-m cil_jax.benchmark)
 run() {  # the benchmark's stderr goes to OUT/log; a failure shows its last lines
   if ! "$@" 2>>"$OUT/log"; then tail -3 "$OUT/log" >&2; exit 1; fi
 }
 for rep in 1 2 3; do
   for cores in 1 2; do
-    run "$PY" -m cil_jax.tools.benchmark --input files --root "$ROOT" --compare torch --cores $cores \
+    run "$PY" -m cil_jax benchmark --input files --root "$ROOT" --compare torch --cores $cores \
       --json "$OUT/ours_c${cores}_r$rep.json"
     if [ -n "$BEFORE" ]; then
       cpus=$(seq -s, 0 $((cores - 1)))
-      (cd "$BEFORE" && run taskset -c "$cpus" "$PY" -m cil_jax.tools.benchmark --input files --root "$ROOT" \
+      (cd "$BEFORE" && run taskset -c "$cpus" "$PY" "${BEFORE_BENCHMARK[@]}" --input files --root "$ROOT" \
         --json "$OUT/before_c${cores}_r$rep.json")
     fi
   done

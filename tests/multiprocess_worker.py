@@ -1,4 +1,4 @@
-"""One of the processes of tests/test_multiprocess.py's slice test (python -m cil_jax.tools.launch runs it):
+"""One of the processes of tests/test_multiprocess.py's slice test (python -m cil_jax launch runs it):
 each process feeds its slice of every global batch of a plan, by each way the engine loads batches
 (device-resident slots, numpy-gathered training and evaluation batches); the global arrays made
 from the slices, gathered back, must be the plan's batches: every image once, in order.

@@ -47,7 +47,7 @@ def test_train_step_benchmark_against_torch(tmp_path):
   if importlib.util.find_spec('torch') is None:
     pytest.skip('torch is not installed (requirements-bench.txt)')
   path = tmp_path / 'bench.json'
-  done = subprocess.run([sys.executable, '-m', 'cil_jax.tools.benchmark', '--model', 'small_convnet', '--num-classes', '10',
+  done = subprocess.run([sys.executable, '-m', 'cil_jax', 'benchmark', '--model', 'small_convnet', '--num-classes', '10',
                          '--num-tasks', '5', '--batch-size', '8', '--replay-batch-size', '4', '--steps', '2',
                          '--compare', 'torch', '--rounds', '2', '--json', str(path)],
                         capture_output=True, text=True, timeout=600)

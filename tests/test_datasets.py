@@ -266,7 +266,7 @@ def test_imagenet100_over_tfds_records_relabels_and_keeps_only_the_list():
 # --- the data check command ------------------------------------------------------------------------
 
 def _check(*args):
-  return subprocess.run([sys.executable, '-m', 'cil_jax.tools.data_check', 'check', *args], cwd=ROOT, capture_output=True,
+  return subprocess.run([sys.executable, '-m', 'cil_jax', 'data', 'check', *args], cwd=ROOT, capture_output=True,
                         text=True, timeout=300)
 
 

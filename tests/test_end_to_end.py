@@ -76,6 +76,8 @@ def test_every_config_file_loads_for_every_argument():
       continue
     if name.startswith('mgrb_'):   # MGRB's split is n/m and its memory per class (tests/test_mgrb.py)
       args = ('', 'smoke', 'vis', 'none,4/2' if name in ('mgrb_cifar10.py', 'mgrb_fmnist.py') else 'none,20/20')
+    elif name == 'lucir_facil.py':   # one file for three datasets, an argument
+      args = ('',) + tuple(f'{d},{a}' for d in ('fmnist', 'cifar100', 'imagenet100') for a in ('', 'smoke', 't5', 't20,m5000'))
     else:
       args = ('', 'smoke', 't5', 't20,m5000') if 'imagenet' in name else ('', 'smoke', 't5')
     for arg in args:

@@ -441,8 +441,8 @@ def test_kd_options_are_checked_and_refused_where_they_do_not_apply():
 
 def test_facil_configs_carry_main_incrementals_defaults():
   from helpers import load_config
-  for name in ('lwf_cifar100.py', 'lucir_facil_cifar100.py'):
-    c = load_config(name, None)
+  for name, arg in (('lwf_cifar100.py', None), ('lucir_facil.py', 'cifar100')):
+    c = load_config(name, arg)
     assert (c.scenario.num_tasks, c.scenario.validation, c.scenario.class_order, c.scenario.seed) == \
         (10, 0.1, 'facil', -1)
     t = c.train
@@ -451,7 +451,7 @@ def test_facil_configs_carry_main_incrementals_defaults():
     assert c.memory.size == 0 and c.model.name == 'resnet32_cifar' and c.dataset.augment == 'pad_rrc_flip'
     assert tuple(c.dataset.std) == (0.2009, 0.1984, 0.2023)
   assert load_config('lwf_cifar100.py', None).train.clip_norm == 10000.0
-  c = load_config('lucir_facil_cifar100.py', 't20,m2000,variant=bsr')
+  c = load_config('lucir_facil.py', 'cifar100,t20,m2000,variant=bsr')
   assert c.train.clip_norm == 0.0 and c.method.lambda_base == 5.0 and c.method.form == 'facil'
   assert (c.scenario.num_tasks, c.memory.size, c.memory.policy, c.method.variant) == (20, 2000, 'facil', 'bsr')
 

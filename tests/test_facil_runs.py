@@ -13,13 +13,13 @@ from test_resume import _assert_same_run, _run
 
 # Every variant's loss is checked against numpy in tests/test_facil.py; as runs: the variants whose
 # wiring differs (per-head KD, BCE with the prediction term, LUCIR's feature split), and LwF-BSR below.
-RUNS = [('lwf_fmnist.py', v) for v in ('s', 'br2')] + [('lucir_facil_fmnist.py', v) for v in ('lucir', 'bsr')]
-assert set(v for _, v in RUNS) | {'bsr'} <= set(lwf.VARIANTS) | set(lucir.VARIANTS)
+RUNS = [('lwf_fmnist.py', '', v) for v in ('s', 'br2')] + [('lucir_facil.py', 'fmnist,', v) for v in ('lucir', 'bsr')]
+assert set(v for _, _, v in RUNS) | {'bsr'} <= set(lwf.VARIANTS) | set(lucir.VARIANTS)
 
 
-@pytest.mark.parametrize('config,variant', RUNS)
-def test_every_variant_runs_on_facils_protocol(idx_dir, tmp_path, config, variant):
-  c = load_config(config, f't2,smoke,variant={variant}', **{'dataset.root': idx_dir})
+@pytest.mark.parametrize('config,dataset,variant', RUNS)
+def test_every_variant_runs_on_facils_protocol(idx_dir, tmp_path, config, dataset, variant):
+  c = load_config(config, f'{dataset}t2,smoke,variant={variant}', **{'dataset.root': idx_dir})
   assert (c.scenario.num_tasks, c.scenario.validation, c.train.schedule) == (2, 0.1, 'patience')
   summary = train.train_and_evaluate(c, str(tmp_path))
   check_summary(summary, 2)

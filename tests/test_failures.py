@@ -265,11 +265,11 @@ def test_a_read_only_workdir_or_parent_is_one_line_before_jax_and_a_finished_run
 
 def test_report_and_data_check_out_on_a_read_only_file_system_is_one_line(read_only):
   view = read_only.view
-  r = subprocess.run([sys.executable, '-m', 'cil_jax.results.report', f'{view}/done', '--out', f'{view}/tables/'],
+  r = subprocess.run([sys.executable, '-m', 'cil_jax', 'report', f'{view}/done', '--out', f'{view}/tables/'],
                      cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert r.returncode == 2 and _error(r) == (f'error: --out {view}/tables/: cannot write to {view} (read-only file '
                                              f'system), where {view}/tables would be made; pass a writable --out')
-  r = subprocess.run([sys.executable, '-m', 'cil_jax.tools.data_check', 'check', *SMOKE, f'--config.dataset.root={read_only.root}',
+  r = subprocess.run([sys.executable, '-m', 'cil_jax', 'data', 'check', *SMOKE, f'--config.dataset.root={read_only.root}',
                       '--out', f'{view}/existing'], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert r.returncode == 2 and _error(r) == (f'error: cannot write to {view}/existing (read-only file system); pass a '
                                              'writable --out')
@@ -354,10 +354,10 @@ def test_an_unwritable_workdir_parent_or_out_is_one_line(nobody):
     r, seconds = nobody.run('main.py', *SMOKE, f'--config.dataset.root={nobody.idx}', '--workdir', w)
     assert r.returncode == 1 and _error(r) == line, r.stderr[-3000:]
     assert seconds < 4, f'{seconds:.1f} s: the refusal must come before the heavy imports'
-  r, _ = nobody.run('-m', 'cil_jax.results.report', mine, '--out', f'{mine}/table')
+  r, _ = nobody.run('-m', 'cil_jax', 'report', mine, '--out', f'{mine}/table')
   assert r.returncode == 2 and _error(r) == f'error: --out {mine}/table: cannot write to {mine} ({why}); pass a ' \
                                             'writable --out'
-  r, _ = nobody.run('-m', 'cil_jax.tools.data_check', 'check', *SMOKE, '--out', f'{mine}/check')
+  r, _ = nobody.run('-m', 'cil_jax', 'data', 'check', *SMOKE, '--out', f'{mine}/check')
   assert r.returncode == 2 and _error(r) == (f'error: cannot write to {mine} ({why}), where {mine}/check would be '
                                              'made; pass a writable --out')
   assert os.listdir(mine) == []
@@ -448,7 +448,7 @@ def test_report_out_on_a_full_disk_is_one_line(reference_run, tmp_path):
   disk = tmp_path / 'disk'
   disk.mkdir()
   with _mounted(('mount', '-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', str(disk))):   # the plot does not fit
-    r = subprocess.run([sys.executable, '-m', 'cil_jax.results.report', reference_run[0], '--out', f'{disk}/'], cwd=ROOT,
+    r = subprocess.run([sys.executable, '-m', 'cil_jax', 'report', reference_run[0], '--out', f'{disk}/'], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
   assert r.returncode == 1 and _error(r) == (f'error: no space left on the device ({disk}); free space in {disk}, '
                                              'then run the same command again'), r.stderr[-3000:]

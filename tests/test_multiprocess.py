@@ -1,4 +1,4 @@
-"""Several JAX processes on this machine (python -m cil_jax.tools.launch, gloo CPU collectives): 2 processes
+"""Several JAX processes on this machine (python -m cil_jax launch, gloo CPU collectives): 2 processes
 x 2 host devices give the results of 1 process x 4; they stop together on a signal to one of them;
 killed, they resume bit for bit; one lost process or one process's error stops the others with one
 line; every global batch is made of the processes' slices exactly."""
@@ -31,7 +31,7 @@ def _main_args(config, idx_dir, workdir, *extra):
 
 def _launch(config, idx_dir, workdir, *extra, env=None):
   """2 processes x 2 CPU devices through the launcher."""
-  cmd = [sys.executable, '-m', 'cil_jax.tools.launch', '--processes', '2', '--cpu-devices', '2', '--',
+  cmd = [sys.executable, '-m', 'cil_jax', 'launch', '--processes', '2', '--cpu-devices', '2', '--',
          *_main_args(config, idx_dir, workdir, *extra)]
   return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
 
@@ -193,7 +193,7 @@ def test_processes_that_read_different_data_stop_before_training(idx_dir, tmp_pa
 
 
 def test_each_global_batch_is_the_processes_slices_exactly():
-  r = subprocess.run([sys.executable, '-m', 'cil_jax.tools.launch', '--processes', '2', '--cpu-devices', '2', '--',
+  r = subprocess.run([sys.executable, '-m', 'cil_jax', 'launch', '--processes', '2', '--cpu-devices', '2', '--',
                       os.path.join('tests', 'multiprocess_worker.py')], cwd=ROOT, capture_output=True, text=True,
                      timeout=120)
   assert r.returncode == 0, r.stderr[-3000:]
@@ -217,7 +217,7 @@ def _stderr_lines(r):
 def test_an_error_every_process_finds_is_one_line_under_the_launcher(bad, idx_dir, tmp_path):
   """A bad config field (found before the processes meet) and an impossible memory budget (found by
   all of them, relayed by the watchdog too): one line, process 0's, and nothing written."""
-  r = subprocess.run([sys.executable, '-m', 'cil_jax.tools.launch', '--processes', '2', '--cpu-devices', '1', '--',
+  r = subprocess.run([sys.executable, '-m', 'cil_jax', 'launch', '--processes', '2', '--cpu-devices', '1', '--',
                       *_main_args(RUNS['default'], idx_dir, tmp_path / 'w', bad)],
                      cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert r.returncode == 1, r.stderr[-3000:]

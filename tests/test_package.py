@@ -58,7 +58,7 @@ def _installed() -> bool:
 
 def _command():
   script = os.path.join(os.path.dirname(sys.executable), 'cil-jax')
-  return [script] if os.path.exists(script) else [sys.executable, '-m', 'cil_jax.tools.cli']
+  return [script] if os.path.exists(script) else [sys.executable, '-m', 'cil_jax']
 
 
 @pytest.mark.skipif(not _installed(), reason='the package is not installed (pip install -e .)')
@@ -81,7 +81,7 @@ def test_console_script_runs_each_command_from_another_directory(tmp_path):
 
 
 def test_help_exits_0():
-  for args in (['main.py', '--help'], ['-m', 'cil_jax.tools.data_check', '--help'], ['-m', 'cil_jax.tools.cli', 'data', '--help']):
+  for args in (['main.py', '--help'], ['-m', 'cil_jax', '--help'], ['-m', 'cil_jax', 'data', '--help']):
     r = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout, (args, r.stderr[-2000:])
 
@@ -123,6 +123,6 @@ def test_a_plain_install_carries_the_shipped_configs(tmp_path):
 
 def test_the_launcher_runs_the_train_command_or_a_script():
   from cil_jax.tools import launch
-  assert launch.python_command(['train', '--config', 'default']) == [sys.executable, '-m', 'cil_jax.tools.cli', 'train',
-                                                                      '--config', 'default']
+  assert launch.python_command(['train', '--config', 'default']) == [sys.executable, '-m', 'cil_jax', 'train', '--config',
+                                                                      'default']
   assert launch.python_command(['main.py', '--config', 'x']) == [sys.executable, 'main.py', '--config', 'x']

@@ -1,5 +1,6 @@
-"""A terminal progress line: task/phase/epoch, loss terms and a smoothed img/s, within 80 columns.
-Redraws in place on a TTY, prints a line per update otherwise (log files stay readable)."""
+"""A terminal progress line: a header (task/phase/epoch, or the data check's split), a bar, loss terms
+and a smoothed img/s, within 80 columns. Redraws in place on a TTY, prints a line per update otherwise
+(log files stay readable): the caller decides how often to update."""
 from __future__ import annotations
 
 import sys
@@ -90,6 +91,12 @@ class Progress:
     self._last_t = time.perf_counter() if now is None else now
     self._last_images = images
     self._skip_next = False
+
+  def end(self) -> None:
+    """Keeps the last line on a terminal: what is written next starts below it."""
+    if self.tty:
+      self.stream.write('\n')
+      self.stream.flush()
 
   def message(self, text: str) -> None:
     self.stream.write(('\r\033[K' if self.tty else '') + text + '\n')

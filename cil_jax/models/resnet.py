@@ -71,15 +71,26 @@ class BasicBlock(nn.Module):
     return y + residual
 
 
-class ResNet(nn.Module):
-  """stem='imagenet': 7x7/2 conv + 3x3/2 max-pool (torchvision); stem='cifar': 3x3/1 conv."""
-  stage_sizes: Sequence[int]
-  widths: Sequence[int]
+class Model(nn.Module, kw_only=True):
+  """What every model takes and returns (see the module doc): a model's __call__ ends with
+  `return self.outputs(x, stages)`."""
   num_classes: int
-  stem: str = 'imagenet'
   last_relu: bool = True
   head: str = 'linear'
   dtype: Any = jnp.float32
+
+  @nn.nowrap
+  def outputs(self, x, stages: list) -> dict:
+    """Global average pooling to the features, the head on them."""
+    features = at_least_f32(jnp.mean(x, axis=(1, 2)))  # bfloat16 compute: float32 features
+    return {**heads.create(self.head, self.num_classes)(features), 'features': features, 'stages': stages}
+
+
+class ResNet(Model):
+  """stem='imagenet': 7x7/2 conv + 3x3/2 max-pool (torchvision); stem='cifar': 3x3/1 conv."""
+  stage_sizes: Sequence[int]
+  widths: Sequence[int]
+  stem: str = 'imagenet'
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -100,17 +111,12 @@ class ResNet(nn.Module):
           stages.append(x)
         if not last or self.last_relu:
           x = nn.relu(x)
-    features = at_least_f32(jnp.mean(x, axis=(1, 2)))  # bfloat16 compute: float32 features
-    return {**heads.create(self.head, self.num_classes)(features), 'features': features, 'stages': stages}
+    return self.outputs(x, stages)
 
 
-class SmallConvNet(nn.Module):
+class SmallConvNet(Model):
   """A fast 3-stage conv net for small grey/colour images (the offline default)."""
-  num_classes: int
   widths: Sequence[int] = (16, 32, 64)
-  last_relu: bool = True
-  head: str = 'linear'
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -124,8 +130,7 @@ class SmallConvNet(nn.Module):
         x = nn.relu(x)
       if s < len(self.widths) - 1:
         x = max_pool(x, 2, 2)
-    features = at_least_f32(jnp.mean(x, axis=(1, 2)))  # bfloat16 compute: float32 features
-    return {**heads.create(self.head, self.num_classes)(features), 'features': features, 'stages': stages}
+    return self.outputs(x, stages)
 
 
 MODELS = {

@@ -1,6 +1,6 @@
 """Tables and plots from workdirs: a Table-1-style comparison of methods.
 
-    python -m cil_jax.results.report runs/fmnist/* --out docs/results/fmnist
+    cil-jax report runs/fmnist/* --out docs/results/fmnist
 
 Each workdir holds config.json and results.json (written by a run). Runs are grouped by experiment:
 the same config but for the seeds (config_base.result_fields without seed and scenario.seed; free

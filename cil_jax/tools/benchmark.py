@@ -29,10 +29,10 @@ input pipeline (--input MODE): the host-side tf.data stream alone (`streams.Imag
   pins the process (and the DataLoader's workers) to N cores, so both pipelines get the same CPUs.
   torch and torchvision: `pip install -r requirements-bench.txt`.
 
-  python -m cil_jax.tools.benchmark --model resnet18 --method ssil --steps 20 [--dtype bfloat16]
-  python -m cil_jax.tools.benchmark --model resnet32_cifar --num-classes 100 --steps 10 --compare torch
-  python -m cil_jax.tools.benchmark --input jpeg-synthetic [--json results.json]
-  python -m cil_jax.tools.benchmark --input jpeg-synthetic --compare torch --cores 1
+  cil-jax benchmark --model resnet18 --method ssil --steps 20 [--dtype bfloat16]
+  cil-jax benchmark --model resnet32_cifar --num-classes 100 --steps 10 --compare torch
+  cil-jax benchmark --input jpeg-synthetic [--json results.json]
+  cil-jax benchmark --input jpeg-synthetic --compare torch --cores 1
 """
 from __future__ import annotations
 

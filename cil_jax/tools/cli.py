@@ -6,7 +6,8 @@
   cil-jax benchmark --model resnet18              times the train step or the input pipeline
   cil-jax launch --processes 2 -- train ...       one run as several cooperating JAX processes
 
-`cil-jax <command> --help` tells more. Each is also `python -m cil_jax.<module>`.
+`cil-jax <command> --help` tells more. `python -m cil_jax <command>` is the same command where the
+console script is not installed (cil_jax/__main__.py).
 """
 from __future__ import annotations
 
@@ -17,22 +18,23 @@ import sys
 COMMANDS = {
     'train': ('cil_jax.tools.train_command', 'run or resume an experiment'),
     'report': ('cil_jax.results.report', 'tables and a plot from finished workdirs'),
-    'data': ('cil_jax.tools.data_check', 'check a dataset (cil-jax data check --config ...)'),
+    'data': ('cil_jax.tools.data_check', 'check a dataset (data check --config ...)'),
     'benchmark': ('cil_jax.tools.benchmark', 'time the train step or the input pipeline'),
     'launch': ('cil_jax.tools.launch', 'one run as several cooperating JAX processes'),
 }
 
 
-def usage() -> str:
-  lines = ['usage: cil-jax <command> [options]', '', 'commands:']
+def usage(prog: str) -> str:
+  lines = [f'usage: {prog} <command> [options]', '', 'commands:']
   lines += [f'  {name:<10} {text}' for name, (_, text) in COMMANDS.items()]
-  return '\n'.join(lines + ['', '`cil-jax <command> --help` tells more.'])
+  return '\n'.join(lines + ['', f'`{prog} <command> --help` tells more.'])
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = 'cil-jax') -> int:
+  """`prog`: the command's name in help and usage texts (`python -m cil_jax` runs it as that)."""
   argv = sys.argv[1:] if argv is None else argv
   if not argv or argv[0] in ('-h', '--help', 'help'):
-    print(usage())
+    print(usage(prog))
     return 0
   name, rest = argv[0], argv[1:]
   if name not in COMMANDS:
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
           f"the commands are {', '.join(COMMANDS)}", file=sys.stderr)
     return 2
   module = importlib.import_module(COMMANDS[name][0])
-  prog = f'cil-jax {name}'
+  prog = f'{prog} {name}'
   if name == 'train':
     module.run([prog] + rest)   # absl's app: exits itself
     return 0
@@ -50,7 +52,3 @@ def main(argv: list[str] | None = None) -> int:
     return module.main([prog] + rest, prog=prog)
   result = module.main(rest, prog=prog)
   return result if isinstance(result, int) else 0
-
-
-if __name__ == '__main__':
-  sys.exit(main())

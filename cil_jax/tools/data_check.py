@@ -1,8 +1,8 @@
 """Checks a dataset once before a long run: what the config's reader finds, against what the
 dataset should hold, and every image decoded with the decoder training uses.
 
-  python -m cil_jax.tools.data_check check --config configs/ssil_imagenet.py --config.dataset.root=/data/imagenet
-  python -m cil_jax.tools.data_check check --config configs/ssil_landmarks.py:10k --config.dataset.root=/data/gldv2 --out report/
+  cil-jax data check --config configs/ssil_imagenet.py --config.dataset.root=/data/imagenet
+  cil-jax data check --config configs/ssil_landmarks.py:10k --config.dataset.root=/data/gldv2 --out report/
 
 Prints the images and classes of each split against the full dataset's numbers, the smallest and
 largest classes, Landmarks' selected classes (with the counts at the cut), non-image files in class
@@ -23,6 +23,7 @@ import numpy as np
 
 from cil_jax import command_line
 from cil_jax.engine import workdir as workdir_lib
+from cil_jax.engine.progress import Progress
 from cil_jax.native_output import native_output_filtered
 
 # dataset.name -> (classes, train images, test images) of the full dataset; None where it has no
@@ -55,28 +56,6 @@ def expected_counts(cfg) -> tuple[int | None, int | None, int | None]:
   if cfg.name == 'imagenet' and int(cfg.get('num_classes') or 1000) != 1000:
     return int(cfg.num_classes), None, None
   return classes, train, test
-
-
-class Bar:
-  """A progress line: redrawn in place on a terminal, every 10 % otherwise."""
-
-  def __init__(self, total: int, what: str, stream=None):
-    self.total, self.what, self.stream = max(total, 1), what, stream or sys.stderr
-    self.tty, self.start, self.shown = self.stream.isatty(), time.perf_counter(), -1
-
-  def update(self, done: int) -> None:
-    tenth = 10 * done // self.total
-    if not self.tty and tenth == self.shown and done < self.total:
-      return
-    self.shown = tenth
-    rate = done / max(time.perf_counter() - self.start, 1e-9)
-    filled = 30 * done // self.total
-    text = (f'{self.what} [{"#" * filled}{"." * (30 - filled)}] {done}/{self.total} '
-            f'{rate:.0f} img/s')
-    self.stream.write(('\r' + text) if self.tty else text + '\n')
-    if self.tty and done >= self.total:
-      self.stream.write('\n')
-    self.stream.flush()
 
 
 def _decoder():
@@ -121,14 +100,19 @@ def undecodable(split, what: str, threads: int) -> list[str]:
   # libjpeg prints e.g. 'Improper call to JPEG library in state 201' to stderr for every file TF's
   # decoder rejects: those lines are dropped (each rejected file is reported here with its reason), the
   # rest of stderr is written after the pass; the bar goes to stdout. TF's decoder releases the GIL.
-  bar, bad, done = Bar(len(split), f'decoding {what}', stream=sys.stdout), [], 0
+  progress, bad, done, shown = Progress(sys.stdout), [], 0, -1
+  progress.mark(0)
   with native_output_filtered(2, _libjpeg_line), concurrent.futures.ThreadPoolExecutor(threads) as pool:
     for start in range(0, len(split), 4096):   # a bounded number of pending tasks (ImageNet: 1.3 M)
       for problem in pool.map(check, range(start, min(start + 4096, len(split)))):
         done += 1
         if problem:
           bad.append(problem)
-      bar.update(done)
+      tenth = 10 * done // len(split)
+      if progress.tty or tenth != shown:   # redrawn on a terminal, a line each 10 % otherwise
+        progress.update(f'decoding {what}', done, len(split), done, {})
+        shown = tenth
+  progress.end()
   return bad
 
 
@@ -270,7 +254,7 @@ def main(argv=None, prog='python -m cil_jax.tools.data_check') -> int:
   argv = list(sys.argv if argv is None else argv)
   if len(argv) < 2 or argv[1] != 'check':
     asked = len(argv) > 1 and argv[1] in ('-h', '--help', 'help')
-    print(__doc__.strip().replace('python -m cil_jax.tools.data_check', prog), file=sys.stdout if asked else sys.stderr)
+    print(__doc__.strip().replace('cil-jax data', prog), file=sys.stdout if asked else sys.stderr)
     return 0 if asked else 2
   argv = [argv[0]] + argv[2:]
   p = argparse.ArgumentParser(prog=f'{prog} check', description='Checks a dataset (see the module doc).',

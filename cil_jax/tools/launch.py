@@ -2,7 +2,7 @@
 
   cil-jax launch --processes 2 --cpu-devices 2 -- train --config default:smoke
   cil-jax launch --processes 8 --gpus-per-process 1 -- train --config ...
-  python -m cil_jax.tools.launch --processes 2 -- main.py --config ...     (a script: the clone's main.py)
+  cil-jax launch --processes 2 -- main.py --config ...     (a script: the clone's main.py)
 
 Each process gets the coordinator address (a free port on the loopback address), the process count
 and its id in the environment (CIL_JAX_COORDINATOR, CIL_JAX_NUM_PROCESSES, CIL_JAX_PROCESS_ID, and
@@ -76,7 +76,7 @@ def python_command(command: list[str]) -> list[str]:
   """`train ...` is the package's train command (`cil-jax train ...`); anything else a Python script and
   its arguments (`main.py ...`)."""
   if command[0] == 'train':
-    return [sys.executable, '-m', 'cil_jax.tools.cli', *command]
+    return [sys.executable, '-m', 'cil_jax', *command]
   return [sys.executable, *command]
 
 

@@ -27,11 +27,11 @@ def _define_flags() -> None:
                       '(default: runs/<config name>[_<arg>]).')
   flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (multi-host; the '
                     'coordinator is taken from the environment, e.g. SLURM or TPU pods; implied under '
-                    'python -m cil_jax.tools.launch).')
+                    'cil-jax launch).')
 
 
 def _initialize_distributed(jax) -> None:
-  """jax.distributed from python -m cil_jax.tools.launch's environment, else from the cluster's (SLURM,
+  """jax.distributed from cil-jax launch's environment, else from the cluster's (SLURM,
   Open MPI, ...: jax.distributed detects them). CPU processes exchange collectives over gloo. JAX's
   heartbeat timeout is the backstop of the watchdog's (cil_jax/engine/multihost.py), which says more."""
   from cil_jax.engine import multihost

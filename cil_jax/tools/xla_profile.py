@@ -1,7 +1,7 @@
 """Where a compiled step's time goes, from XLA's own tools: JAX's profiler traces the timed steps
 (the Perfetto JSON it writes next to the XPlane file), and each traced operation is looked up in the
 compiled HLO module, which says what it computes (a convolution's window tells a weight gradient
-from a forward pass or an input gradient). Used by `python -m cil_jax.tools.benchmark --profile DIR`.
+from a forward pass or an input gradient). Used by `cil-jax benchmark --profile DIR`.
 """
 from __future__ import annotations
 
