@@ -147,7 +147,7 @@ def test_landmarks_missing_images_are_counted_and_named(gld, tmp_path):
     os.remove(landmarks.image_path(str(root), i))
   message = _error(sources.load, _cfg(name='landmarks_v2_10k', root=str(root), num_classes=3))
   assert message.startswith('2 images of the 3 selected classes are missing')
-  assert repr(landmarks.image_path(str(root), sorted(gone)[0])) in message and 'python -m cil_jax.tools.data_check check' in message
+  assert repr(landmarks.image_path(str(root), sorted(gone)[0])) in message and 'cil-jax data check' in message
 
 
 # --- miniImageNet ----------------------------------------------------------------------------------

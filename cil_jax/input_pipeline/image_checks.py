@@ -22,7 +22,7 @@ def bad_image_fix(split: Split, problem: str = '') -> str:
     return ('the tfds copy holds an unreadable record: prepare it again, then start in a new --workdir (the '
             'data changed)')
   return ('replace it with a readable image at the same path, then rerun the same command to resume (a removed '
-          'file changes the dataset: that needs a new --workdir); `python -m cil_jax.tools.data_check check` with '
+          'file changes the dataset: that needs a new --workdir); `cil-jax data check` with '
           'the same config lists every unreadable file')
 
 
@@ -61,7 +61,7 @@ def _image_kind(head: bytes) -> str | None:
 def header_problem(path: str) -> str | None:
   """None when the file exists, is not empty, starts as a format the decoder reads and its header
   parses (PIL reads the header, not the pixels); else what is wrong. A full decode is the data
-  check's job (`python -m cil_jax.tools.data_check check`)."""
+  check's job (`cil-jax data check`)."""
   from PIL import Image
   kind = None
   try:

@@ -185,7 +185,7 @@ def load(cfg, cache_dir: str | None = None) -> Source:
   if missing:
     raise DataError(f'{len(missing)} images of the {s["num_classes"]} selected classes are missing under '
                     f'{os.path.join(cfg.root, "train")}: {some_of(missing, 3)}; download all 500 images_*.tar of '
-                    f'GLDv2 train ({DOWNLOAD}) and unpack them there (`python -m cil_jax.tools.data_check check` '
+                    f'GLDv2 train ({DOWNLOAD}) and unpack them there (`cil-jax data check` '
                     'lists them all)')
   _log.info('%s: %s, %d of %d classes kept (%d to %d images each), %d train / %d test images', name, s['layout'],
             s['num_classes'], s['total_classes'], s['counts'][-1], s['counts'][0], len(s['train']), len(s['test']))

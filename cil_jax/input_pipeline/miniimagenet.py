@@ -167,7 +167,7 @@ def load(cfg, cache_dir: str | None = None) -> Source:
   if bad:
     raise DataError(f'{len(bad)} miniImageNet image(s) cannot be read: {"; ".join(bad[:3])}'
                     + (f' and {len(bad) - 3} more' if len(bad) > 3 else '')
-                    + '; replace them (`python -m cil_jax.tools.data_check check` lists them all)')
+                    + '; replace them (`cil-jax data check` lists them all)')
   return source_of(cfg, Split(labels=train.labels, images=train_images),
                    Split(labels=test.labels, images=test_images), wnids)
 

@@ -332,7 +332,7 @@ def _cell(value):
   return round(float(value), 4) if isinstance(value, (float, np.floating)) else value
 
 
-def main(argv=None, prog='python -m cil_jax.results.report') -> str:
+def main(argv=None, prog='cil-jax report') -> str:
   p = argparse.ArgumentParser(prog=prog, description=__doc__.split('\n')[0])
   p.add_argument('workdirs', nargs='+')
   p.add_argument('--out', default=None, help='output path prefix for .md, .csv and .png (a folder: '

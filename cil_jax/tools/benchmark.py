@@ -464,7 +464,7 @@ def format_result(r: dict) -> str:
   return line
 
 
-def main(argv=None, prog='python -m cil_jax.tools.benchmark') -> dict:
+def main(argv=None, prog='cil-jax benchmark') -> dict:
   p = argparse.ArgumentParser(prog=prog, description=__doc__.split('\n')[0])
   p.add_argument('--method', default='ssil', choices=methods_lib.NAMES)
   p.add_argument('--model', default='resnet18', choices=models.NAMES)

@@ -250,7 +250,7 @@ def _number(text: str) -> bool:
   return True
 
 
-def main(argv=None, prog='python -m cil_jax.tools.data_check') -> int:
+def main(argv=None, prog='cil-jax data') -> int:
   argv = list(sys.argv if argv is None else argv)
   if len(argv) < 2 or argv[1] != 'check':
     asked = len(argv) > 1 and argv[1] in ('-h', '--help', 'help')

@@ -179,7 +179,7 @@ def _stop(procs, grace: float):
       p.wait()
 
 
-def main(argv=None, prog='python -m cil_jax.tools.launch') -> int:
+def main(argv=None, prog='cil-jax launch') -> int:
   argv = sys.argv[1:] if argv is None else argv
   if '--' in argv:
     cut = argv.index('--')
