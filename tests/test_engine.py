@@ -299,7 +299,7 @@ def test_phase_start_hook_runs_once_per_fresh_phase_and_is_seeded(experiment, mo
   assert heads[0][0] == [0]
   want = np.random.default_rng(scenario.stream_seed(0, 0, 1000 + 12)).normal(size=heads[0][1].shape).astype(np.float32)
   np.testing.assert_array_equal(heads[0][1], want)
-  assert calls == [0, 1]
+  assert heads[1][0] == [0, 1] and calls == sorted(heads)   # once per task
 
 
 # --- class metadata ----------------------------------------------------------------------------
