@@ -36,29 +36,22 @@ def check_summary(summary, tasks):
 
 def train_setup(spec, num_classes=9, head='linear', last_relu=True, main_optimizer=None, method_params=None):
   """The model -> train state -> jitted step setup of a step spec (api.Step) on the small conv net
-  (28x28x1 inputs), as the engine builds it: the step's own optimizer (fresh phase state) or the
+  (28x28x1 inputs), by the engine's factory: the step's own optimizer (fresh phase state) or the
   main one (default api.Optimizer()). Returns a namespace: model, variables, tx, state, step,
   replicated, sharded, normalize."""
   import types
 
-  import jax
-  import jax.numpy as jnp
-
-  from cil_jax import models
   from cil_jax.engine import parallel
+  from cil_jax.engine.factory import Factory, ModelSpec
+  from cil_jax.engine.step import normalizer
   from cil_jax.methods.api import Optimizer
-  from cil_jax.engine.step import TrainState, make_optimizer, make_train_step, normalizer
-  model = models.create('small_convnet', num_classes, last_relu=last_relu, head=head)
-  v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)), train=False)
-  main_tx = make_optimizer(main_optimizer or Optimizer())
-  tx = main_tx if spec.optimizer is None else make_optimizer(spec.optimizer)
-  params = {'model': v['params'], 'method': method_params or {}}
-  state = TrainState(params, v['batch_stats'], main_tx.init(params), tx.init(params) if spec.optimizer else ())
   replicated, sharded = parallel.shardings(parallel.make_mesh())
-  normalize = normalizer((0.3,), (0.3,))
-  step = make_train_step(model, spec, tx, normalize, replicated, sharded)
-  return types.SimpleNamespace(model=model, variables=v, tx=tx, state=state, step=step, replicated=replicated,
-                               sharded=sharded, normalize=normalize)
+  f = Factory(ModelSpec('small_convnet', num_classes, last_relu=last_relu, head=head), main_optimizer or Optimizer(),
+              normalizer((0.3,), (0.3,)), replicated, sharded)
+  v, _ = f.init_variables(0, (28, 28, 1))
+  state = f.with_phase_optimizer(f.train_state(v, method_params or {}), spec)
+  return types.SimpleNamespace(model=f.model, variables=v, tx=f.optimizer(spec), state=state, step=f.train_step(spec),
+                               replicated=replicated, sharded=sharded, normalize=f.normalize)
 
 
 def fake_batch(seed=0):

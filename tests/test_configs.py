@@ -267,8 +267,8 @@ def test_the_run_seed_draws_the_class_order_as_ss_il_officials_seed(config, imag
   for seed in (0, 1, 7):
     c = load_config(config, 'smoke', **{'dataset.root': imagenet_dir, 'seed': seed})
     exp = train.Experiment(c, str(tmp_path / 'w'))
-    assert exp.label_map.tolist() == np.random.RandomState(seed).permutation(4).tolist()
-    assert exp.label_map.tolist() == scenario.label_map(4, 'ssil', seed).tolist()
+    assert exp.data.label_map.tolist() == np.random.RandomState(seed).permutation(4).tolist()
+    assert exp.data.label_map.tolist() == scenario.label_map(4, 'ssil', seed).tolist()
 
 
 def test_a_workdir_of_the_pinned_class_order_resumes_with_the_tied_one(tmp_path):

@@ -182,15 +182,15 @@ def test_corrupt_images_outside_the_training_loop_are_named(imagenet_dir, tmp_pa
   (root / 'train' / 'n00000003' / 'n00000003_4.JPEG').write_bytes(b'not a jpeg either')
   state, method_state = exp.init_state()
   with pytest.raises(DataError, match=r'n00000001_2\.JPEG .*\(read during evaluation\); replace it with'):
-    exp.evaluator.test_accuracy(state, method_state, 1, train.Classes.for_task(exp.tasks, 1), 8)  # all seen
-  everything = np.arange(len(exp.train_labels))
+    exp.evaluator.test_accuracy(state, method_state, 1, train.Classes.for_task(exp.data.tasks, 1), 8)  # all seen
+  everything = np.arange(len(exp.data.train_labels))
   with pytest.raises(DataError, match=r'n00000003_4\.JPEG .*\(read during a pass over training images\)'):
     exp.evaluator.outputs(state, everything, augment=False, seed=0, eval_batch=8)
   with pytest.raises(DataError, match=r'n00000003_4\.JPEG'):
     exp.evaluator.outputs(state, everything, augment=True, seed=0, eval_batch=8)
   with pytest.raises(DataError, match=r'n00000003_4\.JPEG .*\(read during validation\)'):
     exp.evaluator.validation_loss(exp.method.phases(0)[0].step, state, None, method_state,
-                                  train.Classes.for_task(exp.tasks, 0), everything, everything[:0], 8)
+                                  train.Classes.for_task(exp.data.tasks, 0), everything, everything[:0], 8)
 
 
 def test_an_unreadable_test_image_is_found_at_start_in_one_line_and_leaves_no_trace(imagenet_dir, tmp_path):

@@ -253,16 +253,16 @@ def experiment(idx_dir, tmp_path_factory):
 def test_validation_loss_is_facils_weighted_mean_of_batch_losses(experiment):
   exp = experiment
   state, _ = exp.init_state()
-  classes = Classes.for_task(exp.tasks, 1)
-  new, mem = exp.train_by_class[2][:7], exp.train_by_class[0][:6]     # 13 images: batches of 4, 4, 4, 1
+  classes = Classes.for_task(exp.data.tasks, 1)
+  new, mem = exp.data.train_by_class[2][:7], exp.data.train_by_class[0][:6]     # 13 images: batches of 4, 4, 4, 1
   spec = Step(seen_cross_entropy)
   got = exp.evaluator.validation_loss(spec, state, None, {}, classes, new, mem, 4)
   idx = np.concatenate([new, mem])
   images = exp.source.train.images[idx]
-  out = exp.model.apply(state.variables, exp.normalize(images), train=False)
+  out = exp.factory.model.apply(state.variables, exp.factory.normalize(images), train=False)
   z = np.asarray(out['logits'], np.float64)[:, :4]                        # seen classes after task 2
   logp = z - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)) - z.max(1, keepdims=True)
-  per = -logp[np.arange(13), exp.train_labels[idx]]
+  per = -logp[np.arange(13), exp.data.train_labels[idx]]
   batches = [per[0:4], per[4:8], per[8:12], per[12:13]]
   want = sum(len(b) * b.mean() for b in batches) / 13
   np.testing.assert_allclose(got, want, rtol=1e-5)
@@ -272,6 +272,7 @@ def test_phase_start_hook_runs_once_per_fresh_phase_and_is_seeded(experiment, mo
   """An on_start hook that draws the head from ctx.rng: the run's head after a 0-epoch phase is
   exactly that draw (seeded by run seed, task and stream), and the hook ran once per task."""
   from cil_jax.engine import train
+  from cil_jax.engine.hooks import Hook
   from cil_jax.methods.api import Method
   from cil_jax.methods.shared import with_head
   calls = []
@@ -286,15 +287,19 @@ def test_phase_start_hook_runs_once_per_fresh_phase_and_is_seeded(experiment, mo
                 on_start=on_start)
   monkeypatch.setattr(experiment, 'method', Method('probe', lambda t: [phase]))
   monkeypatch.setattr(experiment, 'workdir', experiment.workdir + '_hook')
+  heads = {}
+
+  class AfterTask(Hook):   # the head as task t ends (its evaluation done, the next task's hook not run)
+    def end_task(self, run, t, row):
+      heads[t] = (list(calls), np.asarray(run.rs.state.params['model']['head']['fc']['kernel']))
+
   run = train.Run(experiment)
-  run._run_task(0)
-  assert calls == [0]
-  want = np.random.default_rng(scenario.stream_seed(0, 0, 1000 + 12)).normal(
-      size=run.rs.state.params['model']['head']['fc']['kernel'].shape).astype(np.float32)
-  np.testing.assert_array_equal(np.asarray(run.rs.state.params['model']['head']['fc']['kernel']), want)
-  run._run_task(1)
-  assert calls == [0, 1]
-  run.ckpt.close()
+  run.hooks.append(AfterTask())
+  run.run()
+  assert heads[0][0] == [0]
+  want = np.random.default_rng(scenario.stream_seed(0, 0, 1000 + 12)).normal(size=heads[0][1].shape).astype(np.float32)
+  np.testing.assert_array_equal(heads[0][1], want)
+  assert heads[1][0] == [0, 1] and calls == sorted(heads)   # once per task
 
 
 # --- class metadata ----------------------------------------------------------------------------
@@ -346,8 +351,9 @@ def test_phases_differing_only_in_schedule_share_one_compiled_step(experiment):
   c = experiment.config
   a, b = ce_phase(c, 0, lr_by_task=True), ce_phase(c, 3, lr_by_task=True)
   assert a.schedule != b.schedule and a.step == b.step
-  assert experiment.train_step(a.step) is experiment.train_step(b.step)
-  assert experiment.train_step(Step(seen_cross_entropy, bn_train=False)) is not experiment.train_step(a.step)
+  factory = experiment.factory
+  assert factory.train_step(a.step) is factory.train_step(b.step)
+  assert factory.train_step(Step(seen_cross_entropy, bn_train=False)) is not factory.train_step(a.step)
 
 
 def test_a_validation_split_removes_its_images_from_everything_else(idx_dir, tmp_path, monkeypatch):
@@ -361,16 +367,17 @@ def test_a_validation_split_removes_its_images_from_everything_else(idx_dir, tmp
   from engine_worker import config_for, make_probe
   monkeypatch.setattr(methods, 'get', lambda name: types.SimpleNamespace(make=make_probe('patience')))
   exp = train.Experiment(config_for(idx_dir), str(tmp_path))
-  full = [np.flatnonzero(exp.train_labels == c) for c in range(10)]
-  want_val, want_rest = scenario.facil_holdout(full, exp.tasks, 0.1, seed=0)
+  data = exp.data
+  full = [np.flatnonzero(data.train_labels == c) for c in range(10)]
+  want_val, want_rest = scenario.facil_holdout(full, data.tasks, 0.1, seed=0)
   for c in range(10):
-    np.testing.assert_array_equal(exp.train_by_class[c], want_rest[c])
+    np.testing.assert_array_equal(data.train_by_class[c], want_rest[c])
   for t in range(2):
-    np.testing.assert_array_equal(exp.validation_by_task[t], want_val[t])
-    assert not set(exp.validation_by_task[t]) & set(np.concatenate(exp.train_by_class))
-  ctx = TaskContext(t=1, tasks=exp.tasks, config=exp.config, memory=scenario.Memory.empty(),
-                    train_by_class=exp.train_by_class, train_labels=exp.train_labels, label_map=exp.label_map,
-                    class_info=exp.class_info, validation=exp.validation_by_task[1], state=None, method_state={},
+    np.testing.assert_array_equal(data.validation_by_task[t], want_val[t])
+    assert not set(data.validation_by_task[t]) & set(np.concatenate(data.train_by_class))
+  ctx = TaskContext(t=1, tasks=data.tasks, config=exp.config, memory=scenario.Memory.empty(),
+                    train_by_class=data.train_by_class, train_labels=data.train_labels, label_map=data.label_map,
+                    class_info=data.class_info, validation=data.validation_by_task[1], state=None, method_state={},
                     _outputs=None)
   data = default_task_data(ctx)
   np.testing.assert_array_equal(data['validation'][0], want_val[1])

@@ -2,7 +2,7 @@
 import re
 import sys
 
-from cil_jax.engine import run_log, train
+from cil_jax.engine import run_log, session
 
 
 def _texts(path):
@@ -34,11 +34,11 @@ def test_lines_redraws_and_sessions(tmp_path, capsys):
 
 
 def test_the_line_that_ends_a_session():
-  assert train._ending_line(ValueError('bad value')) == 'error: bad value'
-  assert train._ending_line(train.Preempted(15)) == ''   # its own message is logged already
-  assert train._ending_line(KeyboardInterrupt()) == 'stopped (KeyboardInterrupt)'
+  assert session.ending_line(ValueError('bad value')) == 'error: bad value'
+  assert session.ending_line(session.Stopped(15, saved=True)) == ''   # its own message is logged already
+  assert session.ending_line(KeyboardInterrupt()) == 'stopped (KeyboardInterrupt)'
   try:
     {}['x']
   except KeyError as e:
-    text = train._ending_line(e)
+    text = session.ending_line(e)
   assert text.startswith('Traceback (most recent call last):') and text.endswith("KeyError: 'x'")

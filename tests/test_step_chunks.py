@@ -9,7 +9,8 @@ from cil_jax.methods.api import Classes, Step
 from cil_jax.methods.shared import seen_cross_entropy
 from cil_jax.input_pipeline.scenario import Tasks
 from cil_jax.engine.step import chunk_sharding, make_train_step
-from cil_jax.engine.train import _chunks, _crossed
+from cil_jax.engine.hooks import crossed as _crossed
+from cil_jax.engine.train import _chunks
 from helpers import fake_batch, train_setup
 
 

@@ -4,6 +4,7 @@ validation loss. A tf.data failure in any of them names the unreadable image."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -15,51 +16,67 @@ from cil_jax.engine import parallel
 from cil_jax.errors import one_line
 from cil_jax.input_pipeline import image_checks, streams
 from cil_jax.input_pipeline.base import DataError
-from cil_jax.engine.step import make_loss_step
 
 AUGMENTED_PASS_BATCH = 256  # = the default eval.batch_size, which these passes used before
 
 
+@dataclasses.dataclass(frozen=True)
+class Loaders:
+  """The run's image loaders: training (the source's augmentation), training without augmentation, test."""
+  train: streams.ImageLoader
+  train_eval: streams.ImageLoader
+  test: streams.ImageLoader
+
+  @classmethod
+  def of(cls, source, data) -> 'Loaders':
+    """This process's loaders of `source` under the labels of `data` (a scenario.Scenario)."""
+    pi, pc, size = jax.process_index(), jax.process_count(), source.image_size
+    return cls(streams.ImageLoader(source.train, data.train_labels, source.augment, size, pi, pc),
+               streams.ImageLoader(source.train, data.train_labels, 'none', size, pi, pc),
+               streams.ImageLoader(source.test, data.test_labels, 'none', size, pi, pc))
+
+
 class Evaluator:
-  def __init__(self, exp):
-    self.exp = exp
-    self._loss_steps = {}
+  def __init__(self, data, source, loaders: Loaders, factory, predict):
+    """data: the scenario.Scenario; factory: the engine.factory.Factory of the model; predict: the method's."""
+    self.data, self.source, self.loaders, self.factory = data, source, loaders, factory
+    self.eval_step = factory.eval_step(predict)
     # a validation set's last partial batch is loaded whole by every process (replicated)
-    self._replicated_loader = exp.train_eval_loader if jax.process_count() == 1 else streams.ImageLoader(
-        exp.source.train, exp.train_labels, 'none', exp.source.image_size, 0, 1)
+    self._replicated_loader = loaders.train_eval if jax.process_count() == 1 else streams.ImageLoader(
+        source.train, data.train_labels, 'none', source.image_size, 0, 1)
 
   def test_accuracy(self, state, method_state, t: int, classes, eval_batch: int) -> dict:
     """The metrics row of the test images of the classes seen after task t."""
-    exp = self.exp
-    indices = np.concatenate([exp.test_by_class[k] for k in range(exp.tasks.end(t))])
+    data, f = self.data, self.factory
+    indices = np.concatenate([data.test_by_class[k] for k in range(data.tasks.end(t))])
     plan, valid = streams.eval_plan(indices, eval_batch)
-    counts = jax.device_put(jnp.zeros((exp.tasks.num_tasks, 4), jnp.int32), exp.replicated)
+    counts = jax.device_put(jnp.zeros((data.tasks.num_tasks, 4), jnp.int32), f.replicated)
     throttle = parallel.Throttle()
-    with naming_bad_images(exp.source.test, plan, 'evaluation'):
-      for batch in exp.test_loader.eval(plan, valid).as_numpy_iterator():
-        b = parallel.to_global({k: batch[k] for k in ('image', 'label', 'valid')}, exp.sharded)
-        counts = throttle(exp.eval_step(counts, state.params, state.batch_stats, method_state, b['image'], b['label'],
+    with naming_bad_images(self.source.test, plan, 'evaluation'):
+      for batch in self.loaders.test.eval(plan, valid).as_numpy_iterator():
+        b = parallel.to_global({k: batch[k] for k in ('image', 'label', 'valid')}, f.sharded)
+        counts = throttle(self.eval_step(counts, state.params, state.batch_stats, method_state, b['image'], b['label'],
                                         b['valid'], classes))
     return metrics_lib.row_from_counts(np.asarray(jax.device_get(counts)), t)  # the one fetch
 
   def outputs(self, state, indices: np.ndarray, augment: bool, seed: int, eval_batch: int,
               keys: tuple[str, ...] = ('logits', 'features')) -> dict:
     """Inference-mode logits and features of training images, as numpy (api.TaskContext.outputs)."""
-    exp = self.exp
+    f = self.factory
     # In-memory augmentation is seeded per batch: an augmented pass uses a batch size of its own, so
     # eval.batch_size (free to change on resume) cannot change its crops.
     batch = AUGMENTED_PASS_BATCH if augment else eval_batch
     parallel.check_batch(batch, 'the host-side augmented pass batch')
     plan, valid = streams.eval_plan(indices, batch)
     if augment:
-      ds = exp.train_loader.train(streams.Plan(plan, np.zeros_like(valid), seed))
+      ds = self.loaders.train.train(streams.Plan(plan, np.zeros_like(valid), seed))
     else:
-      ds = exp.train_eval_loader.eval(plan, valid)
-    outs, throttle = [], parallel.Throttle()
-    with naming_bad_images(exp.source.train, plan, 'a pass over training images'):
+      ds = self.loaders.train_eval.eval(plan, valid)
+    outs, throttle, outputs_step = [], parallel.Throttle(), f.outputs_step()
+    with naming_bad_images(self.source.train, plan, 'a pass over training images'):
       for b in ds.as_numpy_iterator():
-        images = parallel.to_global({'image': b['image']}, exp.sharded)['image']
-        out = throttle(exp.outputs_step(state.variables, images))
+        images = parallel.to_global({'image': b['image']}, f.sharded)['image']
+        out = throttle(outputs_step(state.variables, images))
         outs.append({k: out[k] for k in keys})   # the rest is freed at once
     ok = valid.reshape(-1)
     return {k: _to_host([o[k] for o in outs])[ok] for k in keys}
@@ -68,20 +85,17 @@ class Evaluator:
     """The step's loss over a validation set (new data, then memory; test transform, in order), as
     FACIL's eval: batches of the phase's batch size, the last one partial, Σ n_b·loss_b / N summed
     in float64 on the host (one fetch of the batch losses)."""
-    exp = self.exp
-    if spec not in self._loss_steps:
-      self._loss_steps[spec] = make_loss_step(exp.model, spec, exp.normalize)
-    loss_step = self._loss_steps[spec]
+    f, loss_step = self.factory, self.factory.loss_step(spec)
     idx = np.concatenate([new_idx, mem_idx]).astype(np.int64)
     replay = np.concatenate([np.zeros(len(new_idx), bool), np.ones(len(mem_idx), bool)])
     if len(idx) == 0:
       raise ValueError('the validation set of this phase is empty; it needs at least one image')
     full = len(idx) // batch * batch
-    parts = [(exp.train_eval_loader, idx[:full].reshape(-1, batch), replay[:full].reshape(-1, batch), exp.sharded)]
+    parts = [(self.loaders.train_eval, idx[:full].reshape(-1, batch), replay[:full].reshape(-1, batch), f.sharded)]
     if full < len(idx):
-      parts.append((self._replicated_loader, idx[None, full:], replay[None, full:], exp.replicated))
+      parts.append((self._replicated_loader, idx[None, full:], replay[None, full:], f.replicated))
     losses, sizes, throttle = [], [], parallel.Throttle()
-    with naming_bad_images(exp.source.train, idx, 'validation'):
+    with naming_bad_images(self.source.train, idx, 'validation'):
       for loader, plan_idx, plan_replay, sharding in parts:
         if plan_idx.shape[0] == 0:
           continue

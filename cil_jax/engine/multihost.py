@@ -152,7 +152,7 @@ class Watchdog:
       self._thread.join(timeout=5 * self.interval)
 
 
-_before_exit = []   # what a failed start must undo (train.train_and_evaluate) when the watchdog ends it
+_before_exit = []   # what a failed start must undo (session.session) when the watchdog ends it
 
 
 def before_exit(fn):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import jax
 import numpy as np
@@ -70,19 +70,15 @@ class RunState:
     checkpointer.save(self.arrays(), self.meta(seed))
 
   @classmethod
-  def restore(cls, checkpointer, step: int, fresh: 'RunState', phase_optimizer_state: Callable,
-              sharding) -> 'RunState':
-    """The state saved at `step`, restored into the structures of `fresh` (the initial state).
-    phase_optimizer_state(cursor, params) gives the structure of a phase's own optimizer state."""
-    meta = checkpointer.restore_meta(step)
-    cursor = Cursor(**meta['cursor'])
-    state = fresh.state
-    if meta['has_phase_optimizer']:  # a phase with its own optimizer was interrupted
-      state = state.replace(phase_opt_state=phase_optimizer_state(cursor, state.params))
-    target = {'state': state, 'teacher': fresh.state.teacher_copy() if meta['has_teacher'] else {},
-              'method_state': fresh.method_state}
+  def restore(cls, checkpointer, step: int, meta: dict, template: 'RunState', sharding) -> 'RunState':
+    """The state saved at `step` (whose meta is `meta`), restored into the structures of `template`: the
+    initial state of the cursor's task, its train state holding the optimizer state of the cursor's phase
+    where the checkpoint has one (meta['has_phase_optimizer'])."""
+    state = template.state
+    target = {'state': state, 'teacher': state.teacher_copy() if meta['has_teacher'] else {},
+              'method_state': template.method_state}
     if meta.get('has_best'):
-      target['best'] = fresh.state.teacher_copy()
+      target['best'] = state.teacher_copy()
     arrays = jax.device_put(checkpointer.restore_arrays(step, target), sharding)
     return cls(state=arrays['state'], method_state=arrays['method_state'],
                teacher=arrays['teacher'] if meta['has_teacher'] else None,
@@ -90,5 +86,6 @@ class RunState:
                schedule_state=meta.get('schedule_state', {}),
                memory=scenario.Memory(np.asarray(meta['memory_indices'], np.int64),
                                       np.asarray(meta['memory_counts'], np.int64)),
-               rows=meta['rows'], cursor=cursor, global_step=meta['global_step'], images_seen=meta['images_seen'],
-               wall_time_s=meta.get('wall_time_s', 0.0), sessions=meta.get('sessions', 0))
+               rows=meta['rows'], cursor=Cursor(**meta['cursor']), global_step=meta['global_step'],
+               images_seen=meta['images_seen'], wall_time_s=meta.get('wall_time_s', 0.0),
+               sessions=meta.get('sessions', 0))

@@ -77,6 +77,13 @@ def cannot_write(folder: str, flag: str) -> str | None:
   return f'cannot write to {where} ({why}){made}; pass a writable {flag}'
 
 
+def check_start(config, workdir: str) -> None:
+  """Before a run starts: the workdir holds no other experiment and can be written (unless it holds this
+  one, finished: then it is only read)."""
+  check_compatible(config, workdir)
+  check_writable(workdir)
+
+
 def check_writable(workdir: str) -> None:
   """Refuses a workdir this process cannot write (a read-only file system, no permission) before
   anything runs. A finished run's workdir is only read (its results are printed): no refusal. An

@@ -1,4 +1,5 @@
-"""Class order, task splits and exemplar-memory bookkeeping (pure numpy, host side).
+"""Class order, task splits, the validation hold-out and exemplar-memory bookkeeping (pure numpy, host
+side); `Scenario`: all of it built once for a run, with its start-time checks.
 
 Labels inside the project are *incremental labels*: task k holds the contiguous range
 [base + (k - 1) * step, base + k * step). `label_map[original_label] = incremental_label`.
@@ -7,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from cil_jax.errors import UserError
+from cil_jax.input_pipeline import base, image_checks
 
 
 class ScenarioError(UserError, ValueError):
@@ -330,3 +332,79 @@ def check_holdout(validation_by_task: Sequence[np.ndarray], class_sizes: Sequenc
           f'round(n · {fraction}) of a class\'s n training images, none of fewer than {need}, and its classes have '
           f'{largest} at most; give a class at least {need} training images (dataset.max_per_class) or raise '
           'scenario.validation')
+
+
+# --- the run's scenario, built once ------------------------------------------------------------
+
+@dataclasses.dataclass
+class Scenario:
+  """A run's tasks and labels: the label map, incremental labels of the splits, each class's training and
+  test indices, and each task's held-out validation indices (None without scenario.validation)."""
+  tasks: Tasks
+  label_map: np.ndarray
+  class_info: base.ClassInfo
+  train_labels: np.ndarray
+  test_labels: np.ndarray
+  train_by_class: list
+  test_by_class: list
+  validation_by_task: list | None
+
+  @classmethod
+  def build(cls, source, config, validates: Callable[[int], bool] = lambda t: False) -> 'Scenario':
+    """The config's scenario over `source`, checked before any compute. validates(t): whether task t's
+    phases validate on the held-out set (an empty one is found now, not after the task's first epoch)."""
+    c = source.num_classes
+    tasks = make_tasks(c, config.scenario)
+    check_memory_budget(int(config.memory.size), tasks, config.memory.policy)
+    order_seed = int(config.seed) & 0xFFFFFFFF if int(config.scenario.seed) < 0 else int(config.scenario.seed)
+    lmap = label_map(c, config.scenario.class_order, order_seed)
+    train_labels, test_labels = lmap[source.train.labels], lmap[source.test.labels]
+    train_by_class = indices_by_class(train_labels, c)
+    validation_by_task = None
+    fraction = float(config.scenario.validation)
+    if fraction > 0:  # FACIL: held out once, for the whole run
+      sizes = [len(k) for k in train_by_class]
+      validation_by_task, train_by_class = facil_holdout(train_by_class, tasks, fraction, seed=int(config.seed))
+      check_holdout(validation_by_task, sizes, tasks, fraction, [t for t in range(tasks.num_tasks) if validates(t)])
+    made = cls(tasks, lmap, base.class_info(source, lmap), train_labels, test_labels, train_by_class,
+               indices_by_class(test_labels, c), validation_by_task)
+    made._check_classes()
+    made._check_images(source)
+    return made
+
+  def original(self, k: int) -> int:
+    """The dataset's label of incremental class k."""
+    return int(np.flatnonzero(self.label_map == k)[0])
+
+  def _check_classes(self):
+    """A class without training images, or a task without test images, is found now, not as a crash
+    after the task's training."""
+    for k, members in enumerate(self.train_by_class):
+      if len(members) == 0:
+        raise base.DataError(f'class {k} (original {self.original(k)}) has no training images; check the dataset')
+    for t in range(self.tasks.num_tasks):
+      classes = range(self.tasks.start(t), self.tasks.end(t))
+      if not sum(len(self.test_by_class[k]) for k in classes):
+        raise base.DataError(f'task {t + 1} (original classes {[self.original(k) for k in classes]}) has no test '
+                                'images, so it cannot be evaluated; check the test/val split of the dataset')
+
+  def _check_images(self, source):
+    """The test images, and the held-out validation images, are first read after a task's training
+    (hours on ImageNet): an unreadable one is found now (exists, not empty, its header parses)."""
+    checked = [('test', source.test, None)]
+    if self.validation_by_task is not None:
+      checked.append(('validation', source.train, np.concatenate(self.validation_by_task)))
+    for what, split, idx in checked:
+      bad = image_checks.unreadable_images(split, idx)
+      if bad:
+        total = len(split) if idx is None else len(idx)
+        first = (', the first: ' if len(bad) > 1 else ': ') + bad[0]
+        raise base.DataError(f'{len(bad)} of the {total} {what} images cannot be read{first}; '
+                                f'{image_checks.bad_image_fix(split)}')
+
+
+def indices_by_class(labels: np.ndarray, num_classes: int) -> list[np.ndarray]:
+  """Each class's indices into `labels`, in file order."""
+  order = np.argsort(labels, kind='stable')
+  bounds = np.searchsorted(labels[order], np.arange(num_classes + 1))
+  return [order[bounds[k]:bounds[k + 1]] for k in range(num_classes)]

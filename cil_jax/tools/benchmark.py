@@ -54,7 +54,8 @@ from cil_jax.engine import parallel
 from cil_jax.config_base import base_config, set_method
 from cil_jax.methods.api import Classes, Optimizer
 from cil_jax.input_pipeline.scenario import Tasks
-from cil_jax.engine.step import TrainState, chunk_sharding, make_optimizer, make_train_step, normalizer
+from cil_jax.engine.factory import Factory, ModelSpec
+from cil_jax.engine.step import chunk_sharding, normalizer
 
 INPUT_MODES = ('memory', 'files', 'jpeg-synthetic')
 
@@ -141,24 +142,16 @@ class JaxStep:
     self.side, self.channels = image_size or side, channels
     side = self.side
 
-    mesh = parallel.make_mesh()
-    replicated, sharded = parallel.shardings(mesh)
-    net = models.create(model, num_classes, last_relu=True, dtype=dtype)
-    tx = make_optimizer(Optimizer(momentum=float(config.train.momentum),
-                                  weight_decay=float(config.train.weight_decay)))
-    normalize = normalizer((0.5,) * channels, (0.25,) * channels)
+    replicated, sharded = parallel.shardings(parallel.make_mesh())
     if steps_per_call < 1:
       raise ValueError(f'--steps-per-call={steps_per_call} must be >= 1')
     self.steps_per_call = steps_per_call
-    self.step_fn = make_train_step(net, phase.step, tx, normalize, replicated, sharded, steps_per_call)
-    variables = jax.jit(lambda k: net.init(k, jnp.zeros((1, side, side, channels)), train=False))(
-        jax.random.PRNGKey(seed))
-    params = {'model': variables['params'], 'method': self.method_obj.init_params(num_classes, tasks.num_tasks)}
-    self.state = jax.device_put(TrainState(params, variables['batch_stats'], tx.init(params), ()), replicated)
-    feature_dim = jax.eval_shape(lambda v: net.apply(v, jnp.zeros((1, side, side, channels)), train=False),
-                                 variables)['features'].shape[-1]
-    self.method_state = jax.device_put(self.method_obj.init_state(num_classes, tasks.num_tasks, feature_dim),
-                                       replicated)
+    factory = Factory(ModelSpec(model, num_classes, dtype=dtype),
+                      Optimizer(momentum=float(config.train.momentum), weight_decay=float(config.train.weight_decay)),
+                      normalizer((0.5,) * channels, (0.25,) * channels), replicated, sharded)
+    self.step_fn = factory.train_step(phase.step, steps_per_call=steps_per_call)
+    state, self.method_state = factory.init_state(seed, (side, side, channels), self.method_obj, tasks.num_tasks)
+    self.state = factory.with_phase_optimizer(state, phase.step)
     self.teacher = self.state.teacher_copy() if phase.step.teacher is not None else None
     self.classes = Classes.for_task(tasks, 1)
     lr = np.float32(0.01) if steps_per_call == 1 else np.full(steps_per_call, 0.01, np.float32)
@@ -172,8 +165,7 @@ class JaxStep:
     self.batch = parallel.to_global(local, sharded if steps_per_call == 1 else chunk_sharding(sharded))
     t0 = time.perf_counter()
     # FLOPs from the one-step program: XLA's cost analysis counts a loop's body once
-    single = self.step_fn if steps_per_call == 1 else make_train_step(net, phase.step, tx, normalize, replicated,
-                                                                      sharded)
+    single = factory.train_step(phase.step)
     one_batch = jax.tree.map(lambda x: x[0], self.batch) if steps_per_call > 1 else self.batch
     self.flops = compiled_flops(single.jitted.lower(self.state, self.teacher, one_batch, self.classes,
                                                     jnp.float32(0.01), self.method_state, ()).compile())

@@ -51,16 +51,10 @@ def _initialize_distributed(jax) -> None:
   multihost.connect()
 
 
-class Stopped(BaseException):
-  """SIGTERM outside the training loop (start-up, the end): a start stopped so leaves no trace."""
-
-  def __init__(self, signum: int):
-    super().__init__(signum)
-    self.signum = signum
-
-
 def _stop(signum, frame):
+  """SIGTERM outside the training loop (start-up, the end): a start stopped so leaves no trace."""
   del frame
+  from cil_jax.engine.session import Stopped
   raise Stopped(signum)
 
 
@@ -95,6 +89,17 @@ def _leave_distributed(status: int, line: str | None = None, tell_others: bool =
   os._exit(status)
 
 
+def _stopped_without_save(signum: int, distributed: bool) -> None:
+  """A signal outside the training loop (or a second Ctrl-C): one line, at once."""
+  how = 'stopped (SIGTERM)' if signum == signal.SIGTERM else 'interrupted (Ctrl-C)'
+  line = f'{how}; checkpoints saved before stay: run the same command to resume'
+  if distributed:
+    _leave_distributed(128 + signum, 'error: ' + line)
+  print(line, file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(128 + signum)   # the interpreter's shutdown can crash in XLA threads the signal cut short
+
+
 def default_workdir(config_value: str) -> str:
   """runs/<config name>[_<arg>]: default.py:smoke and default.py:t2 get their own workdirs."""
   path, _, arg = config_value.partition(':')
@@ -114,9 +119,9 @@ def main(argv):
   config = FLAGS.config
   workdir = FLAGS.workdir or default_workdir(_config_value)
   from cil_jax.engine import workdir as workdir_lib
+  from cil_jax.engine.session import Stopped
   try:
-    workdir_lib.check_compatible(config, workdir)   # before the heavy imports: a refusal is instant
-    workdir_lib.check_writable(workdir)
+    workdir_lib.check_start(config, workdir)   # before the heavy imports: a refusal is instant
   except workdir_lib.WorkdirError as e:
     sys.exit(f'error: {e}')
   except OSError as e:   # a workdir this user may not read
@@ -130,24 +135,22 @@ def main(argv):
     from cil_jax.engine import multihost, train
     if distributed:
       _initialize_distributed(jax)
-    train.train_and_evaluate(config, workdir)
+    train.train_and_evaluate(config, workdir, checked=True)   # (the config was validated as it was parsed)
     multihost.finish()
-  except (KeyboardInterrupt, Stopped) as e:  # a signal outside the training loop (or a second Ctrl-C)
-    signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
-    how = 'stopped (SIGTERM)' if signum == signal.SIGTERM else 'interrupted (Ctrl-C)'
-    line = f'{how}; checkpoints saved before stay: run the same command to resume'
-    if distributed:
-      _leave_distributed(128 + signum, 'error: ' + line)
-    print(line, file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    os._exit(128 + signum)   # the interpreter's shutdown can crash in XLA threads the signal cut short
+  except Stopped as e:
+    if not e.saved:   # a signal outside the training loop
+      _stopped_without_save(e.signum, distributed)
+    if distributed:   # every process stops at the same point (multihost.stop_requested)
+      _ending_quietly()
+    from cil_jax.engine import multihost
+    multihost.finish()
+    sys.exit(128 + e.signum)  # 143 for SIGTERM, 130 for Ctrl-C, as a shell reports a signal
+  except KeyboardInterrupt:   # a second Ctrl-C
+    _stopped_without_save(signal.SIGINT, distributed)
   except Exception as e:  # noqa: BLE001 - one clear line for what a person can fix, a traceback for bugs
     if distributed:
       _ending_quietly()
-    from cil_jax.engine import multihost, train
-    if isinstance(e, train.Preempted):  # every process stops at the same point (multihost.stop_requested)
-      multihost.finish()
-      sys.exit(128 + e.signum)  # 143 for SIGTERM, 130 for Ctrl-C, as a shell reports a signal
+    from cil_jax.engine import multihost
     line = errors.error_line(e)
     if distributed:
       if line is None and type(e).__name__ == 'JaxRuntimeError':   # a collective with a process that left

@@ -1,0 +1,98 @@
+"""Model + method -> the initial state and the compiled steps, built one way for the run, the benchmark
+and the tests. Keyed by a ModelSpec so that a network that grows per task (one spec per task) gets its
+own steps and its own restore template."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from cil_jax import models
+from cil_jax.engine.step import (TrainState, make_eval_step, make_loss_step, make_optimizer, make_outputs_step,
+                                 make_train_step)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """What models.create builds; the key of everything compiled for it."""
+  name: str
+  num_classes: int
+  last_relu: bool = True
+  dtype: str = 'float32'
+  head: str = 'linear'
+
+  @classmethod
+  def of(cls, config, num_classes: int) -> 'ModelSpec':
+    m = config.model
+    return cls(m.name, num_classes, bool(m.last_relu), m.dtype, m.head)
+
+
+class Factory:
+  """One model spec's network, its initial state and its jitted steps (cached: equal api.Steps of
+  different phases or tasks share one compile, whatever their schedules)."""
+
+  def __init__(self, spec: ModelSpec, main_optimizer, normalize, replicated, sharded, device_data=None):
+    """main_optimizer: an api.Optimizer, the run's (a phase's Step may bring its own); device_data:
+    {augment: device_data.DeviceData} when the training images live on the devices, else None."""
+    self.spec = spec
+    self.model = models.create(spec.name, spec.num_classes, last_relu=spec.last_relu, dtype=spec.dtype,
+                               head=spec.head)
+    self.tx = make_optimizer(main_optimizer)
+    self.normalize = normalize
+    self.replicated, self.sharded = replicated, sharded
+    self.device_data = device_data
+    self._steps: dict[Any, Any] = {}
+
+  def init_variables(self, seed: int, image_shape) -> tuple[dict, int]:
+    """The network's initial variables (seeded) and its feature width, for images of [H, W, C]."""
+    dummy = jnp.zeros((1, *image_shape), jnp.float32)
+    variables = jax.jit(lambda k: self.model.init(k, dummy, train=False))(jax.random.PRNGKey(seed))
+    feature_dim = jax.eval_shape(lambda v: self.model.apply(v, dummy, train=False), variables)['features'].shape[-1]
+    return variables, feature_dim
+
+  def train_state(self, variables, method_params) -> TrainState:
+    """The train state (replicated) of the network's variables and the method's trainable arrays."""
+    params = {'model': variables['params'], 'method': method_params}
+    return jax.device_put(TrainState(params, variables['batch_stats'], self.tx.init(params), ()), self.replicated)
+
+  def init_state(self, seed: int, image_shape, method, num_tasks: int) -> tuple[TrainState, Any]:
+    """The initial train state and method state of a run (both replicated)."""
+    variables, feature_dim = self.init_variables(seed, image_shape)
+    c = self.spec.num_classes
+    state = self.train_state(variables, method.init_params(c, num_tasks))
+    return state, jax.device_put(method.init_state(c, num_tasks, feature_dim), self.replicated)
+
+  def optimizer(self, step):
+    """The optimizer a train step of `step` (an api.Step) updates with: its own, else the run's."""
+    return self.tx if step.optimizer is None else make_optimizer(step.optimizer)
+
+  def phase_optimizer_state(self, step, params):
+    """A phase's own optimizer state, fresh (() for a phase that uses the run's optimizer); also the
+    structure a checkpoint of an interrupted phase is restored into."""
+    return self.optimizer(step).init(params) if step.optimizer is not None else ()
+
+  def with_phase_optimizer(self, state: TrainState, step) -> TrainState:
+    return state.replace(phase_opt_state=jax.device_put(self.phase_optimizer_state(step, state.params),
+                                                        self.replicated))
+
+  def train_step(self, step, augment: bool = True, steps_per_call: int = 1):
+    on_device = None if self.device_data is None else self.device_data[augment]
+    return self._cached(('train', step, augment, steps_per_call), make_train_step, self.model, step,
+                        self.optimizer(step), self.normalize, self.replicated, self.sharded, steps_per_call, on_device)
+
+  def loss_step(self, step):
+    return self._cached(('loss', step), make_loss_step, self.model, step, self.normalize)
+
+  def eval_step(self, predict):
+    return self._cached(('eval', predict), make_eval_step, self.model, predict, self.normalize, self.replicated,
+                        self.sharded)
+
+  def outputs_step(self):
+    return self._cached(('outputs',), make_outputs_step, self.model, self.normalize, self.replicated, self.sharded)
+
+  def _cached(self, key, make, *args):
+    if key not in self._steps:
+      self._steps[key] = make(*args)
+    return self._steps[key]
