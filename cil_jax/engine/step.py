@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cil_jax.methods.api import LossInputs
 from cil_jax.methods.losses import NEG
 
 
@@ -82,20 +83,8 @@ def _teacher_outputs(model, teacher, images):
   return jax.lax.stop_gradient(model.apply(teacher_vars, images, train=False))
 
 
-def make_train_step(model, spec, tx, normalize, replicated, sharded, steps_per_call: int = 1, on_device=None):
-  """step(state, teacher, batch, classes, lr, method_state, data) -> (state, metrics); state is donated.
-
-  `spec` (an api.Step) decides: the loss, whether a teacher runs (inference mode, same augmented
-  batch), BN mode, which parameters move (`spec.trainable`), which optimizer state is used and the
-  parameter groups of a per-group lr.
-
-  batch: {'image' uint8, 'label', 'replay'} from the host, or with `on_device` (a
-  device_data.DeviceData) the slots {'index', 'position', 'seed', 'replay'} of a device-resident
-  dataset `data`, gathered and augmented inside the step. steps_per_call = K > 1: every batch leaf
-  and the lr (a scalar or a dict of them) carry a leading axis of K, and one call runs the K steps
-  in order (lax.scan); metrics then come stacked [K].
-  """
-  from cil_jax.methods.api import LossInputs
+def _one_step(model, spec, tx, normalize, on_device):
+  """The step function of `make_train_step` for one batch, before jit."""
   uses_teacher = spec.teacher is not None
   own_optimizer = spec.optimizer is not None
 
@@ -133,6 +122,24 @@ def make_train_step(model, spec, tx, normalize, replicated, sharded, steps_per_c
       new_state = state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state)
     return new_state, dict(metrics, loss=loss)
 
+  return step
+
+
+def make_train_step(model, spec, tx, normalize, replicated, sharded, steps_per_call: int = 1, on_device=None):
+  """step(state, teacher, batch, classes, lr, method_state, data) -> (state, metrics); state is donated.
+
+  `spec` (an api.Step) decides: the loss, whether a teacher runs (inference mode, same augmented
+  batch), BN mode, which parameters move (`spec.trainable`), which optimizer state is used and the
+  parameter groups of a per-group lr.
+
+  batch: {'image' uint8, 'label', 'replay'} from the host, or with `on_device` (a
+  device_data.DeviceData) the slots {'index', 'position', 'seed', 'replay'} of a device-resident
+  dataset `data`, gathered and augmented inside the step. steps_per_call = K > 1: every batch leaf
+  and the lr (a scalar or a dict of them) carry a leading axis of K, and one call runs the K steps
+  in order (lax.scan); metrics then come stacked [K].
+  """
+  step = _one_step(model, spec, tx, normalize, on_device)
+
   # XLA:CPU runs convolutions inside a while loop ~15x slower than at the top level
   # (docs/performance.md): there the K steps are unrolled into one straight-line program.
   unroll = jax.devices()[0].platform == 'cpu'
@@ -165,7 +172,6 @@ def make_loss_step(model, spec, normalize):
   """loss(params, batch_stats, teacher, batch, classes, method_state) -> the step's loss on one batch
   in inference mode (no gradient, BN statistics untouched). Shardings follow the inputs: full
   batches sharded, a last partial batch replicated."""
-  from cil_jax.methods.api import LossInputs
   uses_teacher = spec.teacher is not None
 
   def step(params, batch_stats, teacher, batch, classes, method_state):
