@@ -298,8 +298,6 @@ class Run:
     if rs.cursor.at_task_start():
       if any(ph.step.teacher == 'task_start' for ph in phases):
         rs.teacher = rs.state.teacher_copy()
-      if t > 0 and cfg.train.reset_optimizer_each_task:
-        rs.state = rs.state.replace(opt_state=jax.device_put(exp.tx.init(rs.state.params), exp.replicated))
       if method.before_task is not None:
         self._set_model(*method.before_task(self.context(t)))
     data = method.task_data(self.context(t))

@@ -58,8 +58,32 @@ from cil_jax.methods.api import LossInputs, Method, Optimizer, Phase, Step
 from cil_jax.methods.shared import seen_cross_entropy, with_head
 from cil_jax.methods.schedules import PerGroup, StepDecay, WarmUp
 
-HIERARCHIES = ('dataset', 'wordnet', 'visual', 'none')
-REDUCTIONS = ('sum', 'mean')
+OPTIONS = {                          # the names of etrain.py's flags in brackets
+    'hierarchy': 'dataset',          # dataset | wordnet | visual | none (no L_MG) [-cluster, --vis_hier]
+    'coarse_groups': (),             # dataset: a group per original class id; () = the dataset's coarse labels
+    'clusters': 5,                   # visual: KMeans groups K [-cluster]
+    'wordnet_depth': 0,              # wordnet: the distance normaliser H; 0 = the seen classes' tree height
+    'wordnet_norm': 'height',        # wordnet: 'height' (H above, both stages) | 'reference' (etrain.py's
+                                     # max_depth - 1: 1 in stage 1, 17 in stage 2; docs/deviations.md M3)
+    'beta': 20.0,                    # soft-target sharpness β [-beta]
+    'mg_scale': 1.0,                 # weight of L_MG [-scale]
+    'dscale': 1.0,                   # weight of the KD term, times α·T² [-dscale]
+    'temperature': 2.0,              # T of the KD term
+    'cb_loss': True,                 # class-balanced CE (False: plain CE, batch mean) [--cbloss]
+    'cb_reduction': 'sum',           # sum (the reference) | mean over the batch
+    'cb_new_count': 0,               # n_c of new classes; 0 = the largest class's training-set size
+    'balanced_per_class': 2,         # of memory.size per class, the balanced set's share (CIFAR-10: 20)
+    'balanced_augment': False,       # the balanced set (stage 2, visual features) in the train transform
+                                     # (the reference's miniImageNet / ImageNet-100 loaders); False: test
+    'decoupling': True,              # stage 2 on the balanced set (False: --no_dcp)
+    'stage2_epochs': 40,             # CIFAR 40, others 30
+    'stage2_milestones': (15,),      # reference milestones of stage 2 (each takes effect one epoch later)
+    'warmup_epochs': 1,              # linear warm-up of the backbone's lr in stage 1
+}
+CHOICES = {'hierarchy': ('dataset', 'wordnet', 'visual', 'none'), 'cb_reduction': ('sum', 'mean'),
+           'wordnet_norm': ('height', 'reference')}
+# its fixed per-class memory, the class's first images in file order; a new linear head each phase
+REQUIRES = {'model.head': 'linear', 'memory.policy': 'per_class', 'memory.selection': 'file_order'}
 
 
 # --- losses ------------------------------------------------------------------------------------
@@ -146,7 +170,6 @@ def tree_logits(distances: np.ndarray, beta: float, height: int) -> np.ndarray:
 # etrain.py's max_depth for WordNet: 2 in stage 1 (its branch order), MGloss's default 18 in stage 2;
 # cal_MG.py divides the distance by max_depth − 1
 REFERENCE_MAX_DEPTH = (2, 18)
-WORDNET_NORMS = ('height', 'reference')
 
 
 def visual_groups(class_features: list, clusters: int) -> np.ndarray:
@@ -192,10 +215,6 @@ def make(config) -> Method:
   opts = config.method
   hierarchy, reduction = opts.hierarchy, opts.cb_reduction
   v = int(opts.balanced_per_class)
-  if hierarchy not in HIERARCHIES:
-    raise ValueError(f'method.hierarchy={hierarchy!r} is unknown; choose one of {list(HIERARCHIES)}')
-  if reduction not in REDUCTIONS:
-    raise ValueError(f'method.cb_reduction={reduction!r} is unknown; choose one of {list(REDUCTIONS)}')
   if not 0 < v < int(config.memory.size):
     raise ValueError(f'MGRB keeps memory.size={config.memory.size} images per class, of which '
                      f'method.balanced_per_class={v} form the balanced set: it needs 0 < balanced_per_class '
@@ -204,8 +223,6 @@ def make(config) -> Method:
     raise ValueError('MGRB trains with step decay at the reference\'s milestones: use train.schedule=step')
   if hierarchy == 'visual' and int(opts.clusters) < 1:
     raise ValueError(f'method.clusters={opts.clusters} must be >= 1 for the visual hierarchy')
-  if opts.wordnet_norm not in WORDNET_NORMS:
-    raise ValueError(f'method.wordnet_norm={opts.wordnet_norm!r} is unknown; choose one of {list(WORDNET_NORMS)}')
   reference_norm = hierarchy == 'wordnet' and opts.wordnet_norm == 'reference'
   if reference_norm and int(opts.wordnet_depth):
     raise ValueError(f'method.wordnet_norm=reference sets the reference\'s divisors (1 in stage 1, 17 in stage 2); '

@@ -144,8 +144,8 @@ class JaxStep:
     mesh = parallel.make_mesh()
     replicated, sharded = parallel.shardings(mesh)
     net = models.create(model, num_classes, last_relu=True, dtype=dtype)
-    tx = make_optimizer(Optimizer(momentum=float(config.train.momentum),
-                                  weight_decay=float(config.train.weight_decay)))
+    own_optimizer = phase.step.optimizer is not None   # its state is the state's phase_opt_state (engine/step.py)
+    tx = make_optimizer(phase.step.optimizer if own_optimizer else Optimizer.of_train_config(config.train))
     normalize = normalizer((0.5,) * channels, (0.25,) * channels)
     if steps_per_call < 1:
       raise ValueError(f'--steps-per-call={steps_per_call} must be >= 1')
@@ -154,7 +154,9 @@ class JaxStep:
     variables = jax.jit(lambda k: net.init(k, jnp.zeros((1, side, side, channels)), train=False))(
         jax.random.PRNGKey(seed))
     params = {'model': variables['params'], 'method': self.method_obj.init_params(num_classes, tasks.num_tasks)}
-    self.state = jax.device_put(TrainState(params, variables['batch_stats'], tx.init(params), ()), replicated)
+    opt_state = tx.init(params)
+    self.state = jax.device_put(TrainState(params, variables['batch_stats'], () if own_optimizer else opt_state,
+                                           opt_state if own_optimizer else ()), replicated)
     feature_dim = jax.eval_shape(lambda v: net.apply(v, jnp.zeros((1, side, side, channels)), train=False),
                                  variables)['features'].shape[-1]
     self.method_state = jax.device_put(self.method_obj.init_state(num_classes, tasks.num_tasks, feature_dim),
@@ -464,7 +466,7 @@ def format_result(r: dict) -> str:
 
 def main(argv=None, prog='python -m cil_jax.tools.benchmark') -> dict:
   p = argparse.ArgumentParser(prog=prog, description=__doc__.split('\n')[0])
-  p.add_argument('--method', default='ssil', choices=methods_lib.NAMES)
+  p.add_argument('--method', default='ssil', choices=methods_lib.names())
   p.add_argument('--model', default='resnet18', choices=models.NAMES)
   p.add_argument('--image-size', type=int, default=0, help='0: the model\'s (224 / 32 / 28) or the input mode\'s')
   p.add_argument('--num-classes', type=int, default=1000)
