@@ -241,7 +241,8 @@ def test_a_method_sets_what_it_needs_from_the_model_and_memory():
   config_base.set_method(c, 'mgrb')
   assert (c.model.head, c.memory.policy, c.memory.selection) == ('linear', 'per_class', 'file_order')
   c.memory.selection = 'herding'
-  with pytest.raises(ValueError, match=r"mgrb needs .*memory.selection='file_order' \(got memory.selection='herding'\)"):
+  with pytest.raises(ValueError, match=r"mgrb needs .*memory.selection='file_order' "
+                                       r"\(got memory.selection='herding'\)"):
     config_base.validate(c)
   c = config_base.base_config()
   config_base.set_method(c, 'ssil')   # no needs: the defaults stay

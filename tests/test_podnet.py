@@ -210,8 +210,9 @@ def test_train_steps_freeze_what_each_phase_says():
   teacher = {'params': fresh(), 'batch_stats': _np(v['batch_stats'])}
   norm = normalizer((0.3,), (0.3,))
   # main phase: old (and future) proxies frozen exactly, new ones, scale and backbone move
-  tx = make_optimizer(Optimizer(momentum=0.9, weight_decay=1e-4))
-  state = TrainState(fresh(), jax.tree.map(jnp.asarray, teacher['batch_stats']), tx.init(fresh()), ())
+  assert main.step.optimizer == Optimizer(momentum=0.9, weight_decay=1e-4)   # the phase's own, fresh
+  tx = make_optimizer(main.step.optimizer)
+  state = TrainState(fresh(), jax.tree.map(jnp.asarray, teacher['batch_stats']), (), tx.init(fresh()))
   before = _np(state)
   lr = 0.05
   step = make_train_step(model, main.step, tx, norm, rep, sh)
