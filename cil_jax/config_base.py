@@ -64,11 +64,11 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'small_convnet'    # see models.NAMES
-  c.model.last_relu = True          # LUCIR / PODNet set False (methods.REQUIRES)
+  c.model.last_relu = True          # LUCIR / PODNet set False (their REQUIRES)
   c.model.head = 'linear'           # linear | cosine (LUCIR) | lsc (PODNet): see models/heads.py
   c.model.dtype = 'float32'         # compute dtype: float32 | bfloat16 (params stay float32)
 
-  c.method = ml_collections.ConfigDict({'name': 'ssil'})  # plus the method's options (methods.OPTIONS, set_method)
+  c.method = ml_collections.ConfigDict({'name': 'ssil'})  # plus the method's options (its OPTIONS, set_method)
 
   c.train = ml_collections.ConfigDict()
   c.train.lr = 0.1
@@ -87,7 +87,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.momentum = 0.9
   c.train.weight_decay = 1e-4       # coupled (added to the gradient), on all parameters
   c.train.steps_per_call = 0        # K train steps per jitted call (lax.scan); 0 = auto: 1 on CPU, 8 elsewhere
-  c.train.reset_optimizer_each_task = False  # SS-IL/FT keep one optimizer (momentum) for the whole run
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 256
@@ -110,16 +109,18 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def set_method(config: ml_collections.ConfigDict, name: str, **options: Any) -> None:
-  """Sets config.method to the method's options with their defaults, then `options`."""
-  if name not in methods_lib.OPTIONS:
-    raise ValueError(f'method.name={name!r} is unknown; choose one of {list(methods_lib.NAMES)}')
-  defaults = methods_lib.OPTIONS[name]
+  """Sets config.method to the method's options with their defaults, then `options`, and the fields
+  the method requires (methods/<name>.py declares both)."""
+  if name not in methods_lib.names():
+    raise ValueError(f'method.name={name!r} is unknown; choose one of {list(methods_lib.names())}')
+  declared = methods_lib.declared(name)
+  defaults = declared.options
   unknown = set(options) - set(defaults)
   if unknown:
     raise ValueError(f'method {name!r} has no option(s) {sorted(unknown)}; it has {sorted(defaults)}')
   options = {k: _typed(f'{name} option {k}', v, defaults[k]) for k, v in options.items()}
   config.method = ml_collections.ConfigDict(dict(name=name, **{**defaults, **options}))
-  for path, value in methods_lib.REQUIRES.get(name, {}).items():
+  for path, value in declared.requires.items():
     section, field = path.split('.')
     config[section][field] = value
 
@@ -246,8 +247,8 @@ def check_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]
     _check_value(path, node, value)
   name = overrides.get('method.name')
   if name is not None and name != config.method.name:
-    if name not in methods_lib.OPTIONS:
-      raise ValueError(f'method.name={name!r} is unknown; choose one of {list(methods_lib.NAMES)}')
+    if name not in methods_lib.names():
+      raise ValueError(f'method.name={name!r} is unknown; choose one of {list(methods_lib.names())}')
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     files = sorted(os.path.relpath(f, root) for f in glob.glob(os.path.join(root, 'configs', f'{name}_*.py')))
     raise ValueError(f'method.name cannot be switched on the command line (the config file sets the method\'s '
@@ -262,7 +263,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   choice('dataset.name', config.dataset.name, sources.LOADERS)
   choice('dataset.augment', config.dataset.augment, ('',) + sources.AUGMENTS)
   choice('dataset.on_device', config.dataset.on_device, ('auto', 'on', 'off'))
-  choice('method.name', config.method.name, methods_lib.NAMES)
+  choice('method.name', config.method.name, methods_lib.names())
   choice('model.name', config.model.name, models.NAMES)
   choice('model.dtype', config.model.dtype, models.DTYPES)
   choice('model.head', config.model.head, models.HEADS)
@@ -273,19 +274,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if isinstance(order, str) and not scenario.is_order_list(order) and order not in ('ssil', 'facil', 'identity'):
     raise ValueError(f"scenario.class_order={order!r} is unknown; choose 'ssil', 'facil', 'identity' or an "
                      "explicit order of all classes, e.g. --config.scenario.class_order=3,1,0,2")
-  needs = methods_lib.REQUIRES.get(config.method.name, {})
+  declared = methods_lib.declared(config.method.name)
+  needs = declared.requires
   got = {path: config[path.split('.')[0]][path.split('.')[1]] for path in needs}
   wrong = [path for path in needs if got[path] != needs[path]]
   if wrong:
     raise ValueError(f'{config.method.name} needs {", ".join(f"{p}={v!r}" for p, v in needs.items())} (got '
                      f'{", ".join(f"{p}={got[p]!r}" for p in wrong)}); drop the override (set_method sets them) '
                      f'or pass {" ".join(f"--config.{p}={needs[p]}" for p in wrong)}')
-  expected = set(methods_lib.OPTIONS[config.method.name]) | {'name'}
+  expected = set(declared.options) | {'name'}
   given = set(config.method.keys())
   if given != expected:
     raise ValueError(f'config.method for {config.method.name!r} must have exactly the fields {sorted(expected)}; '
                      f'unknown: {sorted(given - expected)}, missing: {sorted(expected - given)} '
                      '(build it with config_base.set_method)')
+  for option, valid in declared.choices.items():
+    choice(f'method.{option}', config.method[option], valid)
   def at_least(field, value, low):
     if value < low:
       raise ValueError(f'{field}={value} must be >= {low}')

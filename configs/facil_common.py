@@ -7,9 +7,9 @@ RethinkSoftmax runs use it), shared by the lwf_* and lucir_facil configs.
 - 10 % of each class's training images held out for the run (FACIL's rule, the run seed); the
   patience schedule on their loss: lr 0.1, at most 200 epochs, lr /= 3 after 5 epochs without a lower
   validation loss (the best weights restored), stop under 1e-4; the phase ends with its best weights.
-- SGD without momentum or weight decay, batch 64, a fresh optimizer each task, clip_grad_norm_ 10000
-  (FACIL's LUCIR has none: its config sets 0). main_incremental.py passes these to every approach,
-  so they override the approaches' own defaults.
+- SGD without momentum or weight decay, batch 64, clip_grad_norm_ 10000 (FACIL's LUCIR has none: its
+  config sets 0). main_incremental.py passes these to every approach, so they override the approaches'
+  own defaults. FACIL builds a fresh optimizer each task: LwF's and LUCIR's main phase has its own.
 - Memory: none by default (FACIL's and the paper's runs); `:m<N>` keeps FACIL's ceil(N / seen) per
   class, untrimmed, herding re-selected after each task (memory.policy 'facil').
 - CIFAR-100: FACIL's ResNet-32, its train transform (pad 4, RandomResizedCrop 32, flip) and
@@ -47,7 +47,6 @@ def facil_config(method: str, dataset: str, arg=None, **method_options):
   t.milestones = ()
   t.momentum, t.weight_decay, t.clip_norm = 0.0, 0.0, 10000.0
   t.batch_size, t.replay_batch_size = 64, 0
-  t.reset_optimizer_each_task = True
   c.eval.batch_size = 256
   if dataset == 'imagenet100':   # FACIL's imagenet_subset read with ImageNet's own labels: classes 0-99
     c.dataset.class_list = 'podnet'

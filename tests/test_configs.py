@@ -83,7 +83,7 @@ def test_every_method_has_a_module_and_the_light_names_match_the_real_ones():
   from cil_jax.models import heads, resnet
   assert sorted(resnet.MODELS) == sorted(models.NAMES)
   assert sorted(heads.HEADS) == sorted(models.HEADS)
-  for name in methods.NAMES:
+  for name in methods.names():
     assert callable(methods.get(name).make)
 
 
@@ -144,6 +144,8 @@ def _one_line_error(r):
     (['--no-config', '--config.train.lrr=0.1'], ["'train.lrr'"]),   # the default config file
     (['--config', 'configs/lucir_fmnist.py:smoke', '--config.model.head=linear'],
      ["lucir needs model.head='cosine'", "(got model.head='linear')", 'pass --config.model.head=cosine']),
+    (['--config', 'configs/mgrb_fmnist.py:smoke', '--config.method.cb_reduction=max'],
+     ["method.cb_reduction='max' is unknown; choose one of ['mean', 'sum']"]),
 ])
 def test_config_errors_are_one_line_before_any_heavy_import(args, expect, tmp_path):
   if args[0] == '--no-config':
@@ -226,18 +228,46 @@ def test_progress_rate_of_epochs_too_short_for_two_log_lines():
   assert p.line('task 2/5 balanced ep 1/1', 1, 1, 384, {'loss': 0.5}, now=p.start + 50.1).endswith(' - img/s 50s')
 
 
-def test_a_method_sets_what_it_needs_from_the_model_and_optimizer():
+def test_a_method_sets_what_it_needs_from_the_model_and_memory():
   c = config_base.base_config()
   config_base.set_method(c, 'podnet')
-  assert (c.model.head, c.model.last_relu, c.train.reset_optimizer_each_task) == ('lsc', False, True)
+  assert (c.model.head, c.model.last_relu) == ('lsc', False)
   config_base.validate(c)
-  c.train.reset_optimizer_each_task = False
-  with pytest.raises(ValueError, match=r"podnet needs model.head='lsc', model.last_relu=False, "
-                                       r"train.reset_optimizer_each_task=True \(got train.reset_optimizer_each_task=False\)"):
+  c.model.last_relu = True
+  with pytest.raises(ValueError, match=r"podnet needs model.head='lsc', model.last_relu=False "
+                                       r"\(got model.last_relu=True\)"):
+    config_base.validate(c)
+  c = config_base.base_config()
+  config_base.set_method(c, 'mgrb')
+  assert (c.model.head, c.memory.policy, c.memory.selection) == ('linear', 'per_class', 'file_order')
+  c.memory.selection = 'herding'
+  with pytest.raises(ValueError, match=r"mgrb needs .*memory.selection='file_order' "
+                                       r"\(got memory.selection='herding'\)"):
     config_base.validate(c)
   c = config_base.base_config()
   config_base.set_method(c, 'ssil')   # no needs: the defaults stay
-  assert (c.model.head, c.model.last_relu, c.train.reset_optimizer_each_task) == ('linear', True, False)
+  assert (c.model.head, c.model.last_relu, c.memory.policy) == ('linear', True, 'fixed')
+
+
+def test_every_method_declares_its_options_in_its_own_file_read_without_importing_it():
+  """The registry reads OPTIONS / CHOICES / REQUIRES from the file's syntax: equal to the module's own."""
+  assert methods.names() == ('bic', 'eeil', 'ft', 'icarl', 'il2m', 'joint', 'lucir', 'lwf', 'mgrb', 'podnet', 'ssil')
+  for name in methods.names():
+    module, declared = methods.get(name), methods.declared(name)
+    assert declared.options == module.OPTIONS
+    assert declared.choices == getattr(module, 'CHOICES', {}) and declared.requires == getattr(module, 'REQUIRES', {})
+    for option, valid in declared.choices.items():
+      assert declared.options[option] in valid, (name, option)
+
+
+def test_a_choice_outside_the_declared_ones_is_one_line_before_jax():
+  code = ('import sys; sys.path.insert(0, "."); from configs import lucir_fmnist; from cil_jax import config_base\n'
+          'try:\n  config_base.validate(lucir_fmnist.get_config("smoke,variant=bsrr"))\n'
+          'except ValueError as e:\n  print(e)\n'
+          'assert "jax" not in sys.modules and "tensorflow" not in sys.modules')
+  r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+  assert r.returncode == 0, r.stderr
+  assert r.stdout == "method.variant='bsrr' is unknown; choose one of ['br2', 'bsr', 'lucir', 'sr']\n", r.stdout
 
 
 def test_speed_settings_are_checked():

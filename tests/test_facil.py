@@ -12,7 +12,7 @@ from cil_jax.results import metrics
 from cil_jax.input_pipeline import scenario
 from cil_jax.engine.exemplars import facil_memory
 from cil_jax.methods.losses import facil_kd
-from cil_jax.methods import lucir, lwf, shared
+from cil_jax.methods import icarl, lucir, lwf, shared
 from cil_jax.methods.api import Classes, LossInputs, Step
 from helpers import train_setup
 
@@ -241,7 +241,7 @@ def np_log_softmax(v):
   return v - v.max(1, keepdims=True) - np.log(np.exp(v - v.max(1, keepdims=True)).sum(1, keepdims=True))
 
 
-@pytest.mark.parametrize('variant', lwf.VARIANTS)
+@pytest.mark.parametrize('variant', lwf.CHOICES['variant'])
 def test_every_lwf_variant_against_numpy(variant):
   y_new = np.array([7, 8, 7, 7, 8, 8])
   loss, _ = lwf.lwf_loss(_x(y=y_new), variant, 1.5, 2.0, with_exemplars=False)
@@ -252,7 +252,7 @@ def test_every_lwf_variant_against_numpy(variant):
 
 def test_lwf_first_task_is_ce_and_br2_adds_bcep_there():
   y0 = np.array([0, 1, 2, 3, 0, 1])
-  for variant in lwf.VARIANTS:
+  for variant in lwf.CHOICES['variant']:
     loss, _ = lwf.lwf_loss(_x(zt=None, y=y0, t=0), variant, 1.0, 2.0, with_exemplars=False)
     want = -np_log_softmax(Z[:, :4])[np.arange(6), y0].mean()
     if variant == 'br2':
@@ -332,7 +332,7 @@ def np_lucir_facil(y, f, g, logits, cos, lam_base=5.0, margin=0.5, k=2):
   return lam * np_cos_emb(f, g) + ce + mr, lam
 
 
-@pytest.mark.parametrize('variant', lucir.VARIANTS)
+@pytest.mark.parametrize('variant', lucir.CHOICES['variant'])
 def test_lucir_variants_against_numpy(variant):
   x, f, g, logits, logits_t, cos = _lucir_inputs(Y)
   base, lam = np_lucir_facil(Y, f, g, logits, cos)
@@ -409,8 +409,8 @@ def test_summary_carries_both_matrices_and_facils_numbers():
 
 # --- the two ideas on iCaRL / EEIL (beyond the paper) ---------------------------------------------
 
-@pytest.mark.parametrize('kd', shared.KD_FORMS)
-@pytest.mark.parametrize('pred_loss', shared.PRED_LOSSES)
+@pytest.mark.parametrize('kd', icarl.CHOICES['kd'])
+@pytest.mark.parametrize('pred_loss', icarl.CHOICES['pred_loss'])
 def test_kd_and_pred_loss_options_against_numpy(kd, pred_loss):
   from test_losses import np_kl_batchmean
   y = np.array([7, 8, 7, 2, 5, 8])
@@ -426,7 +426,8 @@ def test_kd_and_pred_loss_options_against_numpy(kd, pred_loss):
 
 def test_kd_options_are_checked_and_refused_where_they_do_not_apply():
   from helpers import load_config
-  from cil_jax.methods import eeil, icarl
+  from cil_jax.methods import eeil
+  assert eeil.CHOICES == {k: icarl.CHOICES[k] for k in ('kd', 'pred_loss')}   # both take shared.ce_kd_loss's
   c = load_config('icarl_fmnist.py', 'smoke,kd=both,pred_loss=ce+bce')
   assert (c.method.kd, c.method.pred_loss) == ('both', 'ce+bce')
   icarl.make(c)

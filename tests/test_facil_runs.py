@@ -14,7 +14,7 @@ from test_resume import _assert_same_run, _run
 # Every variant's loss is checked against numpy in tests/test_facil.py; as runs: the variants whose
 # wiring differs (per-head KD, BCE with the prediction term, LUCIR's feature split), and LwF-BSR below.
 RUNS = [('lwf_fmnist.py', '', v) for v in ('s', 'br2')] + [('lucir_facil.py', 'fmnist,', v) for v in ('lucir', 'bsr')]
-assert set(v for _, _, v in RUNS) | {'bsr'} <= set(lwf.VARIANTS) | set(lucir.VARIANTS)
+assert set(v for _, _, v in RUNS) | {'bsr'} <= set(lwf.CHOICES['variant']) | set(lucir.CHOICES['variant'])
 
 
 @pytest.mark.parametrize('config,dataset,variant', RUNS)

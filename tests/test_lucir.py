@@ -192,12 +192,12 @@ def _base_config(**method_options):
   config.model.head, config.model.last_relu = 'cosine', False
   config.scenario.base, config.scenario.step = 3, 2
   config.train.epochs, config.train.milestones = 40, (10, 20, 30)
-  config.train.reset_optimizer_each_task = True
   return config
 
 
 def test_lucir_needs_the_cosine_head_without_last_relu_and_a_fresh_optimizer():
-  """set_method sets them (methods.REQUIRES); the config check refuses an override of any."""
+  """set_method sets them (lucir.REQUIRES); the config check refuses an override of any. Its main
+  phase has its own optimizer, the run's SGD: fresh at the phase start, i.e. each task."""
   config_base.validate(_base_config())
   config = _base_config()
   config.model.head = 'linear'
@@ -208,9 +208,9 @@ def test_lucir_needs_the_cosine_head_without_last_relu_and_a_fresh_optimizer():
   with pytest.raises(ValueError, match='last_relu=False'):
     config_base.validate(config)
   config = _base_config()
-  config.train.reset_optimizer_each_task = False
-  with pytest.raises(ValueError, match='reset_optimizer_each_task=True'):
-    config_base.validate(config)
+  config.train.momentum, config.train.weight_decay, config.train.clip_norm = 0.5, 0.01, 3.0
+  for t in (0, 1, 2):
+    assert lucir.make(config).phases(t)[0].step.optimizer == Optimizer(momentum=0.5, weight_decay=0.01, clip_norm=3.0)
 
 
 def _fake_params():
@@ -232,7 +232,7 @@ def test_phase_layout_and_trainable_masks():
     phases = lucir.make(config).phases(t)
     assert [(p.name, p.step.teacher, p.data, p.step.bn_train, p.schedule.epochs, p.schedule.lr0, p.step.optimizer)
             for p in phases] == [
-        ('train', 'task_start', 'train', True, 40, 0.1, None)]          # lr not divided by t + 1
+        ('train', 'task_start', 'train', True, 40, 0.1, Optimizer(momentum=0.9, weight_decay=1e-4))]  # lr not / (t + 1)
     mask = phases[0].step.trainable(_fake_params(), Classes.for_task(Tasks(9, 3, 2), t))
     np.testing.assert_array_equal(mask['model']['head']['weight'], _columns(lo, hi))
     assert mask['model']['head']['eta'] is True and mask['model']['conv1']['kernel'] is True
@@ -297,5 +297,6 @@ def test_lucir_fmnist_smoke_end_to_end(idx_dir, tmp_path):
   """Base = step = 3: tasks of 3, 3, 3 and 1 classes; the last has fewer new classes than K = 2 (4
   tasks, not the default 5, to keep this file's time down: each task compiles its own step)."""
   c = _config('lucir_fmnist.py', 'smoke', **{'dataset.root': idx_dir, 'scenario.base': 3, 'scenario.step': 3})
-  assert c.model.head == 'cosine' and not c.model.last_relu and c.train.reset_optimizer_each_task
+  assert c.model.head == 'cosine' and not c.model.last_relu
+  assert lucir.make(c).phases(1)[0].step.optimizer == Optimizer(momentum=0.9, weight_decay=1e-4)   # fresh each task
   _check(train.train_and_evaluate(c, str(tmp_path)), 4)

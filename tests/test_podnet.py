@@ -148,7 +148,6 @@ def _config(**over):
   c.model.head, c.model.last_relu = 'lsc', False
   c.scenario.base, c.scenario.step = 3, 2
   c.train.lr, c.train.epochs, c.train.milestones, c.train.batch_size = 0.05, 90, (), 8
-  c.train.reset_optimizer_each_task = True
   for key, v in over.items():
     node = c
     *parents, leaf = key.split('.')
@@ -162,11 +161,12 @@ def test_phase_layout_and_config_checks():
   method = podnet.make(_config())
   (base,) = method.phases(0)
   assert (base.name, base.step.teacher, base.data, base.step.bn_train, base.schedule.epochs, base.step.optimizer) == \
-      ('base', None, 'train', True, 90, None)
+      ('base', None, 'train', True, 90, Optimizer(momentum=0.9, weight_decay=1e-4))
   main, ft = method.phases(2)
+  # the run's optimizer as the main phase's own: fresh each task
   assert (main.name, main.step.teacher, main.data, main.stream, main.step.bn_train, isinstance(main.schedule, Cosine),
           main.step.optimizer) == \
-      ('train', 'task_start', 'train', 'mixed', True, True, None)      # the run's optimizer, reset each task
+      ('train', 'task_start', 'train', 'mixed', True, True, Optimizer(momentum=0.9, weight_decay=1e-4))
   assert main.schedule.epochs == 90 and main.batch_size == 8
   np.testing.assert_allclose([main.schedule.lr(0), main.schedule.lr(45), main.schedule.lr(89)],
                              [0.05, 0.025, 0.05 * 0.5 * (1 + np.cos(np.pi * 89 / 90))])
@@ -175,16 +175,14 @@ def test_phase_layout_and_config_checks():
       ('classifier_ft', None, 'balanced', True, 20, 0.01, False, ())
   assert ft.step.optimizer == Optimizer(momentum=0.0, weight_decay=1e-4)
   assert [p.name for p in podnet.make(_config(**{'memory.size': 0})).phases(2)] == ['train']
-  with pytest.raises(ValueError, match="model.head='lsc', model.last_relu=False"):   # methods.REQUIRES
+  with pytest.raises(ValueError, match="model.head='lsc', model.last_relu=False"):   # podnet.REQUIRES
     config_base.validate(_config(**{'model.head': 'linear'}))
   with pytest.raises(ValueError, match='last_relu=False'):
     config_base.validate(_config(**{'model.last_relu': True}))
-  with pytest.raises(ValueError, match='reset_optimizer_each_task=True'):
-    config_base.validate(_config(**{'train.reset_optimizer_each_task': False}))
   for name in ('podnet_imagenet.py', 'podnet_cifar100.py', 'podnet_fmnist.py'):
     c = _load(name, None)
-    assert (c.model.head, c.model.last_relu, c.train.reset_optimizer_each_task, c.train.lr, c.train.batch_size) \
-        == ('lsc', False, True, 0.05, 64), name
+    assert (c.model.head, c.model.last_relu, c.train.lr, c.train.batch_size) == ('lsc', False, 0.05, 64), name
+    assert podnet.make(c).phases(1)[0].step.optimizer == Optimizer(momentum=0.9, weight_decay=1e-4), name
   imagenet = _load('podnet_imagenet.py', None)
   assert (imagenet.train.epochs, imagenet.memory.size, imagenet.scenario.base, imagenet.scenario.step) == \
       (90, 20000, 100, 100)
@@ -212,8 +210,9 @@ def test_train_steps_freeze_what_each_phase_says():
   teacher = {'params': fresh(), 'batch_stats': _np(v['batch_stats'])}
   norm = normalizer((0.3,), (0.3,))
   # main phase: old (and future) proxies frozen exactly, new ones, scale and backbone move
-  tx = make_optimizer(Optimizer(momentum=0.9, weight_decay=1e-4))
-  state = TrainState(fresh(), jax.tree.map(jnp.asarray, teacher['batch_stats']), tx.init(fresh()), ())
+  assert main.step.optimizer == Optimizer(momentum=0.9, weight_decay=1e-4)   # the phase's own, fresh
+  tx = make_optimizer(main.step.optimizer)
+  state = TrainState(fresh(), jax.tree.map(jnp.asarray, teacher['batch_stats']), (), tx.init(fresh()))
   before = _np(state)
   lr = 0.05
   step = make_train_step(model, main.step, tx, norm, rep, sh)

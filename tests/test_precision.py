@@ -62,7 +62,6 @@ def _config(name, **method_options):
   config.scenario.base, config.scenario.step = 3, 2
   if name in ('lucir', 'podnet'):
     config.model.head, config.model.last_relu = {'lucir': 'cosine', 'podnet': 'lsc'}[name], False
-    config.train.reset_optimizer_each_task = True
   return config
 
 

@@ -61,9 +61,7 @@ class Experiment:
     if (self.device_data is None and self.loaders.train.trains_with_tf_data) or self.loaders.test.encoded:
       streams.tensorflow()   # the streams need tf.data: say so now if it is missing, not after a task
     self.steps_per_call = int(config.train.steps_per_call) or (1 if jax.devices()[0].platform == 'cpu' else 8)
-    main_optimizer = api.Optimizer(momentum=float(config.train.momentum), weight_decay=float(config.train.weight_decay),
-                                   clip_norm=float(config.train.clip_norm) or None)
-    self.factory = Factory(ModelSpec.of(config, source.num_classes), main_optimizer,
+    self.factory = Factory(ModelSpec.of(config, source.num_classes), api.Optimizer.of_train_config(config.train),
                            normalizer(source.mean, source.std), self.replicated, self.sharded, self.device_data)
     self._check_batches()
     self.evaluator = Evaluator(self.data, source, self.loaders, self.factory, self.method.predict)
@@ -223,15 +221,13 @@ class Run:
   # --- the loop's steps ------------------------------------------------------------------------
 
   def start_task(self, t: int) -> tuple[list, dict]:
-    """Task t's phases and task data; at its start (not on a resume inside it) its teacher, the reset
-    optimizer and the method's before_task hook first."""
-    exp, rs, method = self.exp, self.rs, self.exp.method
+    """Task t's phases and task data; at its start (not on a resume inside it) its teacher and the
+    method's before_task hook first."""
+    rs, method = self.rs, self.exp.method
     phases = method.phases(t)
     if rs.cursor.at_task_start():
       if any(ph.step.teacher == 'task_start' for ph in phases):
         rs.teacher = rs.state.teacher_copy()
-      if t > 0 and self.cfg.train.reset_optimizer_each_task:
-        rs.state = rs.state.replace(opt_state=jax.device_put(exp.factory.tx.init(rs.state.params), exp.replicated))
       if method.before_task is not None:
         self._set_model(*method.before_task(self.context(t)))
     return phases, method.task_data(self.context(t))

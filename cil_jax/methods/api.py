@@ -90,6 +90,14 @@ class Optimizer:
     if self.kind not in OPTIMIZER_KINDS:
       raise ValueError(f'optimizer kind {self.kind!r} is unknown; choose one of {OPTIMIZER_KINDS}')
 
+  @classmethod
+  def of_train_config(cls, train_cfg) -> 'Optimizer':
+    """The run's main optimizer: SGD with train.momentum, train.weight_decay, train.clip_norm (0: none).
+    A method that wants it fresh at each phase start (e.g. each task, as LUCIR's reference) gives it
+    to its Step."""
+    return cls(momentum=float(train_cfg.momentum), weight_decay=float(train_cfg.weight_decay),
+               clip_norm=float(train_cfg.clip_norm) or None)
+
 
 @dataclasses.dataclass(frozen=True)
 class Step:

@@ -26,6 +26,11 @@ from cil_jax.methods.api import LossInputs, Method, Optimizer, Phase, Step, defa
 from cil_jax.methods.shared import ce_phase, step_schedule
 from cil_jax.methods.schedules import StepDecay
 
+OPTIONS = {
+    'temperature': 2.0,
+    'heldout_fraction': 0.2,         # share of the memory held out to train the bias layer
+}
+
 
 def apply_bias(logits, bias, block):
   """α·z + β on the classes of `block` (bool [C]); bias = (α, β)."""

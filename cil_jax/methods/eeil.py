@@ -12,7 +12,16 @@ import functools
 
 from cil_jax.methods.losses import blockwise_kd, cross_entropy
 from cil_jax.methods.api import LossInputs, Method, Phase, Step
-from cil_jax.methods.shared import ce_kd_loss, ce_phase, check_kd_options, step_schedule, with_balanced_set
+from cil_jax.methods.shared import ce_kd_loss, ce_phase, step_schedule, with_balanced_set
+
+OPTIONS = {
+    'temperature': 2.0,
+    'kd': 'taskwise',                # stage 1: taskwise (SS-IL code base) | joint | both (IIL-CLSF's idea)
+    'pred_loss': 'ce',               # stage 1: ce | bce (sigmoid, one-hot) | ce+bce (IIL-CLSF's idea)
+    'bft_lr_factor': 0.1,            # balanced fine-tuning lr = main lr x this
+    'bft_epochs_factor': 0.75,       # balanced fine-tuning epochs (and milestones) = main x this
+}
+CHOICES = {'kd': ('taskwise', 'joint', 'both'), 'pred_loss': ('ce', 'bce', 'ce+bce')}   # as iCaRL's (shared.ce_kd_loss)
 
 
 def bft_loss(x: LossInputs, temperature: float):
@@ -23,7 +32,6 @@ def bft_loss(x: LossInputs, temperature: float):
 
 def make(config) -> Method:
   opts = config.method
-  check_kd_options(opts)
   stage1_loss = functools.partial(ce_kd_loss, temperature=float(opts.temperature), kd=opts.kd,
                                   pred_loss=opts.pred_loss)
   stage2_loss = functools.partial(bft_loss, temperature=float(opts.temperature))

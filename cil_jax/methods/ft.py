@@ -7,6 +7,8 @@ With memory.size=0 this is the no-memory lower bound.
 from cil_jax.methods.api import Method
 from cil_jax.methods.shared import ce_phase
 
+OPTIONS = {}
+
 
 def make(config) -> Method:
   def phases(t):

@@ -16,7 +16,17 @@ import jax
 import jax.numpy as jnp
 
 from cil_jax.methods.api import LossInputs, Method, Step
-from cil_jax.methods.shared import ce_kd_loss, check_kd_options, main_phase, nme_options, seen_cross_entropy
+from cil_jax.methods.shared import ce_kd_loss, main_phase, nme_options, seen_cross_entropy
+
+OPTIONS = {
+    'temperature': 2.0,
+    'variant': 'ssil',               # 'ssil': CE + task-wise KD (SS-IL code base); 'original': sigmoid BCE
+    'kd': 'taskwise',                # variant ssil: taskwise (SS-IL code base) | joint | both (IIL-CLSF's idea)
+    'pred_loss': 'ce',               # variant ssil: ce | bce (sigmoid, one-hot) | ce+bce (IIL-CLSF's idea)
+    'nme': True,                     # evaluate by nearest class mean (False: the CNN head)
+    'nme_augment': True,             # class means on train-transform images (the SS-IL code base)
+}
+CHOICES = {'variant': ('ssil', 'original'), 'kd': ('taskwise', 'joint', 'both'), 'pred_loss': ('ce', 'bce', 'ce+bce')}
 
 
 def bce_loss(x: LossInputs):
@@ -32,10 +42,7 @@ def bce_loss(x: LossInputs):
 
 def make(config) -> Method:
   opts = config.method
-  if opts.variant not in ('ssil', 'original'):
-    raise ValueError(f"method.variant={opts.variant!r} is unknown; choose 'ssil' or 'original'")
   temperature = float(opts.temperature)
-  check_kd_options(opts)
   if opts.variant == 'original' and (opts.kd, opts.pred_loss) != ('taskwise', 'ce'):
     raise ValueError("method.kd / method.pred_loss apply to variant='ssil' (the original iCaRL has its own BCE)")
   kd, pred_loss = opts.kd, opts.pred_loss

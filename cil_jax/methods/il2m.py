@@ -18,6 +18,8 @@ from cil_jax.methods.losses import NEG, at_least_f32
 from cil_jax.methods.api import Method
 from cil_jax.methods.shared import ce_phase
 
+OPTIONS = {}
+
 
 def rectified_probabilities(logits, init_mean, cur_mean, conf, classes):
   p = jax.nn.softmax(jnp.where(classes.seen, logits, NEG), axis=-1)

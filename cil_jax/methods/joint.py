@@ -6,6 +6,8 @@ import numpy as np
 from cil_jax.methods.api import Method
 from cil_jax.methods.shared import ce_phase
 
+OPTIONS = {}
+
 
 def make(config) -> Method:
   if config.train.schedule != 'step':   # its task data holds no validation set of all seen tasks

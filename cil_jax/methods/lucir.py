@@ -3,8 +3,10 @@ the SS-IL code base (`--trainer rebalancing`).
 
 Model: features without the last ReLU (model.last_relu=False) and the cosine head
 (model.head='cosine': logits = η·cos(f, w_c), no bias, one learnable η initialised to 1, shared by
-all classes; models/heads.py). A fresh SGD each task at the base lr (train.reset_optimizer_each_task
-=True in configs/lucir_*.py; the lr is not divided by t+1).
+all classes; models/heads.py). A fresh SGD each task at the base lr, as the reference (the main
+phase's own optimizer, train.momentum / weight_decay; the lr is not divided by t+1): the columns of
+classes not yet imprinted are held still by masked updates, and a momentum buffer carried over from
+earlier tasks would move them.
 
 Task 0: CE over the seen classes on η·cos.
 Task start (t >= 1): new-class weight columns are imprinted: w_c = normalise(mean_i f̂_i)·mean_{o<m} ‖w_o‖,
@@ -41,6 +43,8 @@ Deviations from the reference:
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,6 +55,28 @@ from cil_jax.methods.shared import (main_phase, multi_softmax_scores, normalize_
                                    with_balanced_set, with_head)
 from cil_jax.methods.schedules import StepDecay
 from cil_jax.models.heads import l2_normalize
+
+OPTIONS = {
+    'form': 'ssil',                  # 'ssil': the SS-IL code base's LUCIR (imprinting; margin ranking on
+                                     # logits / detached η); 'facil': FACIL's (no imprinting; margin
+                                     # ranking on the unscaled cosines; validation loss = CE)
+    'variant': 'lucir',              # lucir | sr | bsr | br2 (RethinkSoftmax's losses, lucir_loss)
+    'sr_gamma': 0.1,                 # sr: weight γ of the per-head KD, times λ (the reference hard-codes 0.1)
+    'feature_kd_split': 'per_old_task',  # bsr / br2: per_old_task | by_sample_task | reference
+                                         # (feature_distillation)
+    'multi_softmax': False,          # task-agnostic prediction from each task head's log-softmax (FACIL)
+    'lambda_base': 10.0,             # less-forget weight λ_base; λ = λ_base·sqrt(old / new)
+    'margin': 0.5,                   # margin ranking margin
+    'k': 2,                          # hardest new-class negatives per old-class sample
+    'class_balanced_finetuning': False,  # the paper's CBF stage (never called in the SS-IL code base)
+    'cbf_epochs': 20,
+    'cbf_lr': 0.01,
+    'cbf_milestones': (10,),
+    'imprint_augment': False,        # imprint from train-transform features (False: test transform)
+}
+CHOICES = {'form': ('ssil', 'facil'), 'variant': ('lucir', 'sr', 'bsr', 'br2'),
+           'feature_kd_split': ('per_old_task', 'by_sample_task', 'reference')}
+REQUIRES = {'model.head': 'cosine', 'model.last_relu': False}   # the cosine head, features without the last ReLU
 
 
 # --- losses ------------------------------------------------------------------------------------
@@ -73,10 +99,6 @@ def margin_ranking(cos, labels, old, new, margin: float, k: int):
   valid = (hard > NEG / 2) & old[labels][:, None]                      # [B, k]
   hinge = jnp.where(valid, jnp.maximum(0.0, margin - gt + hard), 0.0)
   return jnp.sum(hinge) / jnp.maximum(jnp.sum(valid), 1)
-
-
-VARIANTS = ('lucir', 'sr', 'bsr', 'br2')
-FEATURE_KD_SPLITS = ('per_old_task', 'by_sample_task', 'reference')
 
 
 def lucir_loss(x: LossInputs, lambda_base: float, margin: float, k: int, form: str = 'ssil',
@@ -177,30 +199,38 @@ def imprint(weight: np.ndarray, features: np.ndarray, labels: np.ndarray, start:
 
 # --- the method --------------------------------------------------------------------------------
 
+def imprint_new_classes(ctx, augment: bool):
+  """Task start (t >= 1): the new classes' weight columns imprinted from their features (imprint)."""
+  params = ctx.state.params
+  if ctx.t == 0:
+    return params, ctx.method_state
+  weight = np.asarray(jax.device_get(params['model']['head']['weight']))
+  idx = ctx.new_indices()
+  feats = ctx.outputs(idx, augment=augment, stream='imprint', keys=('features',))['features']
+  weight = imprint(weight, feats, ctx.train_labels[idx], ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))
+  return with_head(params, weight=jnp.asarray(weight)), ctx.method_state
+
+
 def make(config) -> Method:
   opts = config.method
-  lambda_base, margin, k = float(opts.lambda_base), float(opts.margin), int(opts.k)
-  if k < 1:
-    raise ValueError(f'method.k={k} must be >= 1 (hard negatives per old-class sample)')
-  form, variant, split = opts.form, opts.variant, opts.feature_kd_split
-  for field, value, valid in (('form', form, ('ssil', 'facil')), ('variant', variant, VARIANTS),
-                              ('feature_kd_split', split, FEATURE_KD_SPLITS)):
-    if value not in valid:
-      raise ValueError(f'method.{field}={value!r} is unknown; choose one of {list(valid)}')
+  if int(opts.k) < 1:
+    raise ValueError(f'method.k={opts.k} must be >= 1 (hard negatives per old-class sample)')
   if float(opts.sr_gamma) < 0:
     raise ValueError(f'method.sr_gamma={opts.sr_gamma} must be >= 0')
   cbf = bool(opts.class_balanced_finetuning) and int(config.memory.size) > 0 and int(opts.cbf_epochs) > 0
-  if cbf and form == 'facil':
+  if cbf and opts.form == 'facil':
     raise ValueError('method.class_balanced_finetuning is not part of FACIL\'s LUCIR (form=facil); drop one')
-
-  def loss(x):
-    return lucir_loss(x, lambda_base, margin, k, form, variant, float(opts.sr_gamma), split)
+  loss = functools.partial(lucir_loss, lambda_base=float(opts.lambda_base), margin=float(opts.margin), k=int(opts.k),
+                           form=opts.form, variant=opts.variant, sr_gamma=float(opts.sr_gamma),
+                           feature_kd_split=opts.feature_kd_split)
+  # the run's optimizer, fresh each task (the module docstring)
+  optimizer = Optimizer.of_train_config(config.train)
   # FACIL's eval passes no reference model, so its validation loss (patience) is the CE alone
   validation_step = Step(seen_cross_entropy)
 
   def phases(t):
     main = main_phase('train' if t else 'base', Step(loss, teacher='task_start' if t else None,
-                                                     trainable=main_trainable), config, t,
+                                                     trainable=main_trainable, optimizer=optimizer), config, t,
                       validation_step=validation_step)
     if t == 0 or not cbf:
       return [main]
@@ -211,15 +241,8 @@ def make(config) -> Method:
     return [main, Phase('balanced_ft', ft_step, ft_sched, stream='mixed', data='balanced',
                         batch_size=config.train.batch_size)]
 
-  def before_task(ctx):
-    params = ctx.state.params
-    if ctx.t == 0 or form == 'facil':   # FACIL's LUCIR does not imprint (its comment: left out on purpose)
-      return params, ctx.method_state
-    weight = np.asarray(jax.device_get(params['model']['head']['weight']))
-    idx = ctx.new_indices()
-    feats = ctx.outputs(idx, augment=bool(opts.imprint_augment), stream='imprint', keys=('features',))['features']
-    weight = imprint(weight, feats, ctx.train_labels[idx], ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))
-    return with_head(params, weight=jnp.asarray(weight)), ctx.method_state
-
+  # FACIL's LUCIR does not imprint (its comment: left out on purpose)
+  before_task = None if opts.form == 'facil' else functools.partial(imprint_new_classes,
+                                                                    augment=bool(opts.imprint_augment))
   return Method('lucir', phases, task_data=with_balanced_set if cbf else default_task_data, before_task=before_task,
                 predict=multi_softmax_scores if opts.multi_softmax else masked_logits)

@@ -25,8 +25,9 @@ T = method.temperature (FACIL: 1 and 2).
           | reference returns before it)
   bsr     | λ·KD_joint + Σ (λ·KD_i + 0.5λ·BCEd_i) + CE
 
-FACIL's training: without exemplars the old heads are left out of the optimizer (their columns are
-frozen here: an update multiplier of 0); with exemplars (memory.size > 0, FACIL's --num-exemplars)
+FACIL's training: a fresh optimizer each task, as FACIL builds one per task (the phase's own, with
+train.momentum / weight_decay / clip_norm); without exemplars the old heads are left out of it (their
+columns are frozen here: an update multiplier of 0); with exemplars (memory.size > 0, FACIL's --num-exemplars)
 the exemplars join the task's data and every head trains. The phase runs the protocol's main
 schedule (FACIL: patience on the held-out validation loss, whose loss is this one, KD included, as
 FACIL's eval). Evaluation: task-agnostic = argmax over all seen heads (with multi_softmax, of each
@@ -37,10 +38,16 @@ from __future__ import annotations
 import functools
 
 from cil_jax.methods.losses import blockwise_bce_distillation, cross_entropy, facil_kd, one_hot_bce
-from cil_jax.methods.api import LossInputs, Method, Step, masked_logits
+from cil_jax.methods.api import LossInputs, Method, Optimizer, Step, masked_logits
 from cil_jax.methods.shared import head_columns_trainable, main_phase, multi_softmax_scores
 
-VARIANTS = ('lwf', 's', 'sr', 'br', 'br2', 'bsr')
+OPTIONS = {
+    'variant': 'lwf',                # lwf | s | sr | br | br2 | bsr (the table above)
+    'lamb': 1.0,                     # λ of the distillation terms
+    'temperature': 2.0,              # T of the KD terms (FACIL: --T 2)
+    'multi_softmax': False,          # task-agnostic prediction from each head's log-softmax (FACIL)
+}
+CHOICES = {'variant': ('lwf', 's', 'sr', 'br', 'br2', 'bsr')}
 
 # variant -> (weight of KD_joint, of Σ KD_i, of Σ BCEd_i), in units of λ; and whether BCEp is added
 WEIGHTS = {'lwf': (1.0, 0.0, 0.0), 's': (0.0, 1.0, 0.0), 'sr': (0.5, 1.0, 0.0), 'br': (1.0, 0.0, 1.0),
@@ -73,8 +80,6 @@ def lwf_loss(x: LossInputs, variant: str, lamb: float, temperature: float, with_
 def make(config) -> Method:
   opts = config.method
   variant = opts.variant
-  if variant not in VARIANTS:
-    raise ValueError(f'method.variant={variant!r} is unknown; choose one of {list(VARIANTS)}')
   if not (float(opts.lamb) >= 0 and float(opts.temperature) > 0):
     raise ValueError(f'method.lamb={opts.lamb} must be >= 0 and method.temperature={opts.temperature} > 0')
   memory = int(config.memory.size) > 0
@@ -82,11 +87,12 @@ def make(config) -> Method:
   losses = {w: functools.partial(lwf_loss, variant=variant, lamb=float(opts.lamb),
                                  temperature=float(opts.temperature), with_exemplars=w) for w in (False, True)}
   trainable = {cols: head_columns_trainable(cols) for cols in ('seen', 'new')}
+  optimizer = Optimizer.of_train_config(config.train)
 
   def phases(t):
     with_exemplars = memory and t > 0     # FACIL: len(exemplars_dataset) > 0 (none before task 2)
     step = Step(losses[with_exemplars], teacher='task_start' if t else None,
-                trainable=trainable['seen' if with_exemplars or t == 0 else 'new'])
+                trainable=trainable['seen' if with_exemplars or t == 0 else 'new'], optimizer=optimizer)
     return [main_phase('train' if t else 'base', step, config, t)]
 
   return Method('lwf', phases, predict=multi_softmax_scores if opts.multi_softmax else masked_logits)

@@ -58,8 +58,32 @@ from cil_jax.methods.api import LossInputs, Method, Optimizer, Phase, Step
 from cil_jax.methods.shared import seen_cross_entropy, with_head
 from cil_jax.methods.schedules import PerGroup, StepDecay, WarmUp
 
-HIERARCHIES = ('dataset', 'wordnet', 'visual', 'none')
-REDUCTIONS = ('sum', 'mean')
+OPTIONS = {                          # the names of etrain.py's flags in brackets
+    'hierarchy': 'dataset',          # dataset | wordnet | visual | none (no L_MG) [-cluster, --vis_hier]
+    'coarse_groups': (),             # dataset: a group per original class id; () = the dataset's coarse labels
+    'clusters': 5,                   # visual: KMeans groups K [-cluster]
+    'wordnet_depth': 0,              # wordnet: the distance normaliser H; 0 = the seen classes' tree height
+    'wordnet_norm': 'height',        # wordnet: 'height' (H above, both stages) | 'reference' (etrain.py's
+                                     # max_depth - 1: 1 in stage 1, 17 in stage 2; docs/deviations.md M3)
+    'beta': 20.0,                    # soft-target sharpness β [-beta]
+    'mg_scale': 1.0,                 # weight of L_MG [-scale]
+    'dscale': 1.0,                   # weight of the KD term, times α·T² [-dscale]
+    'temperature': 2.0,              # T of the KD term
+    'cb_loss': True,                 # class-balanced CE (False: plain CE, batch mean) [--cbloss]
+    'cb_reduction': 'sum',           # sum (the reference) | mean over the batch
+    'cb_new_count': 0,               # n_c of new classes; 0 = the largest class's training-set size
+    'balanced_per_class': 2,         # of memory.size per class, the balanced set's share (CIFAR-10: 20)
+    'balanced_augment': False,       # the balanced set (stage 2, visual features) in the train transform
+                                     # (the reference's miniImageNet / ImageNet-100 loaders); False: test
+    'decoupling': True,              # stage 2 on the balanced set (False: --no_dcp)
+    'stage2_epochs': 40,             # CIFAR 40, others 30
+    'stage2_milestones': (15,),      # reference milestones of stage 2 (each takes effect one epoch later)
+    'warmup_epochs': 1,              # linear warm-up of the backbone's lr in stage 1
+}
+CHOICES = {'hierarchy': ('dataset', 'wordnet', 'visual', 'none'), 'cb_reduction': ('sum', 'mean'),
+           'wordnet_norm': ('height', 'reference')}
+# its fixed per-class memory, the class's first images in file order; a new linear head each phase
+REQUIRES = {'model.head': 'linear', 'memory.policy': 'per_class', 'memory.selection': 'file_order'}
 
 
 # --- losses ------------------------------------------------------------------------------------
@@ -146,7 +170,6 @@ def tree_logits(distances: np.ndarray, beta: float, height: int) -> np.ndarray:
 # etrain.py's max_depth for WordNet: 2 in stage 1 (its branch order), MGloss's default 18 in stage 2;
 # cal_MG.py divides the distance by max_depth − 1
 REFERENCE_MAX_DEPTH = (2, 18)
-WORDNET_NORMS = ('height', 'reference')
 
 
 def visual_groups(class_features: list, clusters: int) -> np.ndarray:
@@ -188,144 +211,160 @@ def split_memory(ctx, v: int) -> tuple[dict, list]:
 
 # --- the method --------------------------------------------------------------------------------
 
-def make(config) -> Method:
+def head_or_backbone(params):
+  """Parameter groups of stage 1's per-group lr: the head's and the method's arrays 'head', the rest 'backbone'."""
+  model = {k: jax.tree.map(lambda _, k=k: 'head' if k == 'head' else 'backbone', p)
+           for k, p in params['model'].items()}
+  return {'model': model, 'method': jax.tree.map(lambda _: 'head', params['method'])}
+
+
+def head_only(params, classes):
+  """Stage 2's trainable mask: the head alone."""
+  del classes
+  return {'model': {k: jax.tree.map(lambda _, k=k: k == 'head', p) for k, p in params['model'].items()},
+          'method': jax.tree.map(lambda _: False, params['method'])}
+
+
+def stage_schedules(train_cfg, opts) -> tuple[PerGroup, StepDecay]:
+  """Stage 1's (the backbone warmed up, the head not) and stage 2's. The reference steps MultiStepLR
+  with step(epoch) after epochs >= 1: milestone m holds from epoch m + 1."""
+  tc = train_cfg
+  main = StepDecay(lr0=float(tc.lr), epochs=int(tc.epochs), milestones=tuple(int(m) + 1 for m in tc.milestones),
+                   gamma=float(tc.gamma))
+  backbone = WarmUp(main, int(opts.warmup_epochs)) if int(opts.warmup_epochs) else main
+  stage2 = StepDecay(lr0=float(tc.lr), epochs=int(opts.stage2_epochs),
+                     milestones=tuple(int(m) + 1 for m in opts.stage2_milestones), gamma=float(tc.gamma))
+  return PerGroup((('backbone', backbone), ('head', main))), stage2
+
+
+def check_config(config) -> None:
+  """What the declared CHOICES cannot say: how the options fit together and with the protocol."""
   opts = config.method
-  hierarchy, reduction = opts.hierarchy, opts.cb_reduction
   v = int(opts.balanced_per_class)
-  if hierarchy not in HIERARCHIES:
-    raise ValueError(f'method.hierarchy={hierarchy!r} is unknown; choose one of {list(HIERARCHIES)}')
-  if reduction not in REDUCTIONS:
-    raise ValueError(f'method.cb_reduction={reduction!r} is unknown; choose one of {list(REDUCTIONS)}')
   if not 0 < v < int(config.memory.size):
     raise ValueError(f'MGRB keeps memory.size={config.memory.size} images per class, of which '
                      f'method.balanced_per_class={v} form the balanced set: it needs 0 < balanced_per_class '
                      '< memory.size (the reference: 2 of 20, CIFAR-10 20 of 200)')
   if config.train.schedule != 'step':
     raise ValueError('MGRB trains with step decay at the reference\'s milestones: use train.schedule=step')
-  if hierarchy == 'visual' and int(opts.clusters) < 1:
+  if opts.hierarchy == 'visual' and int(opts.clusters) < 1:
     raise ValueError(f'method.clusters={opts.clusters} must be >= 1 for the visual hierarchy')
-  if opts.wordnet_norm not in WORDNET_NORMS:
-    raise ValueError(f'method.wordnet_norm={opts.wordnet_norm!r} is unknown; choose one of {list(WORDNET_NORMS)}')
-  reference_norm = hierarchy == 'wordnet' and opts.wordnet_norm == 'reference'
-  if reference_norm and int(opts.wordnet_depth):
+  if opts.hierarchy == 'wordnet' and opts.wordnet_norm == 'reference' and int(opts.wordnet_depth):
     raise ValueError(f'method.wordnet_norm=reference sets the reference\'s divisors (1 in stage 1, 17 in stage 2); '
                      f'method.wordnet_depth={opts.wordnet_depth} would set another: leave it at 0')
-  mg_scale = 0.0 if hierarchy == 'none' else float(opts.mg_scale)
-  n_old = int(config.memory.size) - v
-
-  adamw = Optimizer(kind='adamw', weight_decay=float(config.train.weight_decay))
-  tc = config.train
-  # The reference steps MultiStepLR with step(epoch) after epochs >= 1: milestone m holds from epoch m + 1.
-  main = StepDecay(lr0=float(tc.lr), epochs=int(tc.epochs), milestones=tuple(int(m) + 1 for m in tc.milestones),
-                   gamma=float(tc.gamma))
-  backbone = WarmUp(main, int(opts.warmup_epochs)) if int(opts.warmup_epochs) else main
-  stage1_schedule = PerGroup((('backbone', backbone), ('head', main)))
-  stage2_schedule = StepDecay(lr0=float(tc.lr), epochs=int(opts.stage2_epochs),
-                              milestones=tuple(int(m) + 1 for m in opts.stage2_milestones), gamma=float(tc.gamma))
-
-  def groups(params):
-    model = {k: jax.tree.map(lambda _, k=k: 'head' if k == 'head' else 'backbone', p)
-             for k, p in params['model'].items()}
-    return {'model': model, 'method': jax.tree.map(lambda _: 'head', params['method'])}
-
-  def head_only(params, classes):
-    del classes
-    return {'model': {k: jax.tree.map(lambda _, k=k: k == 'head', p) for k, p in params['model'].items()},
-            'method': jax.tree.map(lambda _: False, params['method'])}
-
-  base = Step(seen_cross_entropy, optimizer=adamw, groups=groups)
-  stage1 = Step(functools.partial(stage1_loss, temperature=float(opts.temperature), dscale=float(opts.dscale),
-                                  mg_scale=mg_scale, cb_loss=bool(opts.cb_loss), reduction=reduction),
-                teacher='task_start', optimizer=adamw, groups=groups)
-  # wordnet_norm=reference: −β·d/(max_depth − 1) with the reference's max_depth of each stage
-  reference = tuple(d - 1 for d in REFERENCE_MAX_DEPTH) if reference_norm else None
-  stage2 = Step(functools.partial(stage2_loss, mg_scale=mg_scale,
-                                  target_divisor=reference[1] / reference[0] if reference else 1.0),
-                bn_train=False, trainable=head_only, optimizer=adamw)
-  batch = int(tc.batch_size)
-  base_classes, step_classes = int(config.scenario.base), int(config.scenario.step)
   if int(config.scenario.num_tasks):
     raise ValueError('MGRB splits classes as n base + m per phase: set scenario.base and scenario.step, not '
                      'scenario.num_tasks')
 
-  def phases(t):
+
+class MGRB:
+  """MGRB's steps, phases and host-side hooks for one config (make)."""
+
+  def __init__(self, config):
+    opts, tc = config.method, config.train
+    self.opts, self.dataset = opts, config.dataset.name
+    self.hierarchy = opts.hierarchy
+    self.v = int(opts.balanced_per_class)               # balanced images per class
+    self.n_old = int(config.memory.size) - self.v        # exemplars per old class
+    self.base_classes, self.step_classes = int(config.scenario.base), int(config.scenario.step)
+    self.batch = int(tc.batch_size)
+    self.mg_scale = 0.0 if self.hierarchy == 'none' else float(opts.mg_scale)
+    # wordnet_norm=reference: −β·d/(max_depth − 1) with the reference's max_depth of each stage
+    reference_norm = self.hierarchy == 'wordnet' and opts.wordnet_norm == 'reference'
+    self.reference = tuple(d - 1 for d in REFERENCE_MAX_DEPTH) if reference_norm else None
+    self.stage1_schedule, self.stage2_schedule = stage_schedules(tc, opts)
+    adamw = Optimizer(kind='adamw', weight_decay=float(tc.weight_decay))
+    self.base = Step(seen_cross_entropy, optimizer=adamw, groups=head_or_backbone)
+    self.stage1 = Step(functools.partial(stage1_loss, temperature=float(opts.temperature), dscale=float(opts.dscale),
+                                         mg_scale=self.mg_scale, cb_loss=bool(opts.cb_loss),
+                                         reduction=opts.cb_reduction),
+                       teacher='task_start', optimizer=adamw, groups=head_or_backbone)
+    divisor = self.reference[1] / self.reference[0] if self.reference else 1.0
+    self.stage2 = Step(functools.partial(stage2_loss, mg_scale=self.mg_scale, target_divisor=divisor),
+                       bn_train=False, trainable=head_only, optimizer=adamw)
+
+  def phases(self, t):
     if t == 0:
-      return [Phase('base', base, stage1_schedule, stream='mixed', batch_size=batch)]
-    out = [Phase('train', stage1, stage1_schedule, stream='mixed', batch_size=batch)]
-    if bool(opts.decoupling) and int(opts.stage2_epochs) > 0:
-      seen = base_classes + t * step_classes     # before_task checks the split is even
-      out.append(Phase('balanced', stage2, stage2_schedule, stream='mixed', data='balanced',
-                       batch_size=balanced_batch(v * seen, batch), augment=bool(opts.balanced_augment)))
+      return [Phase('base', self.base, self.stage1_schedule, stream='mixed', batch_size=self.batch)]
+    out = [Phase('train', self.stage1, self.stage1_schedule, stream='mixed', batch_size=self.batch)]
+    if bool(self.opts.decoupling) and int(self.opts.stage2_epochs) > 0:
+      seen = self.base_classes + t * self.step_classes     # before_task checks the split is even
+      out.append(Phase('balanced', self.stage2, self.stage2_schedule, stream='mixed', data='balanced',
+                       batch_size=balanced_batch(self.v * seen, self.batch), augment=bool(self.opts.balanced_augment)))
     return out
 
-  def before_task(ctx):
+  def task_data(self, ctx):
+    return split_memory(ctx, self.v)[0]
+
+  def before_task(self, ctx):
     """A new head; from phase 1 on, the CB weights and the hierarchy's soft-target logits."""
     seen, old = ctx.tasks.end(ctx.t), ctx.tasks.start(ctx.t)
-    if (ctx.tasks.num_classes - base_classes) % step_classes:
-      raise ValueError(f'MGRB needs the {ctx.tasks.num_classes} classes split evenly: {base_classes} base classes '
-                       f'leave {ctx.tasks.num_classes - base_classes}, not a multiple of scenario.step={step_classes}')
+    c = ctx.tasks.num_classes
+    if (c - self.base_classes) % self.step_classes:
+      raise ValueError(f'MGRB needs the {c} classes split evenly: {self.base_classes} base classes leave '
+                       f'{c - self.base_classes}, not a multiple of scenario.step={self.step_classes}')
     params = xavier_normal_head(ctx.state.params, ctx.rng('head_init'), seen)
     state = dict(ctx.method_state)
     if ctx.t == 0:
-      check_hierarchy(ctx)    # a missing input fails now, not after the first phase's training
+      self.check_hierarchy(ctx)    # a missing input fails now, not after the first phase's training
       return params, state
-    c = ctx.tasks.num_classes
-    n_new = int(opts.cb_new_count) or max(len(k) for k in ctx.train_by_class)
-    state['cb_weights'] = jnp.asarray(class_balanced_weights(c, old, seen, n_old, n_new),
+    n_new = int(self.opts.cb_new_count) or max(len(k) for k in ctx.train_by_class)
+    state['cb_weights'] = jnp.asarray(class_balanced_weights(c, old, seen, self.n_old, n_new),
                                       state['cb_weights'].dtype)
-    if mg_scale:
+    if self.mg_scale:
       s = np.zeros((c, c))
-      s[:seen, :seen] = hierarchy_logits(ctx, seen)
+      s[:seen, :seen] = self.hierarchy_logits(ctx, seen)
       state['mg_logits'] = jnp.asarray(s, state['mg_logits'].dtype)
     return params, state
 
-  def check_hierarchy(ctx):
-    if hierarchy == 'dataset':
-      coarse_groups(ctx)
-    elif hierarchy == 'wordnet':
-      wordnet_paths(ctx, ctx.tasks.num_classes)
+  def check_hierarchy(self, ctx):
+    if self.hierarchy == 'dataset':
+      self.coarse_groups(ctx)
+    elif self.hierarchy == 'wordnet':
+      self.wordnet_paths(ctx, ctx.tasks.num_classes)
 
-  def wordnet_paths(ctx, seen):
+  def hierarchy_logits(self, ctx, seen):
+    """s [seen, seen]: the soft-target logits of the seen classes (module docstring)."""
+    beta = float(self.opts.beta)
+    if self.hierarchy == 'visual':
+      _, balanced = split_memory(ctx, self.v)
+      feats = ctx.outputs(np.concatenate(balanced), augment=bool(self.opts.balanced_augment),
+                          keys=('features',))['features']
+      bounds = np.cumsum([0] + [len(b) for b in balanced])
+      coarse = visual_groups([feats[bounds[k]:bounds[k + 1]] for k in range(seen)], int(self.opts.clusters))
+      return two_level_logits(coarse, beta)
+    if self.hierarchy == 'wordnet':
+      from cil_jax.input_pipeline import wordnet
+      paths = self.wordnet_paths(ctx, seen)
+      height = self.reference[0] if self.reference else int(self.opts.wordnet_depth) or wordnet.tree_height(paths)
+      return tree_logits(wordnet.distance_matrix(paths), beta, height)
+    return two_level_logits(self.coarse_groups(ctx)[:seen], beta)
+
+  def wordnet_paths(self, ctx, seen):
     from cil_jax.input_pipeline import wordnet
     wnids = ctx.class_info.wnids
     if wnids is None:
-      raise ValueError(f'method.hierarchy=wordnet needs the classes\' WordNet ids, and {config.dataset.name} has '
-                       'none; use method.hierarchy=visual or method.hierarchy=dataset (the config arguments :vis '
-                       'and :ont)')
+      raise ValueError(f'method.hierarchy=wordnet needs the classes\' WordNet ids, and {self.dataset} has none; use '
+                       'method.hierarchy=visual or method.hierarchy=dataset (the config arguments :vis and :ont)')
     return [wordnet.hypernym_path(w) for w in wnids[:seen]]
 
-  def hierarchy_logits(ctx, seen):
-    beta = float(opts.beta)
-    if hierarchy == 'visual':
-      _, balanced = split_memory(ctx, v)
-      idx = np.concatenate(balanced)
-      feats = ctx.outputs(idx, augment=bool(opts.balanced_augment), keys=('features',))['features']
-      bounds = np.cumsum([0] + [len(b) for b in balanced])
-      coarse = visual_groups([feats[bounds[k]:bounds[k + 1]] for k in range(seen)], int(opts.clusters))
-      return two_level_logits(coarse, beta)
-    if hierarchy == 'wordnet':
-      from cil_jax.input_pipeline import wordnet
-      paths = wordnet_paths(ctx, seen)
-      height = reference[0] if reference else int(opts.wordnet_depth) or wordnet.tree_height(paths)
-      return tree_logits(wordnet.distance_matrix(paths), beta, height)
-    return two_level_logits(coarse_groups(ctx)[:seen], beta)
-
-  def coarse_groups(ctx):
+  def coarse_groups(self, ctx):
     info = ctx.class_info
-    if len(opts.coarse_groups):
-      groups_by_original = np.asarray(opts.coarse_groups, np.int64)
+    if len(self.opts.coarse_groups):
+      groups_by_original = np.asarray(self.opts.coarse_groups, np.int64)
       if len(groups_by_original) != ctx.tasks.num_classes:
         raise ValueError(f'method.coarse_groups has {len(groups_by_original)} entries; it needs one group per '
                          f'class of the dataset ({ctx.tasks.num_classes}, by original class id)')
       return groups_by_original[info.original]
     if info.coarse is None:
-      raise ValueError(f'method.hierarchy=dataset needs coarse labels, and {config.dataset.name} has none; set '
+      raise ValueError(f'method.hierarchy=dataset needs coarse labels, and {self.dataset} has none; set '
                        'method.coarse_groups (a group per original class) or use method.hierarchy=visual (the '
                        'config argument :vis)')
     return np.asarray(info.coarse, np.int64)
 
-  def task_data(ctx):
-    return split_memory(ctx, v)[0]
 
-  return Method('mgrb', phases, task_data=task_data, before_task=before_task,
+def make(config) -> Method:
+  check_config(config)
+  mgrb = MGRB(config)
+  return Method('mgrb', mgrb.phases, task_data=mgrb.task_data, before_task=mgrb.before_task,
                 init_state=lambda c, t, d: {'cb_weights': jnp.zeros((c,)), 'mg_logits': jnp.zeros((c, c))})

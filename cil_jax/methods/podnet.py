@@ -3,8 +3,9 @@
 Model: features without the last ReLU (model.last_relu=False) and the local similarity classifier
 (model.head='lsc', K proxies per class, class-major rows c·K + k, learnable scale; models/heads.py).
 
-Main phase (every task; fresh SGD lr 0.05, momentum 0.9, wd 1e-4 via
-train.reset_optimizer_each_task=True; cosine annealing over the task's epochs, stepped per epoch):
+Main phase (every task; a fresh SGD each task, as the reference: the phase's own optimizer with
+train.momentum 0.9 / weight_decay 1e-4, so that no momentum carried over from earlier tasks moves the
+proxies of classes not yet imprinted; lr 0.05, cosine annealing over the task's epochs, stepped per epoch):
   NCA(scale·(score − margin)) over the seen classes
   + λ_c/S · POD-spatial over the S stage outputs + λ_f · POD-flat     (t >= 1, teacher = task start)
   NCA: a = scale·(score − 0.6); a ← a − max_c a per sample; loss = mean_i[−a_iy + log(1 + Σ_{c≠y} e^{a_ic})]
@@ -37,6 +38,7 @@ Deviations from the reference:
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import jax
@@ -51,6 +53,20 @@ from cil_jax.methods.schedules import Cosine, StepDecay
 from cil_jax.models import heads
 from cil_jax.models.heads import l2_normalize
 
+OPTIONS = {
+    'lambda_c': 8.0,                 # POD-spatial weight, divided by the number of stages
+    'lambda_f': 10.0,                # POD-flat weight
+    'adaptive_weights': False,       # True: both weights x sqrt(seen / new) (PODNet paper)
+    'pod_spatial_concat': False,     # True: PODNet paper's concatenated width+height pooling
+    'nca_margin': 0.6,
+    'proxies': 10,                   # K; must equal the lsc head's (models/heads.py)
+    'finetune_epochs': 20,           # classifier fine-tuning on the balanced set (t >= 1); 0 = none
+    'finetune_lr': 0.01,
+    'imprint_augment': True,         # KMeans on train-transform features (the reference's loader)
+    'nme': False,                    # evaluate by nearest class mean instead of the class scores
+    'nme_augment': True,             # NME means on train-transform features (the SS-IL code base)
+}
+REQUIRES = {'model.head': 'lsc', 'model.last_relu': False}   # the LSC head, features without the last ReLU
 
 KMEANS_N_INIT = 10
 
@@ -172,54 +188,50 @@ def imprint(proxies: np.ndarray, features: np.ndarray, labels: np.ndarray, new_c
 
 # --- the method --------------------------------------------------------------------------------
 
+def imprint_new_classes(ctx, k: int, augment: bool, seed: int):
+  """Task start (t >= 1): the new classes' proxies from KMeans of their features (imprint), scale 1."""
+  params = ctx.state.params
+  if ctx.t == 0:
+    return params, ctx.method_state
+  proxies = np.asarray(jax.device_get(params['model']['head']['proxies']))
+  if proxies.shape[0] != ctx.tasks.num_classes * k:
+    raise ValueError(f'the lsc head has {proxies.shape[0]} proxy rows, not {ctx.tasks.num_classes} x {k}')
+  new = range(ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))
+  idx = ctx.new_indices()
+  feats = ctx.outputs(idx, augment=augment, stream='imprint_kmeans', keys=('features',))['features']
+  proxies = imprint(proxies, feats, ctx.train_labels[idx], new, k, seed, ctx.t)
+  scale = jnp.ones_like(params['model']['head']['scale'])   # keeps the parameter's dtype
+  return with_head(params, proxies=jnp.asarray(proxies), scale=scale), ctx.method_state
+
+
 def make(config) -> Method:
-  opts = dict(config.method)
-  k = int(opts['proxies'])
+  opts = config.method
+  k = int(opts.proxies)
   if k != heads.LSCHead.proxies:
     raise ValueError(f'method.proxies={k} but the lsc head has {heads.LSCHead.proxies} proxies per class '
                      '(models/heads.py); use method.proxies=10')
-  loss_opts = {key: opts[key] for key in ('nca_margin', 'lambda_c', 'lambda_f')}
-  loss_opts = {key: float(v) for key, v in loss_opts.items()}
-  loss_opts['adaptive_weights'] = bool(opts['adaptive_weights'])
-  loss_opts['pod_spatial_concat'] = bool(opts['pod_spatial_concat'])
-  margin = loss_opts['nca_margin']
-  finetune = int(opts['finetune_epochs']) > 0 and int(config.memory.size) > 0
-
-  def main_loss(x):
-    return podnet_loss(x, loss_opts)
-
-  def finetune_loss(x):
-    return nca_only_loss(x, margin)
+  main_loss = functools.partial(podnet_loss, opts={
+      'nca_margin': float(opts.nca_margin), 'lambda_c': float(opts.lambda_c), 'lambda_f': float(opts.lambda_f),
+      'adaptive_weights': bool(opts.adaptive_weights), 'pod_spatial_concat': bool(opts.pod_spatial_concat)})
+  finetune_loss = functools.partial(nca_only_loss, margin=float(opts.nca_margin))
+  finetune = int(opts.finetune_epochs) > 0 and int(config.memory.size) > 0
+  optimizer = Optimizer.of_train_config(config.train)   # fresh each task (the module docstring)
 
   def phases(t):
     sched = step_schedule(config.train, t, lr_by_task=False, method='PODNet')
     main = Phase('train' if t else 'base', Step(main_loss, teacher='task_start' if t else None,
-                                                 trainable=main_trainable),
+                                                 trainable=main_trainable, optimizer=optimizer),
                  Cosine(lr0=sched.lr0, epochs=sched.epochs), stream='mixed', batch_size=config.train.batch_size)
     if t == 0 or not finetune:
       return [main]
     ft_step = Step(finetune_loss, bn_train=True, trainable=finetune_trainable,
                    optimizer=Optimizer(momentum=0.0, weight_decay=float(config.train.weight_decay)))
-    return [main, Phase('classifier_ft', ft_step, StepDecay(lr0=float(opts['finetune_lr']),
-                                                            epochs=int(opts['finetune_epochs'])),
+    return [main, Phase('classifier_ft', ft_step, StepDecay(lr0=float(opts.finetune_lr),
+                                                            epochs=int(opts.finetune_epochs)),
                         stream='mixed', data='balanced', batch_size=config.train.batch_size)]
 
-  def before_task(ctx):
-    params = ctx.state.params
-    if ctx.t == 0:
-      return params, ctx.method_state
-    proxies = np.asarray(jax.device_get(params['model']['head']['proxies']))
-    if proxies.shape[0] != ctx.tasks.num_classes * k:
-      raise ValueError(f'the lsc head has {proxies.shape[0]} proxy rows, not {ctx.tasks.num_classes} x {k}')
-    new = range(ctx.tasks.start(ctx.t), ctx.tasks.end(ctx.t))
-    idx = ctx.new_indices()
-    feats = ctx.outputs(idx, augment=bool(opts['imprint_augment']), stream='imprint_kmeans',
-                        keys=('features',))['features']
-    proxies = imprint(proxies, feats, ctx.train_labels[idx], new, k, int(config.seed), ctx.t)
-    scale = jnp.ones_like(params['model']['head']['scale'])   # keeps the parameter's dtype
-    return with_head(params, proxies=jnp.asarray(proxies), scale=scale), ctx.method_state
-
-  if not opts['nme']:
-    return Method('podnet', phases, task_data=with_balanced_set, before_task=before_task)
-  return Method('podnet', phases, task_data=with_balanced_set, before_task=before_task,
-                **nme_options(bool(opts['nme_augment'])))
+  evaluation = nme_options(bool(opts.nme_augment)) if opts.nme else {}
+  return Method('podnet', phases, task_data=with_balanced_set,
+                before_task=functools.partial(imprint_new_classes, k=k, augment=bool(opts.imprint_augment),
+                                              seed=int(config.seed)),
+                **evaluation)

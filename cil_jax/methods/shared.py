@@ -64,10 +64,6 @@ def seen_cross_entropy(x: LossInputs):
   return ce, {'ce': ce}
 
 
-KD_FORMS = ('taskwise', 'joint', 'both')      # method.kd of ce_kd_loss
-PRED_LOSSES = ('ce', 'bce', 'ce+bce')         # method.pred_loss of ce_kd_loss
-
-
 def ce_kd_loss(x: LossInputs, temperature: float, kd: str = 'taskwise', pred_loss: str = 'ce'):
   """Prediction loss over all seen classes + KD (T²·KL, softmax at T) from the teacher: iCaRL and
   EEIL stage 1. The SS-IL code base's form is the default: CE + task-wise KD (one softmax per old
@@ -89,12 +85,6 @@ def ce_kd_loss(x: LossInputs, temperature: float, kd: str = 'taskwise', pred_los
     metrics['kd_joint'] = blockwise_kd(z, x.teacher['logits'], c.old[None], temperature).mean()
     loss = loss + metrics['kd_joint']
   return loss, metrics
-
-
-def check_kd_options(opts) -> None:
-  for field, value, valid in (('kd', opts.kd, KD_FORMS), ('pred_loss', opts.pred_loss, PRED_LOSSES)):
-    if value not in valid:
-      raise ValueError(f'method.{field}={value!r} is unknown; choose one of {list(valid)}')
 
 
 # --- the class-balanced set (EEIL; LUCIR's and PODNet's fine-tuning) ----------------------------

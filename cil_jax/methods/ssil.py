@@ -14,6 +14,8 @@ from cil_jax.methods.losses import blockwise_kd, masked_log_softmax
 from cil_jax.methods.api import LossInputs, Method, Step
 from cil_jax.methods.shared import ce_phase, main_phase
 
+OPTIONS = {'temperature': 2.0}      # T of the task-wise KD
+
 
 def separated_cross_entropy(logits, labels, is_replay, old_mask, new_mask):
   """Per-sample CE: replay samples over old classes, new samples over new classes."""

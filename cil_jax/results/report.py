@@ -116,8 +116,9 @@ def method_label(config: dict) -> str:
   name = config['method']['name']
   if name == 'ft' and int(config['memory']['size']) == 0:
     return 'ft (no memory)'
+  defaults = methods_lib.declared(name).options if name in methods_lib.names() else {}
   for option in ('form', 'variant'):   # LUCIR's FACIL form, the rethinking-softmax variants: names of their own
-    value, default = config['method'].get(option), methods_lib.OPTIONS.get(name, {}).get(option)
+    value, default = config['method'].get(option), defaults.get(option)
     if value is not None and value != default:
       name = f'{name}-{value}'
   return name

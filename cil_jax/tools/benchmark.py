@@ -147,7 +147,7 @@ class JaxStep:
       raise ValueError(f'--steps-per-call={steps_per_call} must be >= 1')
     self.steps_per_call = steps_per_call
     factory = Factory(ModelSpec(model, num_classes, dtype=dtype),
-                      Optimizer(momentum=float(config.train.momentum), weight_decay=float(config.train.weight_decay)),
+                      Optimizer.of_train_config(config.train),
                       normalizer((0.5,) * channels, (0.25,) * channels), replicated, sharded)
     self.step_fn = factory.train_step(phase.step, steps_per_call=steps_per_call)
     state, self.method_state = factory.init_state(seed, (side, side, channels), self.method_obj, tasks.num_tasks)
@@ -458,7 +458,7 @@ def format_result(r: dict) -> str:
 
 def main(argv=None, prog='cil-jax benchmark') -> dict:
   p = argparse.ArgumentParser(prog=prog, description=__doc__.split('\n')[0])
-  p.add_argument('--method', default='ssil', choices=methods_lib.NAMES)
+  p.add_argument('--method', default='ssil', choices=methods_lib.names())
   p.add_argument('--model', default='resnet18', choices=models.NAMES)
   p.add_argument('--image-size', type=int, default=0, help='0: the model\'s (224 / 32 / 28) or the input mode\'s')
   p.add_argument('--num-classes', type=int, default=1000)
