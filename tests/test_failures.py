@@ -21,7 +21,7 @@ import pytest
 
 from cil_jax.tools import data_check as data
 from cil_jax import errors
-from cil_jax.results import report
+from cil_jax.tools import report
 from cil_jax.engine import workdir as workdir_lib
 from cil_jax.input_pipeline import image_checks
 from cil_jax.input_pipeline.base import Split
@@ -455,11 +455,11 @@ def test_report_out_on_a_full_disk_is_one_line(reference_run, tmp_path):
 
 
 def test_report_out_on_a_full_disk_injected(reference_run, tmp_path, monkeypatch, capsys):
-  from cil_jax.results import report
+  from cil_jax.results import plots
 
   def full(*args, **kwargs):
     raise OSError(errno.ENOSPC, 'No space left on device', str(tmp_path / 'report.png'))
-  monkeypatch.setattr(report, 'plot_accuracy', full)
+  monkeypatch.setattr(plots, 'plot_accuracy', full)
   with pytest.raises(SystemExit) as stop:
     report.main([reference_run[0], '--out', f'{tmp_path}/'])
   assert str(stop.value) == (f'error: no space left on the device ({tmp_path}); free space in {tmp_path}, then run '

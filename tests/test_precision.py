@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from cil_jax import config_base
-from cil_jax.methods.losses import at_least_f32, blockwise_kd, cross_entropy
+from cil_jax.methods.losses import blockwise_kd, cross_entropy
+from cil_jax.models.precision import at_least_f32
 from cil_jax.methods import bic, icarl, il2m, lucir, podnet, shared
 from cil_jax.methods.api import Classes, LossInputs
 from cil_jax.models import heads

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from cil_jax import config_base
-from cil_jax.results import metrics, report
+from cil_jax.results import metrics, plots
+from cil_jax.tools import report
 from helpers import load_config
 
 
@@ -330,8 +331,8 @@ def test_plot_of_many_runs_keeps_them_apart_and_the_legend_outside(tmp_path):
   curves = _many_curves(24)
   with warnings.catch_warnings():
     warnings.simplefilter('error')   # no matplotlib warning either
-    fig = report.accuracy_figure(curves)
-    report.plot_accuracy(curves, str(tmp_path / 'many.png'))
+    fig = plots.accuracy_figure(curves)
+    plots.plot_accuracy(curves, str(tmp_path / 'many.png'))
   ax, = fig.axes
   lines = ax.get_lines()
   assert len({(l.get_color(), l.get_linestyle(), l.get_marker()) for l in lines}) == 24
@@ -363,7 +364,7 @@ def test_plot_x_axis_classes(tmp_path):
   out = str(tmp_path / 'classes')
   report.main(dirs + [kept, '--out', out, '--x', 'classes'])
   assert (tmp_path / 'classes.png').stat().st_size > 1000
-  fig = report.accuracy_figure(_many_curves(3), x='classes')
+  fig = plots.accuracy_figure(_many_curves(3), x='classes')
   assert [list(l.get_xdata()) for l in fig.axes[0].get_lines()] == [[5, 6, 7, 8, 9, 10]] * 3
   assert fig.axes[0].get_xlabel() == 'classes learned'
   with pytest.raises(SystemExit, match='number of classes of .* is unknown'):   # no dataset named: one line

@@ -33,7 +33,7 @@ from cil_jax.input_pipeline import base, device_data, image_checks, scenario, so
 from cil_jax.methods import api
 from cil_jax.methods.api import Classes
 from cil_jax.results import metrics as metrics_lib
-from cil_jax.results.writer import RunWriter
+from cil_jax.engine.writer import RunWriter
 
 
 class Experiment:

@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax.methods.losses import NEG, at_least_f32
+from cil_jax.methods.losses import NEG
+from cil_jax.models.precision import at_least_f32
 from cil_jax.methods.api import Method
 from cil_jax.methods.shared import ce_phase
 

@@ -10,13 +10,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from cil_jax.models.precision import at_least_f32
+
 NEG = -1e30
-
-
-def at_least_f32(x):
-  """x cast up to float32 when narrower (bfloat16, float16, ints, bools); float32 and float64 are
-  kept. Never downcasts, so x64 runs stay float64. Works on jax and numpy arrays alike."""
-  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def masked_log_softmax(z, mask):

@@ -49,11 +49,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax.methods.losses import NEG, at_least_f32, cross_entropy, facil_kd, one_hot_bce, sigmoid_bce
+from cil_jax.methods.losses import NEG, cross_entropy, facil_kd, one_hot_bce, sigmoid_bce
 from cil_jax.methods.api import LossInputs, Method, Optimizer, Phase, Step, default_task_data, masked_logits
 from cil_jax.methods.shared import (main_phase, multi_softmax_scores, normalize_rows, seen_cross_entropy,
                                    with_balanced_set, with_head)
 from cil_jax.methods.schedules import StepDecay
+from cil_jax.models.precision import at_least_f32
 from cil_jax.models.heads import l2_normalize
 
 OPTIONS = {

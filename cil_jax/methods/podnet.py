@@ -45,7 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax.methods.losses import NEG, at_least_f32
+from cil_jax.methods.losses import NEG
+from cil_jax.models.precision import at_least_f32
 from cil_jax.input_pipeline.scenario import stream_seed
 from cil_jax.methods.api import LossInputs, Method, Optimizer, Phase, Step
 from cil_jax.methods.shared import step_schedule, nme_options, normalize_rows, with_balanced_set, with_head

@@ -7,8 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil_jax.methods.losses import NEG, at_least_f32, blockwise_kd, cross_entropy, masked_log_softmax, one_hot_bce
+from cil_jax.methods.losses import NEG, blockwise_kd, cross_entropy, masked_log_softmax, one_hot_bce
 from cil_jax.methods.api import LossInputs, Phase, Step, default_task_data
+from cil_jax.models.precision import at_least_f32
 from cil_jax.models.heads import l2_normalize
 from cil_jax.methods.schedules import Patience, Schedule, StepDecay
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Sequence
 
-from cil_jax.methods.losses import at_least_f32
+from cil_jax.models.precision import at_least_f32
 from cil_jax.models import heads
 
 import flax.linen as nn

@@ -17,7 +17,7 @@ import sys
 # command -> (module, one line); modules load on use: the light commands stay light
 COMMANDS = {
     'train': ('cil_jax.tools.train_command', 'run or resume an experiment'),
-    'report': ('cil_jax.results.report', 'tables and a plot from finished workdirs'),
+    'report': ('cil_jax.tools.report', 'tables and a plot from finished workdirs'),
     'data': ('cil_jax.tools.data_check', 'check a dataset (data check --config ...)'),
     'benchmark': ('cil_jax.tools.benchmark', 'time the train step or the input pipeline'),
     'launch': ('cil_jax.tools.launch', 'one run as several cooperating JAX processes'),

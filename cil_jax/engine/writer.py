@@ -7,7 +7,7 @@ import os
 from typing import Callable
 
 from cil_jax.engine import workdir as workdir_lib
-from cil_jax.results import report, summaries
+from cil_jax.results import plots, summaries
 
 
 class RunWriter:
@@ -54,7 +54,7 @@ class RunWriter:
     workdir_lib.atomic_write(os.path.join(self.workdir, workdir_lib.RESULTS), json.dumps(summary, indent=1))
     if plot and self._plot:
       try:
-        report.plot_accuracy({self.method_name: summary}, os.path.join(self.workdir, 'accuracy.png'))
+        plots.plot_accuracy({self.method_name: summary}, os.path.join(self.workdir, 'accuracy.png'))
       except ImportError:  # e.g. an accelerator machine without it: the results stand without their plot
         self.note('accuracy.png is not written: matplotlib is not installed')
         self._plot = False

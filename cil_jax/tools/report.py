@@ -34,6 +34,7 @@ from cil_jax import config_base
 from cil_jax import errors
 from cil_jax.engine import workdir as workdir_lib
 from cil_jax import methods as methods_lib
+from cil_jax.results import plots
 
 COLUMNS = (('average_incremental_top1', 'avg top-1'), ('average_incremental_top5', 'avg top-5'),
            ('last_top1', 'last top-1'), ('forgetting_top1', 'forgetting'))
@@ -43,67 +44,6 @@ FACIL_COLUMNS = (('last_task_aware', 'last TAw'), ('last_task_agnostic', 'last T
                  ('mean_forgetting_task_aware', 'F̄ TAw'), ('mean_forgetting_task_aware_clipped', 'F̄ TAw clipped'),
                  ('mean_forgetting_task_agnostic', 'F̄ TAg'), ('mean_forgetting_task_agnostic_clipped', 'F̄ TAg clipped'))
 TABLES = {'ssil': COLUMNS, 'facil': FACIL_COLUMNS}
-
-
-# More than 10 lines stay apart: the 10 colours, then a line style per 10 lines, and a marker cycle of
-# 7 (prime to 10): no two of the first 40 lines share colour and style.
-LINE_STYLES = ('-', '--', ':', '-.')
-MARKERS = ('o', 's', '^', 'D', 'v', 'P', 'X')
-LEGEND_WIDTH = 52   # characters per legend line; longer labels wrap at their ', '
-X_AXES = {'tasks': 'tasks learned', 'classes': 'classes learned'}
-
-
-def line_style(i: int) -> dict:
-  return {'color': f'C{i % 10}', 'linestyle': LINE_STYLES[i // 10 % len(LINE_STYLES)],
-          'marker': MARKERS[i % len(MARKERS)]}
-
-
-def _wrap(label: str) -> str:
-  """A legend label on lines of about LEGEND_WIDTH characters, broken after a field's ', ' only."""
-  lines = []
-  for part in label.split(', '):
-    if lines and len(lines[-1]) + 2 + len(part) <= LEGEND_WIDTH:
-      lines[-1] += ', ' + part
-    else:
-      lines[-1:] = [lines[-1] + ','] if lines else []
-      lines.append(part)
-  return '\n  '.join(lines)
-
-
-def plot_accuracy(results: dict[str, dict], path: str, x: str = 'tasks') -> None:
-  """accuracy_figure written as a PNG, the legend within it."""
-  tmp = path + '.tmp.png'
-  accuracy_figure(results, x).savefig(tmp, bbox_inches='tight')   # the figure grows to hold the legend
-  os.replace(tmp, path)
-
-
-def accuracy_figure(results: dict[str, dict], x: str = 'tasks'):
-  """Top-1 on all seen classes after each task, one line per entry (in the given order) with the legend
-  right of the axes. x='classes': each entry's 'classes' (classes seen after each task) on the x-axis,
-  as PyCIL's plots."""
-  from matplotlib.figure import Figure   # no pyplot: no global state, no backend to switch
-  from matplotlib.ticker import MaxNLocator
-  labels = {name: _wrap(f'{name} (avg {s["average_incremental_top1"]:.1f})') for name, s in results.items()}
-  lines = sum(label.count('\n') + 1 for label in labels.values())
-  # the legend goes right of the axes, never over a curve; a long one makes the figure taller
-  fig = Figure(figsize=(6.5, max(4.2, 1.0 + 0.16 * lines)), dpi=100)
-  ax = fig.add_subplot()
-  ticks = set()
-  for i, (name, summary) in enumerate(results.items()):
-    acc = summary['top1_all']
-    xs = summary['classes'] if x == 'classes' else range(1, len(acc) + 1)
-    ticks.update(xs)
-    ax.plot(xs, acc, markersize=4, label=labels[name], **line_style(i))
-  if len(ticks) <= 12:
-    ax.set_xticks(sorted(ticks))
-  else:   # e.g. 20 tasks or 100 classes
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-  ax.set_xlabel(X_AXES[x])
-  ax.set_ylabel('top-1 on all seen classes (%)')
-  ax.set_ylim(0, 100)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.02, 1), borderaxespad=0, handlelength=3)
-  return fig
 
 
 LABEL_FIELDS = 3   # labels name the fewest fields: an exact search up to this many, then a greedy one
@@ -342,7 +282,7 @@ def main(argv=None, prog='cil-jax report') -> str:
                  help="columns: 'ssil' (average incremental / last top-1 over all seen images, SS-IL's table), "
                       "'facil' (per-task means: task-aware and task-agnostic last accuracy, Ā, F̄); auto: facil "
                       "when every run uses FACIL's split (scenario.num_tasks > 0)")
-  p.add_argument('--x', choices=tuple(X_AXES), default='tasks',
+  p.add_argument('--x', choices=tuple(plots.X_AXES), default='tasks',
                  help="the plot's x-axis: tasks learned, or the number of classes learned after each task "
                       "(PyCIL's plots)")
   a = p.parse_args(argv)
@@ -383,7 +323,7 @@ def main(argv=None, prog='cil-jax report') -> str:
       with open(out + '.md', 'w') as f:
         f.write(text + '\n')
       write_csv(runs, table, out + '.csv', columns)
-      plot_accuracy(curves, out + '.png', a.x)
+      plots.plot_accuracy(curves, out + '.png', a.x)
     except OSError as e:   # a full disk or a folder gone read-only after the check: one line
       line = errors.os_line(e, then='run the same command again', path=out)
       if line is None:
