@@ -106,19 +106,20 @@ def test_the_commands_are_listed_once():
   assert cli.main(['--help']) == 0
 
 
-def test_a_plain_install_carries_the_shipped_configs(tmp_path):
-  """`pip install .` (not editable): the package and its configs land in site-packages."""
+def test_a_plain_install_carries_the_shipped_configs_and_data(tmp_path):
+  """`pip install .` (not editable): the package, its configs and its data files land in site-packages."""
   target = tmp_path / 'site'
   r = subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--target', str(target), ROOT],
                      capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   code = ('import cil_jax.command_line as c; print(c.__file__); '
-          'print(c.load_config_file(c.find_config("ssil_imagenet") + ":t5").scenario.step)')
+          'print(c.load_config_file(c.find_config("ssil_imagenet") + ":t5").scenario.step); '
+          'from cil_jax.input_pipeline import class_lists; print(len(class_lists.MINIIMAGENET))')
   r = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(target)),
                      capture_output=True, text=True, timeout=120)
   assert r.returncode == 0, r.stderr[-3000:]
-  where, step = r.stdout.split()
-  assert where.startswith(str(target)) and step == '200'
+  where, step, listed = r.stdout.split()
+  assert where.startswith(str(target)) and step == '200' and listed == '100'   # the package data came along
 
 
 def test_the_launcher_runs_the_train_command_or_a_script():
