@@ -29,11 +29,11 @@ from cil_jax.engine.hooks import (Checkpoints, Chunk, FaultInjection, Logger, Pr
 from cil_jax.engine.progress import Progress
 from cil_jax.engine.run_state import Cursor, RunState
 from cil_jax.engine.step import chunk_sharding, normalizer
+from cil_jax.engine.writer import RunWriter
 from cil_jax.input_pipeline import base, device_data, image_checks, scenario, sources, streams
 from cil_jax.methods import api
 from cil_jax.methods.api import Classes
 from cil_jax.results import metrics as metrics_lib
-from cil_jax.engine.writer import RunWriter
 
 
 class Experiment:
@@ -352,7 +352,7 @@ class Run:
         if problem:
           raise base.DataError(f'{problem}; {image_checks.bad_image_fix(split, problem)}') from e
       raise base.DataError(f'reading training batch {ep.k} failed: {errors.one_line(e)}; rerun the same '
-                              'command to resume from the last checkpoint') from e
+                           'command to resume from the last checkpoint') from e
 
 
 class Epoch:
