@@ -39,11 +39,15 @@ class Loaders:
 class Evaluator:
   def __init__(self, data, source, loaders: Loaders, factory, predict):
     """data: the scenario.Scenario; factory: the engine.factory.Factory of the model; predict: the method's."""
-    self.data, self.source, self.loaders, self.factory = data, source, loaders, factory
-    self.eval_step = factory.eval_step(predict)
+    self.data, self.source, self.loaders, self.predict = data, source, loaders, predict
+    self.use(factory)
     # a validation set's last partial batch is loaded whole by every process (replicated)
     self._replicated_loader = loaders.train_eval if jax.process_count() == 1 else streams.ImageLoader(
         source.train, data.train_labels, 'none', source.image_size, 0, 1)
+
+  def use(self, factory) -> None:
+    """Evaluate the network of `factory` from now on (a network that grew at a task start)."""
+    self.factory, self.eval_step = factory, factory.eval_step(self.predict)
 
   def test_accuracy(self, state, method_state, t: int, classes, eval_batch: int) -> dict:
     """The metrics row of the test images of the classes seen after task t."""
@@ -81,11 +85,13 @@ class Evaluator:
     ok = valid.reshape(-1)
     return {k: _to_host([o[k] for o in outs])[ok] for k in keys}
 
-  def validation_loss(self, spec, state, teacher, method_state, classes, new_idx, mem_idx, batch: int) -> float:
+  def validation_loss(self, spec, state, teacher, method_state, classes, new_idx, mem_idx, batch: int,
+                      teacher_factory=None) -> float:
     """The step's loss over a validation set (new data, then memory; test transform, in order), as
     FACIL's eval: batches of the phase's batch size, the last one partial, Σ n_b·loss_b / N summed
-    in float64 on the host (one fetch of the batch losses)."""
-    f, loss_step = self.factory, self.factory.loss_step(spec)
+    in float64 on the host (one fetch of the batch losses). teacher_factory: the teacher's network's,
+    where it is another."""
+    f, loss_step = self.factory, self.factory.loss_step(spec, teacher_factory)
     idx = np.concatenate([new_idx, mem_idx]).astype(np.int64)
     replay = np.concatenate([np.zeros(len(new_idx), bool), np.ones(len(mem_idx), bool)])
     if len(idx) == 0:

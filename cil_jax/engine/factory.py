@@ -1,11 +1,13 @@
 """Model + method -> the initial state and the compiled steps, built one way for the run, the benchmark
-and the tests. Keyed by a ModelSpec so that a network that grows per task (one spec per task) gets its
-own steps and its own restore template."""
+and the tests. Keyed by a ModelSpec: a network that a method grows per task (api.Method.network) has a
+spec, a Factory (its steps, its restore template) per form, and `carry_over` moves the weights from one
+form to the next."""
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+import flax.traverse_util
 import jax
 import jax.numpy as jnp
 
@@ -22,11 +24,17 @@ class ModelSpec:
   last_relu: bool = True
   dtype: str = 'float32'
   head: str = 'linear'
+  options: tuple = ()   # (field, value) pairs of the model's class set by the method per task, sorted
 
   @classmethod
   def of(cls, config, num_classes: int) -> 'ModelSpec':
     m = config.model
     return cls(m.name, num_classes, bool(m.last_relu), m.dtype, m.head)
+
+  def with_options(self, options: dict) -> 'ModelSpec':
+    """options: JSON values (a checkpoint keeps them); lists become tuples, so the spec stays a key."""
+    return dataclasses.replace(self, options=tuple(sorted(
+        (k, tuple(v) if isinstance(v, list) else v) for k, v in options.items())))
 
 
 class Factory:
@@ -36,14 +44,18 @@ class Factory:
   def __init__(self, spec: ModelSpec, main_optimizer, normalize, replicated, sharded, device_data=None):
     """main_optimizer: an api.Optimizer, the run's (a phase's Step may bring its own); device_data:
     {augment: device_data.DeviceData} when the training images live on the devices, else None."""
-    self.spec = spec
+    self.spec, self.main_optimizer = spec, main_optimizer
     self.model = models.create(spec.name, spec.num_classes, last_relu=spec.last_relu, dtype=spec.dtype,
-                               head=spec.head)
+                               head=spec.head, **dict(spec.options))
     self.tx = make_optimizer(main_optimizer)
     self.normalize = normalize
     self.replicated, self.sharded = replicated, sharded
     self.device_data = device_data
     self._steps: dict[Any, Any] = {}
+
+  def sibling(self, spec: ModelSpec) -> 'Factory':
+    """The factory of another form of the network, with this one's optimizer, data and devices."""
+    return Factory(spec, self.main_optimizer, self.normalize, self.replicated, self.sharded, self.device_data)
 
   def init_variables(self, seed: int, image_shape) -> tuple[dict, int]:
     """The network's initial variables (seeded) and its feature width, for images of [H, W, C]."""
@@ -77,13 +89,18 @@ class Factory:
     return state.replace(phase_opt_state=jax.device_put(self.phase_optimizer_state(step, state.params),
                                                         self.replicated))
 
-  def train_step(self, step, augment: bool = True, steps_per_call: int = 1):
+  def train_step(self, step, augment: bool = True, steps_per_call: int = 1, teacher: 'Factory | None' = None):
+    """`teacher`: the factory of the teacher's network where it is another (None: this one)."""
     on_device = None if self.device_data is None else self.device_data[augment]
-    return self._cached(('train', step, augment, steps_per_call), make_train_step, self.model, step,
-                        self.optimizer(step), self.normalize, self.replicated, self.sharded, steps_per_call, on_device)
+    other = teacher is not None and teacher.spec != self.spec
+    return self._cached(('train', step, augment, steps_per_call, other and teacher.spec), make_train_step, self.model,
+                        step, self.optimizer(step), self.normalize, self.replicated, self.sharded, steps_per_call,
+                        on_device, teacher.model if other else None)
 
-  def loss_step(self, step):
-    return self._cached(('loss', step), make_loss_step, self.model, step, self.normalize)
+  def loss_step(self, step, teacher: 'Factory | None' = None):
+    other = teacher is not None and teacher.spec != self.spec
+    return self._cached(('loss', step, other and teacher.spec), make_loss_step, self.model, step, self.normalize,
+                        teacher.model if other else None)
 
   def eval_step(self, predict):
     return self._cached(('eval', predict), make_eval_step, self.model, predict, self.normalize, self.replicated,
@@ -96,3 +113,14 @@ class Factory:
     if key not in self._steps:
       self._steps[key] = make(*args)
     return self._steps[key]
+
+
+def carry_over(old: dict, new: dict) -> dict:
+  """The network's variables after it grew: every leaf of `new` (fresh) whose path and shape `old` has
+  takes old's value (the parts that were there keep their weights and BN statistics), the rest stays
+  fresh. A method whose parts change shape or place (a widened classifier) gives api.Method.grow."""
+  flat_old = flax.traverse_util.flatten_dict(old)
+  flat_new = flax.traverse_util.flatten_dict(new)
+  return flax.traverse_util.unflatten_dict({
+      path: flat_old[path] if path in flat_old and flat_old[path].shape == leaf.shape else leaf
+      for path, leaf in flat_new.items()})

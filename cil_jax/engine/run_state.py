@@ -47,6 +47,8 @@ class RunState:
   images_seen: int = 0
   wall_time_s: float = 0.0            # the run's time over all its sessions, up to this checkpoint
   sessions: int = 0                   # the sessions (starts and resumes) that trained this run
+  network: dict = dataclasses.field(default_factory=dict)          # the state's api.Method.network form
+  teacher_network: dict = dataclasses.field(default_factory=dict)  # the teacher's (the one before a growth)
 
   def arrays(self) -> dict:
     arrays = {'state': self.state, 'teacher': self.teacher if self.teacher is not None else {},
@@ -64,19 +66,21 @@ class RunState:
             'schedule_state': copy.deepcopy(self.schedule_state),
             'has_phase_optimizer': bool(jax.tree.leaves(self.state.phase_opt_state)),
             'memory_indices': self.memory.indices.tolist(), 'memory_counts': self.memory.counts.tolist(),
-            'seed': int(seed)}
+            'seed': int(seed), 'network': dict(self.network), 'teacher_network': dict(self.teacher_network)}
 
   def save(self, checkpointer, seed: int) -> None:
     checkpointer.save(self.arrays(), self.meta(seed))
 
   @classmethod
-  def restore(cls, checkpointer, step: int, meta: dict, template: 'RunState', sharding) -> 'RunState':
+  def restore(cls, checkpointer, step: int, meta: dict, template: 'RunState', sharding,
+              teacher_template=None) -> 'RunState':
     """The state saved at `step` (whose meta is `meta`), restored into the structures of `template`: the
-    initial state of the cursor's task, its train state holding the optimizer state of the cursor's phase
-    where the checkpoint has one (meta['has_phase_optimizer'])."""
+    initial state of the network the checkpoint holds (meta['network']), its train state holding the
+    optimizer state of the cursor's phase where the checkpoint has one (meta['has_phase_optimizer']);
+    `teacher_template`: the teacher's structure where its network is another (default: the state's)."""
     state = template.state
-    target = {'state': state, 'teacher': state.teacher_copy() if meta['has_teacher'] else {},
-              'method_state': template.method_state}
+    teacher = (teacher_template or state.teacher_copy()) if meta['has_teacher'] else {}
+    target = {'state': state, 'teacher': teacher, 'method_state': template.method_state}
     if meta.get('has_best'):
       target['best'] = state.teacher_copy()
     arrays = jax.device_put(checkpointer.restore_arrays(step, target), sharding)
@@ -88,4 +92,5 @@ class RunState:
                                       np.asarray(meta['memory_counts'], np.int64)),
                rows=meta['rows'], cursor=Cursor(**meta['cursor']), global_step=meta['global_step'],
                images_seen=meta['images_seen'], wall_time_s=meta.get('wall_time_s', 0.0),
-               sessions=meta.get('sessions', 0))
+               sessions=meta.get('sessions', 0), network=meta.get('network', {}),
+               teacher_network=meta.get('teacher_network', {}))

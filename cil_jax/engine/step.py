@@ -83,7 +83,7 @@ def _teacher_outputs(model, teacher, images):
   return jax.lax.stop_gradient(model.apply(teacher_vars, images, train=False))
 
 
-def _one_step(model, spec, tx, normalize, on_device):
+def _one_step(model, spec, tx, normalize, on_device, teacher_model):
   """The step function of `make_train_step` for one batch, before jit."""
   uses_teacher = spec.teacher is not None
   own_optimizer = spec.optimizer is not None
@@ -92,7 +92,7 @@ def _one_step(model, spec, tx, normalize, on_device):
     if on_device is not None:
       batch = on_device.batch(data, batch)
     images = normalize(batch['image'])
-    teacher_out = _teacher_outputs(model, teacher, images) if uses_teacher else None
+    teacher_out = _teacher_outputs(teacher_model, teacher, images) if uses_teacher else None
     mask = spec.trainable(state.params, classes) if spec.trainable is not None else None
 
     def objective(params):
@@ -125,7 +125,8 @@ def _one_step(model, spec, tx, normalize, on_device):
   return step
 
 
-def make_train_step(model, spec, tx, normalize, replicated, sharded, steps_per_call: int = 1, on_device=None):
+def make_train_step(model, spec, tx, normalize, replicated, sharded, steps_per_call: int = 1, on_device=None,
+                    teacher_model=None):
   """step(state, teacher, batch, classes, lr, method_state, data) -> (state, metrics); state is donated.
 
   `spec` (an api.Step) decides: the loss, whether a teacher runs (inference mode, same augmented
@@ -136,9 +137,10 @@ def make_train_step(model, spec, tx, normalize, replicated, sharded, steps_per_c
   device_data.DeviceData) the slots {'index', 'position', 'seed', 'replay'} of a device-resident
   dataset `data`, gathered and augmented inside the step. steps_per_call = K > 1: every batch leaf
   and the lr (a scalar or a dict of them) carry a leading axis of K, and one call runs the K steps
-  in order (lax.scan); metrics then come stacked [K].
+  in order (lax.scan); metrics then come stacked [K]. teacher_model: the teacher's network where it is
+  not the student's (a network that grew at the task start); None: the same.
   """
-  step = _one_step(model, spec, tx, normalize, on_device)
+  step = _one_step(model, spec, tx, normalize, on_device, teacher_model or model)
 
   # XLA:CPU runs convolutions inside a while loop ~15x slower than at the top level
   # (docs/performance.md): there the K steps are unrolled into one straight-line program.
@@ -168,16 +170,16 @@ def chunk_sharding(sharded):
   return NamedSharding(sharded.mesh, PartitionSpec(None, *sharded.spec))
 
 
-def make_loss_step(model, spec, normalize):
+def make_loss_step(model, spec, normalize, teacher_model=None):
   """loss(params, batch_stats, teacher, batch, classes, method_state) -> the step's loss on one batch
   in inference mode (no gradient, BN statistics untouched). Shardings follow the inputs: full
   batches sharded, a last partial batch replicated."""
-  uses_teacher = spec.teacher is not None
+  uses_teacher, teacher_model = spec.teacher is not None, teacher_model or model
 
   def step(params, batch_stats, teacher, batch, classes, method_state):
     images = normalize(batch['image'])
     out = model.apply({'params': params['model'], 'batch_stats': batch_stats}, images, train=False)
-    inputs = LossInputs(out=out, teacher=_teacher_outputs(model, teacher, images) if uses_teacher else None,
+    inputs = LossInputs(out=out, teacher=_teacher_outputs(teacher_model, teacher, images) if uses_teacher else None,
                         params=params, teacher_params=teacher['params'] if uses_teacher else None,
                         batch=batch, classes=classes, state=method_state)
     return spec.loss(inputs)[0]

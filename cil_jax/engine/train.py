@@ -23,7 +23,7 @@ from cil_jax.engine import multihost, parallel, session
 from cil_jax.engine import workdir as workdir_lib
 from cil_jax.engine.evaluation import Evaluator, Loaders
 from cil_jax.engine.exemplars import update_memory
-from cil_jax.engine.factory import Factory, ModelSpec
+from cil_jax.engine.factory import Factory, ModelSpec, carry_over
 from cil_jax.engine.hooks import (Checkpoints, Chunk, FaultInjection, Logger, Profiler, StopAgreement, lr_text,
                                   lr_values)
 from cil_jax.engine.progress import Progress
@@ -34,6 +34,9 @@ from cil_jax.input_pipeline import base, device_data, image_checks, scenario, so
 from cil_jax.methods import api
 from cil_jax.methods.api import Classes
 from cil_jax.results import metrics as metrics_lib
+
+
+GROW_STREAM = 3000   # stream_seed(seed, task, GROW_STREAM): the fresh variables of a network that grows
 
 
 class Experiment:
@@ -63,6 +66,7 @@ class Experiment:
     self.steps_per_call = int(config.train.steps_per_call) or (1 if jax.devices()[0].platform == 'cpu' else 8)
     self.factory = Factory(ModelSpec.of(config, source.num_classes), api.Optimizer.of_train_config(config.train),
                            normalizer(source.mean, source.std), self.replicated, self.sharded, self.device_data)
+    self._factories = {self.factory.spec: self.factory}
     self._check_batches()
     self.evaluator = Evaluator(self.data, source, self.loaders, self.factory, self.method.predict)
 
@@ -74,11 +78,26 @@ class Experiment:
           parallel.check_batch(ph.batch_size, f'{ph.name} batch size (validation)')
     parallel.check_batch(int(self.config.eval.batch_size), 'eval.batch_size')
 
-  def init_state(self):
-    """The initial train state and method state (both replicated on the mesh)."""
+  def image_shape(self) -> tuple[int, int, int]:
     train = self.source.train
-    shape = (self.source.image_size, self.source.image_size, train.images.shape[-1] if train.in_memory else 3)
-    return self.factory.init_state(int(self.config.seed), shape, self.method, self.data.tasks.num_tasks)
+    return self.source.image_size, self.source.image_size, train.images.shape[-1] if train.in_memory else 3
+
+  def init_state(self, network: dict | None = None):
+    """The initial train state and method state (both replicated on the mesh) of the network `network`
+    (api.Method.network's form; None: the config's model)."""
+    return self.factory_of(network or {}).init_state(int(self.config.seed), self.image_shape(), self.method,
+                                                     self.data.tasks.num_tasks)
+
+  def network_of(self, t: int) -> dict:
+    """Task t's form of the network (api.Method.network); {} for a method whose network never changes."""
+    return {} if self.method.network is None else dict(self.method.network(t))
+
+  def factory_of(self, network: dict):
+    """The factory of a form of the network (one per form, cached with its compiled steps)."""
+    spec = self.factory.spec.with_options(network)
+    if spec not in self._factories:
+      self._factories[spec] = self.factory.sibling(spec)
+    return self._factories[spec]
 
 
 def loop(run: 'Run') -> None:
@@ -135,7 +154,8 @@ class Run:
     self.exp = exp
     cfg = self.cfg = exp.config
     self.ckpt = ckpt_lib.Checkpointer(os.path.join(exp.workdir, workdir_lib.CHECKPOINTS), keep=int(cfg.checkpoint.keep))
-    self.rs = RunState(*exp.init_state())
+    first = exp.network_of(0)
+    self.rs = RunState(*exp.init_state(first), network=first)
     self.saved_cursor = None
     self.progress = Progress(silent=jax.process_index() != 0)
     self.called = set()   # the train steps called once (compiled) in this process
@@ -157,15 +177,28 @@ class Run:
   def _restore(self, step: int):
     """The checkpoint at `step`, restored into the initial state of its cursor's task and phase: a phase
     with its own optimizer was interrupted there when the checkpoint holds that optimizer's state."""
-    meta = self.ckpt.restore_meta(step)
-    cursor = Cursor(**meta['cursor'])
+    exp, meta = self.exp, self.ckpt.restore_meta(step)
+    cursor, network, teacher_network = Cursor(**meta['cursor']), meta.get('network', {}), meta.get('teacher_network', {})
+    if network != self.rs.network:   # the checkpoint holds a network that grew
+      self.rs = RunState(*exp.init_state(network))
     if meta['has_phase_optimizer']:
-      phase = self.exp.method.phases(cursor.task)[cursor.phase]
+      phase = exp.method.phases(cursor.task)[cursor.phase]
       self.rs.state = self.rs.state.replace(
-          phase_opt_state=self.exp.factory.phase_optimizer_state(phase.step, self.rs.state.params))
-    self.rs = RunState.restore(self.ckpt, step, meta, self.rs, self.exp.replicated)
+          phase_opt_state=exp.factory_of(network).phase_optimizer_state(phase.step, self.rs.state.params))
+    teacher = exp.init_state(teacher_network)[0].teacher_copy() if teacher_network != network else None
+    self.rs = RunState.restore(self.ckpt, step, meta, self.rs, exp.replicated, teacher)
+    exp.evaluator.use(self.factory)
     self.saved_cursor = dataclasses.replace(self.rs.cursor)
     self.progress.message(f'resumed from checkpoint {step}: {self.where()}')
+
+  @property
+  def factory(self):
+    """The factory of the state's network."""
+    return self.exp.factory_of(self.rs.network)
+
+  @property
+  def teacher_factory(self):
+    return self.exp.factory_of(self.rs.teacher_network)
 
   def wall_time(self) -> float:
     """The run's wall time so far: the sessions before this one (as their last checkpoint holds it)
@@ -227,7 +260,9 @@ class Run:
     phases = method.phases(t)
     if rs.cursor.at_task_start():
       if any(ph.step.teacher == 'task_start' for ph in phases):
-        rs.teacher = rs.state.teacher_copy()
+        self._take_teacher()
+      if self.exp.network_of(t) != rs.network:
+        self._grow(t, self.exp.network_of(t))
       if method.before_task is not None:
         self._set_model(*method.before_task(self.context(t)))
     return phases, method.task_data(self.context(t))
@@ -236,8 +271,8 @@ class Run:
     """A phase starting fresh: its teacher, its own optimizer, its hook, its schedule's state."""
     rs = self.rs
     if phase.step.teacher == 'phase_start':
-      rs.teacher = rs.state.teacher_copy()
-    rs.state = self.exp.factory.with_phase_optimizer(rs.state, phase.step)
+      self._take_teacher()
+    rs.state = self.factory.with_phase_optimizer(rs.state, phase.step)
     if phase.on_start is not None:
       self._set_model(*phase.on_start(self.context(t)))
     rs.schedule_state = phase.schedule.initial_state()
@@ -269,7 +304,7 @@ class Run:
       vstep = phase.validation_step or phase.step
       val_loss = self.exp.evaluator.validation_loss(vstep, rs.state, rs.teacher if vstep.teacher else None,
                                                     rs.method_state, ep.classes, *ep.data[phase.validation],
-                                                    phase.batch_size)
+                                                    phase.batch_size, self.teacher_factory)
       self.progress.message(f'{ep.header}: validation loss {val_loss:.4f}')
       self.writer.validation_loss(rs.global_step, val_loss)
     lr_before = sched.lr(epoch, ep.steps - 1, ep.steps, rs.schedule_state)
@@ -324,6 +359,21 @@ class Run:
     self.writer.results(summary, plot)
     return summary
 
+  def _take_teacher(self):
+    self.rs.teacher, self.rs.teacher_network = self.rs.state.teacher_copy(), dict(self.rs.network)
+
+  def _grow(self, t: int, network: dict):
+    """Task t's form of the network (api.Method.network): fresh variables of the new form (seeded by the run
+    seed and the task), filled by the method's grow hook (default factory.carry_over); the main optimizer
+    starts fresh for the new parameters; the method's own arrays are kept."""
+    exp, rs = self.exp, self.rs
+    factory = exp.factory_of(network)
+    fresh, _ = factory.init_variables(scenario.stream_seed(int(self.cfg.seed), t, GROW_STREAM), exp.image_shape())
+    grow = exp.method.grow or (lambda ctx, old, new: carry_over(old, new))
+    variables = grow(self.context(t), rs.state.variables, fresh)
+    rs.state, rs.network = factory.train_state(variables, rs.state.params['method']), dict(network)
+    exp.evaluator.use(factory)
+
   def _set_model(self, params, method_state):
     self.rs.state = self.rs.state.replace(params=jax.device_put(params, self.exp.replicated))
     self.rs.method_state = jax.device_put(method_state, self.exp.replicated)
@@ -367,7 +417,8 @@ class Epoch:
     self.steps, self.per_step, self.k = plan.steps, phase.schedule.per_step, start
     self.classes = Classes.for_task(exp.data.tasks, self.t)
     self.teacher = rs.teacher if phase.step.teacher is not None else None
-    self.calls = {n: exp.factory.train_step(phase.step, bool(phase.augment), n) for n in {1, exp.steps_per_call}}
+    self.calls = {n: run.factory.train_step(phase.step, bool(phase.augment), n, run.teacher_factory)
+                  for n in {1, exp.steps_per_call}}
     self._constant = {}   # a constant lr on the devices, per call size
     self.lr_start = self.lr_of_step(start)
     self.throttle = parallel.Throttle()

@@ -163,7 +163,13 @@ class Method:
   method's own arrays (empty dicts by default).
   A run with scenario.validation > 0 holds that share of each class's training images out for the
   whole run (FACIL's rule): they exist for nothing else (training, exemplars, class means), and each
-  task's are `ctx.validation` (task data 'validation'), e.g. for the patience schedule."""
+  task's are `ctx.validation` (task data 'validation'), e.g. for the patience schedule.
+  A network that grows per task (DER's backbone per task, MEMO's late blocks): network(t) gives the
+  model's extra fields for task t (e.g. {'branches': t + 1}; None, the default: the config's model
+  throughout). Where task t's differs from the state's, the engine builds it at the task start, after
+  the teacher copy (the teacher is the network before it grew), and fills it with
+  grow(ctx, old_variables, new_variables) -> variables (default: engine.factory.carry_over, every
+  part that was there keeps its weights); the main optimizer starts fresh for the new parameters."""
   name: str
   phases: Callable[[int], list[Phase]]
   predict: Callable = masked_logits
@@ -172,6 +178,8 @@ class Method:
   after_task: Optional[Callable] = None
   init_params: Callable = lambda num_classes, num_tasks: {}
   init_state: Callable = lambda num_classes, num_tasks, feature_dim: {}
+  network: Optional[Callable[[int], dict]] = None
+  grow: Optional[Callable] = None
 
 
 # Named random streams of TaskContext.rng / outputs(augment=True): the numbers keep the seeds the

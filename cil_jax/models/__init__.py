@@ -8,6 +8,9 @@ HEADS = ('cosine', 'linear', 'lsc')
 DTYPES = ('bfloat16', 'float32')
 
 
-def create(name: str, num_classes: int, last_relu: bool = True, dtype: str = 'float32', head: str = 'linear'):
+def create(name: str, num_classes: int, last_relu: bool = True, dtype: str = 'float32', head: str = 'linear',
+           **options):
+  """`options`: more fields of the model's class, e.g. a network that a method grows per task
+  (api.Method.network)."""
   from cil_jax.models import resnet
-  return resnet.create(name, num_classes, last_relu=last_relu, dtype=dtype, head=head)
+  return resnet.create(name, num_classes, last_relu=last_relu, dtype=dtype, head=head, **options)

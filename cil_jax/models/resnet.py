@@ -146,6 +146,6 @@ MODELS = {
 
 
 def create(name: str, num_classes: int, last_relu: bool = True, dtype: str = 'float32',
-           head: str = 'linear') -> nn.Module:
+           head: str = 'linear', **options) -> nn.Module:
   # name, dtype and head were checked with the config (config_base.validate, models.NAMES / DTYPES / HEADS)
-  return MODELS[name](num_classes=num_classes, last_relu=last_relu, head=head, dtype=jnp.dtype(dtype))
+  return MODELS[name](num_classes=num_classes, last_relu=last_relu, head=head, dtype=jnp.dtype(dtype), **options)
