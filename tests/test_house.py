@@ -100,3 +100,20 @@ def test_engine_functions_fit_a_screen(name):
   path = os.path.join(PACKAGE, 'engine', name)
   long = [f'{f} (line {line}: {n} lines)' for f, line, n in _functions(path) if n > LONGEST_ENGINE_FUNCTION]
   assert not long, f'engine/{name}: functions over {LONGEST_ENGINE_FUNCTION} lines: {long}'
+
+
+# The package's parts from the top down, as README "Design" lists them: a module imports its own part or
+# the parts below it, never one above (what the engine imports cannot import the engine back).
+LAYERS = ('__main__', 'tools', 'engine', 'command_line', 'config_base', 'results', 'methods', 'input_pipeline',
+          'models', 'errors', 'native_output')
+
+
+def test_imports_only_point_down_the_layers():
+  graph = import_graph()
+  unplaced = {m.split('.')[1] for m in graph if '.' in m} - set(LAYERS)
+  assert not unplaced, f'place these parts of the package in LAYERS (and README "Design"): {unplaced}'
+
+  def layer(module):
+    return LAYERS.index(module.split('.')[1]) if '.' in module else -1   # cil_jax itself: above all
+  up = sorted(f'{m} -> {d}' for m, deps in graph.items() for d in deps if layer(d) < layer(m))
+  assert not up, up
