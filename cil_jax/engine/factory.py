@@ -92,15 +92,21 @@ class Factory:
   def train_step(self, step, augment: bool = True, steps_per_call: int = 1, teacher: 'Factory | None' = None):
     """`teacher`: the factory of the teacher's network where it is another (None: this one)."""
     on_device = None if self.device_data is None else self.device_data[augment]
-    other = teacher is not None and teacher.spec != self.spec
-    return self._cached(('train', step, augment, steps_per_call, other and teacher.spec), make_train_step, self.model,
-                        step, self.optimizer(step), self.normalize, self.replicated, self.sharded, steps_per_call,
-                        on_device, teacher.model if other else None)
+    spec, model = self._teacher(teacher)
+    return self._cached(('train', step, augment, steps_per_call, spec), make_train_step, self.model, step,
+                        self.optimizer(step), self.normalize, self.replicated, self.sharded, steps_per_call,
+                        on_device, model)
 
   def loss_step(self, step, teacher: 'Factory | None' = None):
-    other = teacher is not None and teacher.spec != self.spec
-    return self._cached(('loss', step, other and teacher.spec), make_loss_step, self.model, step, self.normalize,
-                        teacher.model if other else None)
+    spec, model = self._teacher(teacher)
+    return self._cached(('loss', step, spec), make_loss_step, self.model, step, self.normalize, model)
+
+  def _teacher(self, teacher: 'Factory | None'):
+    """(its spec, its model) where the teacher's network is another form than this one's, else (None, None):
+    the steps then run the teacher with this network."""
+    if teacher is None or teacher.spec == self.spec:
+      return None, None
+    return teacher.spec, teacher.model
 
   def eval_step(self, predict):
     return self._cached(('eval', predict), make_eval_step, self.model, predict, self.normalize, self.replicated,
